@@ -1,0 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
+from oci_systemd.cli import main
+
+main()

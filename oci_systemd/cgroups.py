@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The container's place in the unified cgroup hierarchy, below its delegated scope.
+
+systemd owns the scope's cgroup; with Delegate=yes the subtree below it is ours. The
+container's processes live in the leaf `<scope>/container`, because controllers can only
+be enabled for children of a cgroup that holds no processes itself (systemd#26311).
+"""
+
+from __future__ import annotations
+
+import os
+
+from oci_systemd.errors import SyscallError
+
+LEAF = "container"
+
+
+def unified_mount() -> str | None:
+    """Where cgroup2 is mounted in our mount namespace (None on a pure v1 host)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split(" ", 1)[0] == "cgroup2":
+                    return left.split()[4]
+    except OSError:
+        return None
+    return None
+
+
+def cgroup_of(pid: int) -> str | None:
+    """The pid's path in the unified hierarchy ("0::/system.slice/x.scope")."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
+
+
+def scope_dir(pid: int) -> str | None:
+    mount = unified_mount()
+    path = cgroup_of(pid)
+    if mount is None or path is None:
+        return None
+    if path.endswith("/" + LEAF):
+        path = path[: -len(LEAF) - 1]
+    return os.path.join(mount, path.lstrip("/"))
+
+
+def enter_leaf(pid: int) -> str | None:
+    """Move `pid` into `<its scope>/container`; returns that directory, or None without cgroup2."""
+    base = scope_dir(pid)
+    if base is None:
+        return None
+    leaf = os.path.join(base, LEAF)
+    try:
+        os.makedirs(leaf, exist_ok=True)
+        with open(os.path.join(leaf, "cgroup.procs"), "w", encoding="ascii") as f:
+            f.write(str(pid))
+    except OSError as exc:
+        raise SyscallError.from_oserror("move to leaf cgroup", exc) from exc
+    return leaf
+
+
+def join(pid: int, container_pid: int) -> None:
+    """Put `pid` (an exec'd process) into the cgroup of the container's init."""
+    mount = unified_mount()
+    path = cgroup_of(container_pid)
+    if mount is None or path is None:
+        return
+    try:
+        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"), "w", encoding="ascii") as f:
+            f.write(str(pid))
+    except OSError as exc:
+        raise SyscallError.from_oserror("join container cgroup", exc) from exc

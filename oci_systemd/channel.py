@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The runtime <-> idler protocol: length-prefixed JSON messages over a unix socket.
+
+Imported by the idler, so stdlib only and nothing heavy. A message is a JSON object with
+a "type" key; an error travels as {"type": "error", "message": ..., "errno": ...} and is
+raised on the receiving side. Every socket here is close-on-exec: when the idler execs
+the container's program, the peer reads EOF, which is how `start` learns exec worked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+MAX_MESSAGE = 16 * 1024 * 1024
+
+# Message types.
+PLAN = "plan"  # runtime -> idler: what to build
+USERNS = "userns"  # idler -> runtime: user namespace made, write the id maps
+MAPPED = "mapped"  # runtime -> idler: id maps written
+PID = "pid"  # idler -> runtime: host pid of the container's init
+SCOPED = "scoped"  # runtime -> idler: init is in its scope, go on building
+CREATED = "created"  # idler -> runtime: environment ready, waiting for start
+START = "start"  # start -> idler: exec the program
+ERROR = "error"
+
+
+class ChannelClosed(Exception):
+    """The peer closed the channel (for `start`: the idler exec'd the program)."""
+
+
+class RemoteError(Exception):
+    def __init__(self, message: str, err: int = 0, kind: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.errno = err
+        self.kind = kind
+
+
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, Channel]:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return cls(a), cls(b)
+
+    @classmethod
+    def from_fd(cls, fd: int) -> Channel:
+        return cls(socket.socket(fileno=fd))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, msg_type: str, /, **fields: Any) -> None:
+        fields["type"] = msg_type
+        data = json.dumps(fields, separators=(",", ":")).encode()
+        self.sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def send_error(self, message: str, err: int = 0, kind: str = "") -> None:
+        self.send(ERROR, message=message, errno=err, kind=kind)
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ChannelClosed()
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self, *expected: str) -> dict[str, Any]:
+        """Receive one message; raise RemoteError for an error, ValueError for a surprise."""
+        (size,) = _HEADER.unpack(self._recv_exact(_HEADER.size))
+        if size > MAX_MESSAGE:
+            raise ValueError(f"channel message too large: {size} bytes")
+        msg: dict[str, Any] = json.loads(self._recv_exact(size))
+        kind = msg.get("type")
+        if kind == ERROR:
+            raise RemoteError(
+                str(msg.get("message", "unknown error")), int(msg.get("errno", 0)), str(msg.get("kind", ""))
+            )
+        if expected and kind not in expected:
+            raise ValueError(f"unexpected message {kind!r} from peer (wanted {', '.join(expected)})")
+        return msg
+
+
+def connect_unix(path: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """Connect to a unix socket whose path may exceed sun_path's 108 bytes."""
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        if len(path.encode()) < 100:
+            sock.connect(path)
+        else:
+            dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+            try:
+                sock.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+            finally:
+                os.close(dirfd)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_unix(path: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        if len(path.encode()) < 100:
+            sock.bind(path)
+        else:
+            dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+            try:
+                sock.bind(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+            finally:
+                os.close(dirfd)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

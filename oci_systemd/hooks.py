@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""OCI hooks: run each hook of a stage with the container's state JSON on stdin.
+
+Used by the runtime (createRuntime, poststart, poststop) and by the idler
+(createContainer, startContainer), so stdlib only and subprocess imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from oci_systemd.errors import HookError
+
+STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def run_stage(stage: str, hooks: Mapping[str, Any] | None, state: Mapping[str, Any]) -> None:
+    """Run every hook of `stage` in order; the first failure raises HookError."""
+    if not hooks:
+        return
+    entries: Sequence[Mapping[str, Any]] = hooks.get(stage) or ()
+    if not entries:
+        return
+    payload = json.dumps(state, separators=(",", ":")).encode()
+    for hook in entries:
+        run_hook(stage, hook, payload)
+
+
+def run_hook(stage: str, hook: Mapping[str, Any], payload: bytes) -> None:
+    import subprocess
+
+    path = str(hook["path"])
+    args = list(hook.get("args") or [path])
+    env = list(hook.get("env") or [])
+    timeout = hook.get("timeout")
+    environ = dict(e.split("=", 1) for e in env if "=" in e)
+    try:
+        proc = subprocess.run(
+            args,
+            executable=path,
+            input=payload,
+            env=environ,
+            capture_output=True,
+            timeout=timeout,
+            close_fds=True,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise HookError(stage, path, f"timed out after {timeout}s") from None
+    except OSError as exc:
+        raise HookError(stage, path, os.strerror(exc.errno or 0).lower()) from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip() or proc.stdout.decode(errors="replace").strip()
+        status = f"exit status {proc.returncode}" if proc.returncode > 0 else f"signal {-proc.returncode}"
+        raise HookError(stage, path, f"{status}{': ' + detail if detail else ''}")

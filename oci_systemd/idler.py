@@ -1,0 +1,293 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The idler: the process that becomes the container.
+
+`create` starts it as `python -I -S` with one channel fd. It enters or creates the
+namespaces, forks the container's init when a pid or time namespace asks for it (they
+apply to children only), waits until the runtime has put that init into its systemd
+scope, builds the root filesystem, and then blocks on the notify socket in the state
+directory until `start`. On start it execs the user's program; its sockets are
+close-on-exec, so `start` reads EOF on success and an error message on failure.
+
+This is the hot path and its memory is benchmarked: stdlib only, no D-Bus, no click,
+nothing imported that the work does not need.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from oci_systemd import channel
+from oci_systemd.channel import Channel, RemoteError
+from oci_systemd.errors import ExecFailedError, OciSystemdError
+
+# Signals that end a waiting idler. As PID 1 of a pid namespace it would otherwise ignore
+# them (the kernel delivers only handled signals to a namespace's init), and
+# `oci-systemd kill <created container> TERM` must work.
+_EXIT_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def _die_on_signal(signum: int, _frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    chan = Channel.from_fd(fd)
+    try:
+        plan = chan.recv(channel.PLAN)
+        if plan.get("exec"):
+            _exec_into(chan, plan)
+        else:
+            _create(chan, plan)
+    except RemoteError:
+        os._exit(1)
+    except channel.ChannelClosed:
+        # The runtime went away mid-create: nothing is waiting for this container.
+        os._exit(1)
+    except BaseException as exc:  # report everything, the runtime decides
+        _report(chan, exc)
+        os._exit(1)
+
+
+def _report(chan: Channel, exc: BaseException) -> None:
+    if isinstance(exc, ExecFailedError):
+        message, err, kind = exc.message, exc.errno, "exec"
+    elif isinstance(exc, OciSystemdError):
+        message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
+    elif isinstance(exc, OSError):
+        message, err, kind = (
+            f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            exc.errno or 0,
+            "OSError",
+        )
+    else:
+        message, err, kind = f"{type(exc).__name__}: {exc}", 0, "internal"
+    try:
+        chan.send_error(message, err, kind)
+    except OSError:
+        pass
+
+
+def _keep_fds(plan: dict[str, Any], *extra: int) -> set[int]:
+    nfds = int(plan.get("extra_fds", 0))
+    return {0, 1, 2, *range(3, 3 + nfds), *extra}
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    """Close what the caller leaked to us (conmon, shells): only stdio and passed fds stay."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _create(chan: Channel, plan: dict[str, Any]) -> None:
+    from oci_systemd import hooks, mounts, namespaces, process
+
+    cfg: dict[str, Any] = plan["config"]
+    linux: dict[str, Any] = cfg.get("linux") or {}
+    for sig in _EXIT_SIGNALS:
+        signal.signal(sig, _die_on_signal)
+    _close_other_fds(_keep_fds(plan, chan.fileno()))
+    # Not dumpable: a process in the container cannot open /proc/<idler>/exe, which is
+    # the host's interpreter (CVE-2019-5736).
+    process.seal_self()
+
+    proc: dict[str, Any] = cfg.get("process") or {}
+    if proc.get("oomScoreAdj") is not None:
+        # Before a user namespace: a sealed process can't write its own /proc files there.
+        process.set_oom_score_adj(int(proc["oomScoreAdj"]))
+
+    def sync_user_ns() -> None:
+        chan.send(channel.USERNS, pid=os.getpid())
+        chan.recv(channel.MAPPED)
+
+    entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
+    if linux.get("timeOffsets"):
+        namespaces.write_time_offsets(linux["timeOffsets"])
+    if entered.needs_fork:
+        child = os.fork()
+        if child:
+            # The runtime reaps us; the init is reparented to its subreaper.
+            chan.send(channel.PID, pid=child)
+            os._exit(0)
+    else:
+        chan.send(channel.PID, pid=os.getpid())
+
+    chan.recv(channel.SCOPED)
+    if entered.cgroup_pending:
+        namespaces.unshare_cgroup()
+    namespaces.set_hostname(cfg)
+    if entered.new_net_ns:
+        namespaces.loopback_up()
+
+    listener = channel.bind_unix(plan["notify_socket"])
+    listener.listen(4)
+    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+
+    # Past enter_rootfs() the host's interpreter files are out of reach: import and load
+    # now whatever the rest of the idler needs.
+    process.preload(cfg)
+    _preload_for_after_pivot(cfg, tty_wanted=console is not None)
+    rootfs = plan["rootfs"]
+    mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
+    hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
+    mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
+    mounts.finish_rootfs(cfg)
+    if not plan.get("no_new_keyring"):
+        namespaces.join_session_keyring(plan["id"])
+
+    tty = None
+    if console is not None:
+        tty = _send_pty(console, cfg.get("process") or {})
+    chan.send(channel.CREATED)
+    chan.close()
+    _wait_for_start(listener, plan, cfg, tty)
+
+
+def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:
+    import fcntl  # noqa: F401
+    import struct  # noqa: F401
+    import termios  # noqa: F401
+
+    hooks = cfg.get("hooks") or {}
+    if hooks.get("startContainer"):
+        import subprocess  # noqa: F401
+
+
+def _hook_state(plan: dict[str, Any], status: str) -> dict[str, Any]:
+    cfg = plan["config"]
+    return {
+        "ociVersion": cfg.get("ociVersion", "1.2.0"),
+        "id": plan["id"],
+        "status": status,
+        "pid": os.getpid() if plan.get("pid_in_host") is None else plan["pid_in_host"],
+        "bundle": plan["bundle"],
+        "annotations": cfg.get("annotations") or {},
+    }
+
+
+def _send_pty(console: socket.socket, proc: dict[str, Any]) -> int:
+    """Open a pty in the container's devpts and send its master the way runc does."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    size = proc.get("consoleSize")
+    if size:
+        fcntl.ioctl(
+            slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
+        )
+    socket.send_fds(console, [b"/dev/ptmx"], [master])
+    os.close(master)
+    console.close()
+    return slave
+
+
+def _wait_for_start(
+    listener: socket.socket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None
+) -> None:
+    from oci_systemd import hooks
+
+    while True:
+        conn, _ = listener.accept()
+        peer = Channel(conn)
+        try:
+            peer.recv(channel.START)
+        except (ValueError, channel.ChannelClosed, RemoteError):
+            peer.close()
+            continue
+        break
+    listener.close()
+    try:
+        hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
+        _exec_process(cfg.get("process") or {}, plan, peer, tty)
+    except BaseException as exc:
+        _report(peer, exc)
+        code = exc.exit_code if isinstance(exc, OciSystemdError) else 1
+        os._exit(code)
+
+
+def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty: int | None) -> None:
+    from oci_systemd import process
+
+    if tty is not None:
+        _make_controlling_tty(tty)
+    env = list(proc.get("env") or [])
+    if plan.get("listen_fds"):
+        # LISTEN_PID names the program as it sees itself: only now do we know that pid.
+        env = [e for e in env if not e.startswith("LISTEN_PID=")] + [f"LISTEN_PID={os.getpid()}"]
+    proc = {**proc, "env": env}
+    keep = _keep_fds(plan, peer.fileno())
+    linux = plan["config"].get("linux") or {}
+    path, argv, envp = process.prepare(
+        proc, keep_fds=keep, seccomp=linux.get("seccomp"), personality=linux.get("personality")
+    )
+    environ = dict(e.split("=", 1) for e in envp if "=" in e)
+    for sig in _EXIT_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execve(path, argv, environ)
+    except OSError as exc:
+        raise ExecFailedError(
+            f'exec: "{argv[0]}": {os.strerror(exc.errno or 0).lower()}', err=exc.errno or 0
+        ) from exc
+
+
+def _make_controlling_tty(tty: int) -> None:
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(tty, fd)
+    if tty > 2:
+        os.close(tty)
+
+
+def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
+    """`oci-systemd exec`: join a running container's namespaces, then exec its process.
+
+    setns() into the mount namespace also moves our root and cwd to the container's
+    root, so no chroot is needed; the console socket is connected before that, while its
+    host path is still reachable. The runtime moves the forked child into the scope's
+    cgroup before it sends START.
+    """
+    from oci_systemd import namespaces, process
+
+    _close_other_fds(_keep_fds(plan, chan.fileno()))
+    process.seal_self()
+    cfg = plan["config"]
+    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+    namespaces.join_all(int(plan["target_pid"]), plan.get("namespaces") or [])
+    child = os.fork()
+    if child:
+        chan.send(channel.PID, pid=child)
+        os._exit(0)
+    chan.recv(channel.START)
+    tty = _send_pty(console, cfg.get("process") or {}) if console is not None else None
+    try:
+        _exec_process(cfg.get("process") or {}, plan, chan, tty)
+    except BaseException as exc:
+        _report(chan, exc)
+        os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)
+
+
+if __name__ == "__main__":
+    main()

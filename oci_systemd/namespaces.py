@@ -1,0 +1,375 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Entering and creating the container's namespaces from the raw `linux.namespaces` list.
+
+Idler hot path: imports only `os`, `oci_systemd.linux` and `oci_systemd.errors`.
+
+Ordering (runc's nsexec.c follows the same rules):
+1. every `path` is opened first, before any setns(), because joining a mount or user namespace
+   changes what paths resolve to and what we may open;
+2. a user namespace given by path is joined first, so that joining the others is checked against
+   the capabilities we hold in it; the others follow, mount namespace last;
+3. new namespaces are unshared after the joins; a new user namespace is unshared first (alone when
+   the caller needs to get its id maps written before the others are created; otherwise in the same
+   unshare(2) call, where the kernel also creates it first and makes it own the others);
+4. a new cgroup namespace is left to `unshare_cgroup()`, called once the process sits in its
+   systemd scope, so that the scope's cgroup becomes the namespace's root.
+A new pid or time namespace applies to children only (as does a joined pid namespace), so the
+caller must fork: `EnterResult.needs_fork`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from oci_systemd import linux
+from oci_systemd.errors import OciSystemdError, SyscallError
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+# runtime-spec config-linux.md namespace types → clone flags
+NAMESPACE_FLAGS: dict[str, int] = {
+    "user": linux.CLONE_NEWUSER,
+    "pid": linux.CLONE_NEWPID,
+    "network": linux.CLONE_NEWNET,
+    "ipc": linux.CLONE_NEWIPC,
+    "uts": linux.CLONE_NEWUTS,
+    "mount": linux.CLONE_NEWNS,
+    "cgroup": linux.CLONE_NEWCGROUP,
+    "time": linux.CLONE_NEWTIME,
+}
+
+# Join order after "user": mount last, since it changes the root of later path lookups.
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+class EnterResult:
+    """What `enter()` did: `unshared` holds the CLONE_* flags of the namespaces created."""
+
+    __slots__ = ("cgroup_pending", "joined", "needs_fork", "new_net_ns", "new_user_ns", "unshared")
+
+    def __init__(
+        self,
+        *,
+        unshared: int,
+        joined: int,
+        needs_fork: bool,
+        new_user_ns: bool,
+        new_net_ns: bool,
+        cgroup_pending: bool,
+    ) -> None:
+        self.unshared = unshared
+        self.joined = joined
+        self.needs_fork = needs_fork
+        self.new_user_ns = new_user_ns
+        self.new_net_ns = new_net_ns
+        self.cgroup_pending = cgroup_pending
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"EnterResult({self.as_dict()})"
+
+
+def flag_names(flags: int) -> str:
+    return ", ".join(name for name, f in NAMESPACE_FLAGS.items() if flags & f) or "none"
+
+
+def enter(
+    namespaces: list[dict[str, Any]],
+    *,
+    sync_user_ns: Callable[[], None] | None = None,
+) -> EnterResult:
+    """Join the namespaces that have a `path`, unshare the others (the cgroup one excepted).
+
+    With a new user namespace and `sync_user_ns` given, the user namespace is unshared alone, then
+    `sync_user_ns()` is called (it must get the parent to run `write_id_maps()` for this pid and
+    wait for it), then this process becomes root in it (`become_root()`), and only then are the
+    other namespaces unshared. Without `sync_user_ns`, all are unshared at once and the caller must
+    call `become_root()` after the maps are written.
+    """
+    to_join: dict[str, str] = {}
+    new = 0
+    for ns in namespaces:
+        nstype = ns["type"]
+        flag = NAMESPACE_FLAGS.get(nstype)
+        if flag is None:
+            raise OciSystemdError(f"unknown namespace type {nstype!r}")
+        path = ns.get("path")
+        if path:
+            to_join[nstype] = path
+        else:
+            new |= flag
+
+    fds: list[tuple[str, str, int]] = []
+    try:
+        for nstype in _JOIN_ORDER:
+            path = to_join.get(nstype)
+            if path is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
+            fds.append((nstype, path, fd))
+        for nstype, path, fd in fds:
+            try:
+                linux.setns(fd, NAMESPACE_FLAGS[nstype], path)
+            except SyscallError as e:
+                raise SyscallError(f"join {nstype} namespace", path, e.errno) from e
+    finally:
+        for _, _, fd in fds:
+            os.close(fd)
+
+    joined = 0
+    for nstype in to_join:
+        joined |= NAMESPACE_FLAGS[nstype]
+    cgroup_pending = bool(new & linux.CLONE_NEWCGROUP)
+    rest = new & ~linux.CLONE_NEWCGROUP
+    if rest & linux.CLONE_NEWUSER and sync_user_ns is not None:
+        _unshare(linux.CLONE_NEWUSER)
+        sync_user_ns()
+        become_root()
+        rest &= ~linux.CLONE_NEWUSER
+    if rest:
+        _unshare(rest)
+
+    return EnterResult(
+        unshared=new & ~linux.CLONE_NEWCGROUP,
+        joined=joined,
+        needs_fork=bool((new | joined) & linux.CLONE_NEWPID or new & linux.CLONE_NEWTIME),
+        new_user_ns=bool(new & linux.CLONE_NEWUSER),
+        new_net_ns=bool(new & linux.CLONE_NEWNET),
+        cgroup_pending=cgroup_pending,
+    )
+
+
+def _unshare(flags: int) -> None:
+    try:
+        linux.unshare(flags)
+    except SyscallError as e:
+        raise SyscallError("unshare", f"{flag_names(flags)} namespace", e.errno) from e
+
+
+def become_root() -> None:
+    """Switch to uid/gid 0 inside a freshly mapped user namespace so new files get a mapped owner."""
+    linux.setresgid(0, 0, 0)
+    linux.setresuid(0, 0, 0)
+
+
+def unshare_cgroup() -> None:
+    """Create the cgroup namespace: call it once this process sits in the container's cgroup."""
+    _unshare(linux.CLONE_NEWCGROUP)
+
+
+def _format_map(mappings: list[dict[str, Any]]) -> str:
+    return "".join(f"{int(m['containerID'])} {int(m['hostID'])} {int(m['size'])}\n" for m in mappings)
+
+
+def _write_proc(path: str, data: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SyscallError("open", path, e.errno or 1) from e
+    try:
+        os.write(fd, data.encode())
+    except OSError as e:
+        raise SyscallError("write", path, e.errno or 1) from e
+    finally:
+        os.close(fd)
+
+
+def write_id_maps(
+    pid: int,
+    uid_mappings: list[dict[str, Any]],
+    gid_mappings: list[dict[str, Any]],
+) -> None:
+    """Write /proc/<pid>/{uid_map,gid_map} (runs in the parent, outside the new user namespace).
+
+    Mappings are runtime-spec `uidMappings`/`gidMappings` dicts (containerID, hostID, size). A writer
+    without CAP_SETGID in the parent namespace (rootless) must deny setgroups(2) first; when the
+    kernel refuses a map written directly (rootless with several ranges), the setuid helpers
+    newuidmap/newgidmap (shadow-utils) are tried.
+    """
+    privileged = os.geteuid() == 0
+    for kind, mappings in (("uid", uid_mappings), ("gid", gid_mappings)):
+        if not mappings:
+            continue
+        if kind == "gid" and not privileged:
+            _write_proc(f"/proc/{pid}/setgroups", "deny")
+        path = f"/proc/{pid}/{kind}_map"
+        try:
+            _write_proc(path, _format_map(mappings))
+        except SyscallError as e:
+            if privileged or not _map_with_helper(kind, pid, mappings):
+                raise SyscallError(f"write {kind} mappings", path, e.errno) from e
+
+
+def _map_with_helper(kind: str, pid: int, mappings: list[dict[str, Any]]) -> bool:
+    import shutil
+    import subprocess
+
+    helper = shutil.which(f"new{kind}map")
+    if helper is None:
+        return False
+    argv = [helper, str(pid)]
+    for m in mappings:
+        argv += [str(int(m["containerID"])), str(int(m["hostID"])), str(int(m["size"]))]
+    r = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise OciSystemdError(f"{os.path.basename(helper)} failed: {r.stderr.strip()}")
+    return True
+
+
+def write_time_offsets(offsets: dict[str, Any]) -> None:
+    """Write `linux.timeOffsets` to /proc/self/timens_offsets, right after unshare(CLONE_NEWTIME).
+
+    `offsets` maps "monotonic"/"boottime" to {"secs": int, "nanosecs": int}. The offsets can only be
+    written before the first process enters the new time namespace (our child).
+    """
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        off = offsets.get(clock)
+        if off:
+            lines.append(f"{clock} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}\n")
+    if not lines:
+        return
+    # A non-dumpable process's /proc/self files belong to the initial namespace's root: once we
+    # are root of a new user namespace we may not write them. Nothing of the container runs yet
+    # (the offsets must be written before the first process enters the namespace), so being
+    # dumpable for the duration of this write exposes nothing.
+    dumpable = linux.prctl(linux.PR_GET_DUMPABLE)
+    if not dumpable:
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
+    try:
+        _write_proc("/proc/self/timens_offsets", "".join(lines))
+    finally:
+        if not dumpable:
+            linux.prctl(linux.PR_SET_DUMPABLE, 0)
+
+
+def _has_new_uts(cfg: dict[str, Any]) -> bool:
+    for ns in cfg.get("linux", {}).get("namespaces", []):
+        if ns.get("type") == "uts" and not ns.get("path"):
+            return True
+    return False
+
+
+def set_hostname(cfg: dict[str, Any]) -> None:
+    """Set `hostname` and `domainname` of the full config, in the container's new uts namespace."""
+    hostname = cfg.get("hostname")
+    domainname = cfg.get("domainname")
+    if hostname is None and domainname is None:
+        return
+    if not _has_new_uts(cfg):
+        raise OciSystemdError(
+            "unable to set hostname without a private UTS namespace",
+            hint='add {"type": "uts"} to linux.namespaces',
+        )
+    if hostname is not None:
+        linux.sethostname(hostname)
+    if domainname is not None:
+        linux.setdomainname(domainname)
+
+
+# /proc/<pid>/ns/<name> for each runtime-spec namespace type
+PROC_NS_NAMES: dict[str, str] = {
+    "user": "user",
+    "pid": "pid",
+    "network": "net",
+    "ipc": "ipc",
+    "uts": "uts",
+    "mount": "mnt",
+    "cgroup": "cgroup",
+    "time": "time",
+}
+
+
+def join_all(pid: int, types: list[Any]) -> bool:
+    """`exec`: join the namespaces of process `pid` (types as strings or {"type": ...} dicts).
+
+    An empty list means every type. Namespaces we already share with `pid` are skipped (setns(2)
+    into one's own user namespace is EINVAL). The user namespace is joined first, the mount
+    namespace last. Returns True when a pid or time namespace was joined: the caller must fork.
+    """
+    wanted = [t["type"] if isinstance(t, dict) else str(t) for t in types] or list(_JOIN_ORDER)
+    fds: list[tuple[str, str, int]] = []
+    try:
+        for nstype in _JOIN_ORDER:
+            if nstype not in wanted:
+                continue
+            path = f"/proc/{pid}/ns/{PROC_NS_NAMES[nstype]}"
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # kernel without this namespace type
+            except OSError as e:
+                raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
+            try:
+                own = os.stat(f"/proc/self/ns/{PROC_NS_NAMES[nstype]}")
+                if (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino):
+                    continue
+            except OSError:
+                pass
+            try:
+                fds.append((nstype, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
+        needs_fork = False
+        for nstype, path, fd in fds:
+            try:
+                linux.setns(fd, NAMESPACE_FLAGS[nstype], path)
+            except SyscallError as e:
+                raise SyscallError(f"join {nstype} namespace", path, e.errno) from e
+            needs_fork |= nstype in ("pid", "time")
+        return needs_fork
+    finally:
+        for _, _, fd in fds:
+            os.close(fd)
+
+
+def loopback_up() -> None:
+    """Bring "lo" up in a new network namespace (SIOCSIFFLAGS; no netlink library on this path).
+
+    Goes through linux.py's ctypes only: after become_root() the interpreter's lib-dynload may no
+    longer be readable (fcntl/socket could not be imported then).
+    """
+    linux.set_link_up("lo")
+
+
+def join_session_keyring(name: str) -> None:
+    """A fresh session keyring named `name` (runc's default, unless --no-new-keyring).
+
+    Like runc, the possessor also gets setattr and the user view/read/link/search, so that the
+    container's processes (which possess it) can manage it. ENOSYS (keyctl filtered or missing)
+    is ignored, as runc does.
+    """
+    import errno
+
+    try:
+        linux.keyctl(linux.KEYCTL_JOIN_SESSION_KEYRING, name.encode())
+    except SyscallError as e:
+        if e.errno == errno.ENOSYS:
+            return
+        raise SyscallError("join session keyring", name, e.errno) from e
+    # KEYCTL_DESCRIBE gives "type;uid;gid;perm;description"; runc: perm = (perm & ~0) | 0x080b0100
+    import ctypes
+
+    buf = ctypes.create_string_buffer(512)
+    n = linux._syscall(
+        "keyctl",
+        ctypes.c_int(linux.KEYCTL_DESCRIBE),
+        ctypes.c_long(linux.KEY_SPEC_SESSION_KEYRING),
+        buf,
+        ctypes.c_long(len(buf)),
+    )
+    if n < 0:
+        return
+    try:
+        perm = int(buf.value.split(b";")[3], 16)
+    except (IndexError, ValueError):
+        return
+    linux.keyctl(linux.KEYCTL_SETPERM, linux.KEY_SPEC_SESSION_KEYRING, perm | 0x080B0100)

@@ -1,0 +1,451 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The container process's attributes, applied in the idler right before execve().
+
+Idler hot path: imports only `os`, `oci_systemd.linux` and `.errors` (plus `resource`, a small C
+module, and `oci_systemd.seccomp` when the config has a seccomp profile). Works on the raw
+`process` dict of config.json.
+
+Order of `prepare()` (runc's standard_init_linux.go / finalizeNamespace):
+close fds → personality → rlimits → oomScoreAdj → ioPriority → scheduler → chdir (as root)
+→ [seccomp, when noNewPrivileges is off: loading a filter without NNP needs CAP_SYS_ADMIN]
+→ bounding set → keepcaps + setgroups/setresgid/setresuid → chdir again, verify cwd
+→ capset (inheritable empty unless listed, CVE-2022-29162) → ambient → umask
+→ executable lookup (as the container user) → no_new_privs → seccomp (last).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource  # imported now: after pivot_root the host's lib-dynload is out of reach
+
+from oci_systemd import linux
+from oci_systemd.errors import ExecFailedError, OciSystemdError, SyscallError
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable
+    from typing import Any
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# include/uapi/linux/capability.h
+CAPABILITIES: dict[str, int] = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_DAC_READ_SEARCH": 2,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12,
+    "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14,
+    "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16,
+    "CAP_SYS_RAWIO": 17,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20,
+    "CAP_SYS_ADMIN": 21,
+    "CAP_SYS_BOOT": 22,
+    "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24,
+    "CAP_SYS_TIME": 25,
+    "CAP_SYS_TTY_CONFIG": 26,
+    "CAP_MKNOD": 27,
+    "CAP_LEASE": 28,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_AUDIT_CONTROL": 30,
+    "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32,
+    "CAP_MAC_ADMIN": 33,
+    "CAP_SYSLOG": 34,
+    "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36,
+    "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38,
+    "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+# include/uapi/asm-generic/resource.h
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
+
+IOPRIO_CLASSES = {
+    "IOPRIO_CLASS_RT": linux.IOPRIO_CLASS_RT,
+    "IOPRIO_CLASS_BE": linux.IOPRIO_CLASS_BE,
+    "IOPRIO_CLASS_IDLE": linux.IOPRIO_CLASS_IDLE,
+}
+SCHED_POLICIES = {
+    "SCHED_OTHER": linux.SCHED_OTHER,
+    "SCHED_FIFO": linux.SCHED_FIFO,
+    "SCHED_RR": linux.SCHED_RR,
+    "SCHED_BATCH": linux.SCHED_BATCH,
+    "SCHED_ISO": linux.SCHED_ISO,
+    "SCHED_IDLE": linux.SCHED_IDLE,
+    "SCHED_DEADLINE": linux.SCHED_DEADLINE,
+}
+SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": linux.SCHED_FLAG_RESET_ON_FORK,
+    "SCHED_FLAG_RECLAIM": linux.SCHED_FLAG_RECLAIM,
+    "SCHED_FLAG_DL_OVERRUN": linux.SCHED_FLAG_DL_OVERRUN,
+    "SCHED_FLAG_KEEP_POLICY": linux.SCHED_FLAG_KEEP_POLICY,
+    "SCHED_FLAG_KEEP_PARAMS": linux.SCHED_FLAG_KEEP_PARAMS,
+    "SCHED_FLAG_UTIL_CLAMP_MIN": linux.SCHED_FLAG_UTIL_CLAMP_MIN,
+    "SCHED_FLAG_UTIL_CLAMP_MAX": linux.SCHED_FLAG_UTIL_CLAMP_MAX,
+}
+PERSONALITY_DOMAINS = {"LINUX": linux.PER_LINUX, "LINUX32": linux.PER_LINUX32}
+_RLIM_INFINITY = 2**64 - 1
+
+
+def preload(cfg: dict[str, Any]) -> None:
+    """Import and dlopen() what `prepare()` needs while the host's files are still reachable.
+
+    Call it before `mounts.enter_rootfs()`: afterwards the interpreter's lib-dynload and
+    libseccomp.so.2 live outside the container's root.
+    """
+    if (cfg.get("linux") or {}).get("seccomp"):
+        from oci_systemd import seccomp
+
+        seccomp.preload()
+
+
+def seal_self() -> None:
+    """Non-dumpable: container processes cannot open /proc/<idler>/exe, the host's interpreter
+    (CVE-2019-5736), nor ptrace us. Call it first thing in the idler; execve() resets it."""
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+
+
+# --- file descriptors -----------------------------------------------------------------------------
+def close_fds(keep: Iterable[int]) -> None:
+    """Close every fd but 0-2 and `keep` (CVE-2024-21626); kept fds keep their CLOEXEC flag."""
+    k = sorted({fd for fd in keep if fd > 2})
+    start = 3
+    try:
+        for fd in k:
+            if fd > start:
+                linux.close_range(start, fd - 1)
+            start = fd + 1
+        linux.close_range(start, 0xFFFFFFFF)
+    except SyscallError as e:
+        if e.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        keepset = set(k)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in keepset:
+                os.closerange(fd, fd + 1)  # ignores EBADF (the listing's own fd)
+
+
+# --- capabilities ---------------------------------------------------------------------------------
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
+
+
+def cap_mask(names: Iterable[str] | None, *, last: int | None = None) -> int:
+    """Capability names → bit mask; unknown names (or above the kernel's last) are ignored, as runc."""
+    top = last_cap() if last is None else last
+    mask = 0
+    for name in names or ():
+        n = CAPABILITIES.get(name.upper() if name.upper().startswith("CAP_") else f"CAP_{name.upper()}")
+        if n is not None and n <= top:
+            mask |= 1 << n
+    return mask
+
+
+def _cap_numbers(mask: int) -> list[int]:
+    return [n for n in range(64) if mask >> n & 1]
+
+
+def drop_bounding(keep: int, *, last: int) -> None:
+    for n in range(last + 1):
+        if not keep >> n & 1 and linux.prctl(linux.PR_CAPBSET_READ, n) == 1:
+            linux.prctl(linux.PR_CAPBSET_DROP, n)
+
+
+def apply_caps(caps: dict[str, Any], *, last: int) -> None:
+    """capset(effective, permitted, inheritable), then the ambient set (needs permitted+inheritable)."""
+    eff = cap_mask(caps.get("effective"), last=last)
+    prm = cap_mask(caps.get("permitted"), last=last)
+    inh = cap_mask(caps.get("inheritable"), last=last)
+    amb = cap_mask(caps.get("ambient"), last=last)
+    try:
+        linux.capset(eff, prm, inh)
+    except SyscallError as e:
+        raise SyscallError("capset", "process.capabilities", e.errno) from e
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    for n in _cap_numbers(amb):
+        try:
+            linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, n)
+        except SyscallError as e:
+            # runc ignores ambient capabilities that are not also permitted and inheritable
+            if e.errno != errno.EPERM:
+                raise
+
+
+# --- resources ------------------------------------------------------------------------------------
+def _rlim(v: int) -> int:
+    return resource.RLIM_INFINITY if v >= _RLIM_INFINITY or v < 0 else v
+
+
+def set_rlimits(rlimits: Iterable[dict[str, Any]]) -> None:
+    for rl in rlimits:
+        name = rl["type"]
+        res = RLIMITS.get(name)
+        if res is None:
+            raise OciSystemdError(f"unknown rlimit type {name!r}")
+        soft, hard = _rlim(int(rl["soft"])), _rlim(int(rl["hard"]))
+        try:
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError) as e:
+            # CPython reports EPERM (raising the hard limit) as ValueError("not allowed to raise…")
+            cur = resource.getrlimit(res)[1]
+            if isinstance(e, OSError) and e.errno != errno.EPERM:
+                raise SyscallError(f"setrlimit {name}", None, e.errno or errno.EINVAL) from e
+            if cur != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > cur):
+                raise OciSystemdError(
+                    f"setrlimit {name}: operation not permitted (hard limit is {cur})",
+                    hint="raising a hard limit needs CAP_SYS_RESOURCE in the initial user namespace; "
+                    "lower process.rlimits or raise the runtime's own limit",
+                ) from e
+            raise OciSystemdError(f"setrlimit {name}: {e} (soft {rl['soft']}, hard {rl['hard']})") from e
+
+
+def set_oom_score_adj(value: int) -> None:
+    """Write /proc/self/oom_score_adj (skipped when it already has this value).
+
+    In a new user namespace a sealed (non-dumpable) process may not write its own /proc files:
+    call this before `namespaces.become_root()` (it is inherited across fork), or have the runtime
+    write /proc/<pid>/oom_score_adj.
+    """
+    try:
+        with open("/proc/self/oom_score_adj", "rb") as f:
+            if int(f.read()) == int(value):
+                return
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(int(value)).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SyscallError("write", "/proc/self/oom_score_adj", e.errno or errno.EIO) from e
+
+
+def set_io_priority(io: dict[str, Any]) -> None:
+    cls = IOPRIO_CLASSES.get(io.get("class", ""))
+    if cls is None:
+        raise OciSystemdError(f"invalid ioPriority class {io.get('class')!r}")
+    prio = int(io.get("priority", 0))
+    linux.ioprio_set(linux.IOPRIO_WHO_PROCESS, 0, cls << linux.IOPRIO_CLASS_SHIFT | prio)
+
+
+def set_scheduler(sched: dict[str, Any]) -> None:
+    policy = SCHED_POLICIES.get(sched.get("policy", ""))
+    if policy is None:
+        raise OciSystemdError(f"invalid scheduler policy {sched.get('policy')!r}")
+    flags = 0
+    for f in sched.get("flags") or ():
+        bit = SCHED_FLAGS.get(f)
+        if bit is None:
+            raise OciSystemdError(f"invalid scheduler flag {f!r}")
+        flags |= bit
+    linux.sched_setattr(
+        0,
+        policy,
+        flags=flags,
+        nice=int(sched.get("nice", 0)),
+        priority=int(sched.get("priority", 0)),
+        runtime=int(sched.get("runtime", 0)),
+        deadline=int(sched.get("deadline", 0)),
+        period=int(sched.get("period", 0)),
+    )
+
+
+def set_personality(pers: dict[str, Any]) -> None:
+    domain = PERSONALITY_DOMAINS.get(pers.get("domain", ""))
+    if domain is None:
+        raise OciSystemdError(f"invalid personality domain {pers.get('domain')!r}")
+    if pers.get("flags"):
+        raise OciSystemdError("personality flags are not supported")
+    linux.personality(domain)
+
+
+# --- user -----------------------------------------------------------------------------------------
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups", "rb") as f:
+            return f.read().strip() != b"deny"
+    except OSError:
+        return True
+
+
+def set_user(user: dict[str, Any]) -> None:
+    """setgroups(additionalGids), setresgid(gid), setresuid(uid); the caller holds PR_SET_KEEPCAPS."""
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    groups = [int(g) for g in user.get("additionalGids") or ()]
+    if _setgroups_allowed():
+        linux.setgroups(groups)
+    elif groups:
+        raise OciSystemdError("cannot set additionalGids: setgroups is denied in this user namespace")
+    linux.setresgid(gid, gid, gid)
+    linux.setresuid(uid, uid, uid)
+
+
+def _chdir(cwd: str) -> OSError | None:
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        return e
+    return None
+
+
+# --- executable lookup ----------------------------------------------------------------------------
+def env_value(env: Iterable[str], key: str) -> str | None:
+    value = None
+    prefix = key + "="
+    for e in env:
+        if e.startswith(prefix):
+            value = e[len(prefix) :]  # the last one wins, as getenv() on the built environment
+    return value
+
+
+def _check_executable(path: str, shown: str) -> ExecFailedError | None:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        err = e.errno or errno.ENOENT
+        return ExecFailedError(f'exec: "{shown}": {os.strerror(err).lower()}', err=err)
+    if (st.st_mode & 0o170000) == 0o040000 or not os.access(path, os.X_OK):
+        return ExecFailedError(f'exec: "{shown}": permission denied', err=errno.EACCES)
+    return None
+
+
+def find_executable(name: str, env: Iterable[str]) -> str:
+    """Resolve args[0] like Go's exec.LookPath with the container's PATH (runc's error wording).
+
+    A name with "/" is checked as is; otherwise each absolute PATH entry is tried (relative ones
+    are skipped, as Go refuses results relative to the cwd). Raises ExecFailedError.
+    """
+    if not name:
+        raise ExecFailedError('exec: "": executable file not found in $PATH', err=errno.ENOENT)
+    if "/" in name:
+        err = _check_executable(name, name)
+        if err is not None:
+            raise err
+        return name
+    path = env_value(env, "PATH")
+    for d in (DEFAULT_PATH if path is None else path).split(":"):
+        if not d.startswith("/"):
+            continue
+        candidate = os.path.join(d, name)
+        if _check_executable(candidate, name) is None:
+            return candidate
+    raise ExecFailedError(f'exec: "{name}": executable file not found in $PATH', err=errno.ENOENT)
+
+
+# --- all together ---------------------------------------------------------------------------------
+def prepare(
+    process: dict[str, Any],
+    *,
+    keep_fds: Collection[int],
+    seccomp: dict[str, Any] | None = None,
+    personality: dict[str, Any] | None = None,
+) -> tuple[str, list[str], list[str]]:
+    """Apply the `process` object (runtime-spec config.md) to this process; return execve() args.
+
+    Everything but the execve() itself: the returned (path, argv, envp) go straight to os.execve().
+    `keep_fds` survive besides stdio, with their CLOEXEC flag untouched. `seccomp` and
+    `personality` are `linux.seccomp` and `linux.personality` of the config (they live outside
+    `process` in the spec).
+    """
+    args = [str(a) for a in process.get("args") or ()]
+    if not args:
+        raise OciSystemdError("process.args must not be empty")
+    env = [str(e) for e in process.get("env") or ()]
+    close_fds(keep_fds)
+
+    if personality:
+        set_personality(personality)
+    set_rlimits(process.get("rlimits") or ())
+    if process.get("oomScoreAdj") is not None:
+        set_oom_score_adj(int(process["oomScoreAdj"]))
+    if process.get("ioPriority"):
+        set_io_priority(process["ioPriority"])
+    if process.get("scheduler"):
+        set_scheduler(process["scheduler"])
+
+    cwd = process.get("cwd") or "/"
+    early_cwd_error = _chdir(cwd)
+
+    nnp = bool(process.get("noNewPrivileges"))
+    if seccomp and not nnp:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
+        _apply_seccomp(seccomp)
+
+    caps = process.get("capabilities")
+    last = last_cap()
+    if caps is not None:
+        drop_bounding(cap_mask(caps.get("bounding"), last=last), last=last)
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+    set_user(process.get("user") or {})
+    if caps is not None:
+        linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+
+    if early_cwd_error is not None:
+        err = _chdir(cwd)
+        if err is not None:
+            raise SyscallError("chdir", cwd, err.errno or errno.ENOENT) from err
+    try:
+        real = os.getcwd()
+    except OSError as e:  # cwd outside our root: a leaked directory (CVE-2024-21626)
+        raise SyscallError("getcwd", cwd, e.errno or errno.ENOENT) from e
+    if not real.startswith("/"):
+        raise OciSystemdError(f"current working directory {cwd} is outside the container's root")
+
+    if caps is not None:
+        apply_caps(caps, last=last)
+    umask = (process.get("user") or {}).get("umask")
+    os.umask(0o022 if umask is None else int(umask))
+
+    path = find_executable(args[0], env)
+    if nnp:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp:
+            _apply_seccomp(seccomp)
+    return path, args, env
+
+
+def _apply_seccomp(profile: dict[str, Any]) -> None:
+    from oci_systemd import seccomp
+
+    seccomp.apply(profile)

@@ -1,0 +1,694 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`linux.resources` and `org.systemd.property.*` annotations as systemd unit properties.
+
+systemd owns the container's cgroup, so limits are set as properties of its scope
+(StartTransientUnit at create, SetUnitProperties at update) rather than by writing
+cgroupfs files behind systemd's back, which a `daemon-reload` would undo.
+The conversions follow runc's systemd driver (libcontainer/cgroups/systemd) and crun,
+so a config means the same thing under all three. Pure apart from resolving block
+devices for the I/O limits (injectable); no D-Bus import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from oci_systemd.errors import SpecError
+from oci_systemd.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
+
+UnitProperty = tuple[str, str, Any]
+"""(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
+
+BlockDeviceResolver = Callable[[int, int], str | None]
+
+INFINITY: Final = U64_MAX  # systemd's CGROUP_LIMIT_MAX and USEC_INFINITY
+ANNOTATION_PREFIX: Final = "org.systemd.property."
+DEFAULT_CPU_QUOTA_PERIOD: Final = 100_000  # µs; the kernel default, same for cgroup v1 and v2
+
+_RES = "linux.resources"
+
+# Devices every container gets whatever its rules say, as runc's specconv.AllowedDevices:
+# mknod of anything (the device must still be allowed to be opened), the pseudo devices that
+# runtime-spec requires in /dev, and the pty devices.
+DEFAULT_DEVICE_RULES: Final = (
+    DeviceRule(allow=True, type="c", access="m"),
+    DeviceRule(allow=True, type="b", access="m"),
+    DeviceRule(allow=True, type="c", major=1, minor=3, access="rwm"),  # /dev/null
+    DeviceRule(allow=True, type="c", major=1, minor=8, access="rwm"),  # /dev/random
+    DeviceRule(allow=True, type="c", major=1, minor=7, access="rwm"),  # /dev/full
+    DeviceRule(allow=True, type="c", major=5, minor=0, access="rwm"),  # /dev/tty
+    DeviceRule(allow=True, type="c", major=1, minor=5, access="rwm"),  # /dev/zero
+    DeviceRule(allow=True, type="c", major=1, minor=9, access="rwm"),  # /dev/urandom
+    DeviceRule(allow=True, type="c", major=136, access="rwm"),  # /dev/pts/*
+    DeviceRule(allow=True, type="c", major=5, minor=2, access="rwm"),  # /dev/ptmx
+)
+
+
+def scope_properties(
+    resources: Resources | None,
+    annotations: Mapping[str, str],
+    *,
+    block_device: BlockDeviceResolver | None = None,
+) -> list[UnitProperty]:
+    """Properties for the container's scope at `create`: resources first, annotations last.
+
+    Annotations come last so a user's explicit `org.systemd.property.X` wins over the mapping.
+    Raises SpecError naming the field that cannot be expressed.
+    """
+    props = _resource_properties(resources, block_device, creating=True) if resources is not None else []
+    return _dedupe([*props, *annotation_properties(annotations)])
+
+
+def update_properties(
+    resources: Resources,
+    *,
+    block_device: BlockDeviceResolver | None = None,
+    path: str = _RES,
+) -> list[UnitProperty]:
+    """Properties for `oci-systemd update`; device rules are only touched when some are given."""
+    return _dedupe(_resource_properties(resources, block_device, creating=False, path=path))
+
+
+def unsupported_settings(resources: Resources | None, path: str = _RES) -> list[str]:
+    """JSON paths of set fields that no systemd property expresses, for the runtime to warn about."""
+    if resources is None:
+        return []
+    out: list[str] = []
+    if (m := resources.memory) is not None:
+        for key, is_set in (
+            ("kernel", m.kernel is not None),
+            ("kernelTCP", m.kernel_tcp is not None),
+            ("swappiness", m.swappiness is not None),
+            ("disableOOMKiller", bool(m.disable_oom_killer)),
+        ):
+            if is_set:
+                out.append(f"{path}.memory.{key}")
+    if (c := resources.cpu) is not None:
+        for key, value in (
+            ("realtimeRuntime", c.realtime_runtime),
+            ("realtimePeriod", c.realtime_period),
+            ("burst", c.burst),
+            ("idle", c.idle),
+        ):
+            if value:
+                out.append(f"{path}.cpu.{key}")
+    if resources.block_io is not None and resources.block_io.leaf_weight:
+        out.append(f"{path}.blockIO.leafWeight")
+    if resources.hugepage_limits:
+        out.append(f"{path}.hugepageLimits")
+    if resources.network is not None and (resources.network.class_id or resources.network.priorities):
+        out.append(f"{path}.network")
+    if resources.rdma:
+        out.append(f"{path}.rdma")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversions, each named after runc's and checked against its formulas in the unit tests.
+
+
+def cpu_shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2, 262144] → v2 cpu.weight [1, 10000], linearly (runc, crun)."""
+    shares = min(max(shares, 2), 262144)  # the kernel clamps shares to this range too
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def blkio_weight_to_io_weight(weight: int) -> int:
+    """cgroup v1 blkio.weight [10, 1000] → v2 io.weight [1, 10000] (runc's ConvertBlkIOToIOWeightValue)."""
+    weight = min(max(weight, 10), 1000)
+    return 1 + ((weight - 10) * 9999) // 990
+
+
+def memory_swap_to_systemd(swap: int, limit: int | None, path: str = f"{_RES}.memory.swap") -> int | None:
+    """OCI swap is memory+swap (v1 memsw); MemorySwapMax is swap alone (runc, crun subtract)."""
+    memory = limit or 0
+    if swap == 0:
+        return None
+    if swap == -1:
+        return INFINITY
+    if memory in (0, -1):
+        raise SpecError(path, "a swap limit needs a memory limit (swap is memory+swap in OCI)")
+    if swap < memory:
+        raise SpecError(path, f"memory+swap limit {swap} is lower than the memory limit {memory}")
+    return swap - memory
+
+
+def cpu_quota_properties(quota: int | None, period: int | None) -> list[UnitProperty]:
+    """CPUQuotaPerSecUSec/CPUQuotaPeriodUSec as runc's addCpuQuota computes them."""
+    quota = quota or 0
+    period = period or 0
+    props: list[UnitProperty] = []
+    if period:
+        props.append(("CPUQuotaPeriodUSec", "t", period))
+    if quota or period:
+        per_sec = INFINITY
+        if quota > 0:
+            per_sec = quota * 1_000_000 // (period or DEFAULT_CPU_QUOTA_PERIOD)
+            # systemd stores the quota as a whole percent of a CPU; round up to the next 10 ms
+            # so the kernel quota is never lower than asked (runc does the same).
+            if per_sec % 10_000:
+                per_sec = (per_sec // 10_000 + 1) * 10_000
+            per_sec = min(per_sec, INFINITY)
+        props.append(("CPUQuotaPerSecUSec", "t", per_sec))
+    return props
+
+
+def cpu_list_to_bits(text: str, path: str = f"{_RES}.cpu.cpus") -> bytes:
+    """ "0-3,5" → the AllowedCPUs/AllowedMemoryNodes mask: byte 0 holds CPUs 0-7, LSB first.
+
+    systemd's byte order is little-endian by byte (runc#3611 fixed runc's big-endian version).
+    """
+    mask = 0
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_s, dash, hi_s = part.partition("-")
+        try:
+            lo = _parse_cpu_number(lo_s)
+            hi = _parse_cpu_number(hi_s) if dash else lo
+        except ValueError:
+            raise SpecError(path, f"invalid CPU list {text!r}") from None
+        if lo > hi:
+            raise SpecError(path, f"invalid range {part!r} in {text!r}")
+        mask |= ((1 << (hi - lo + 1)) - 1) << lo
+    if not mask:
+        raise SpecError(path, f"empty CPU list {text!r}")
+    return mask.to_bytes((mask.bit_length() + 7) // 8, "little")
+
+
+def _parse_cpu_number(s: str) -> int:
+    # The kernel takes no spaces inside a range ("1 - 2"), and CPU ids fit in 32 bits; a bound
+    # also keeps a hostile "0-4294967295" from building a 512 MiB mask.
+    if not s.isascii() or not s.isdigit():
+        raise ValueError(s)
+    n = int(s)
+    if n >= 1 << 16:
+        raise ValueError(s)
+    return n
+
+
+def resolve_block_device(major: int, minor: int) -> str | None:
+    """/dev path of block device major:minor from sysfs, or None when there is no such device."""
+    try:
+        with open(f"/sys/dev/block/{major}:{minor}/uevent", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("DEVNAME="):
+                    return "/dev/" + line.removeprefix("DEVNAME=").strip()
+    except OSError:
+        return None
+    try:
+        # No DEVNAME (very old kernels): the kernel name is the link's basename, '!' for '/'.
+        return "/dev/" + os.path.basename(os.readlink(f"/sys/dev/block/{major}:{minor}")).replace("!", "/")
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# linux.resources
+
+
+def _resource_properties(
+    r: Resources,
+    block_device: BlockDeviceResolver | None,
+    *,
+    creating: bool,
+    path: str = _RES,
+) -> list[UnitProperty]:
+    resolve = block_device or resolve_block_device
+    props: list[UnitProperty] = []
+    if creating or r.devices:
+        props += device_properties(r.devices, path=f"{path}.devices")
+    if r.memory is not None:
+        props += _memory_properties(r.memory, f"{path}.memory")
+    if r.cpu is not None:
+        props += _cpu_properties(r.cpu, f"{path}.cpu")
+    if r.pids is not None and r.pids.limit is not None:
+        props.append(("TasksMax", "t", INFINITY if r.pids.limit <= 0 else r.pids.limit))
+    if r.block_io is not None:
+        props += _block_io_properties(r.block_io, resolve, f"{path}.blockIO")
+    if r.unified:
+        props += unified_properties(r.unified, path=f"{path}.unified")
+    return props
+
+
+def _memory_properties(m: Memory, path: str) -> list[UnitProperty]:
+    props: list[UnitProperty] = []
+    if m.limit:
+        props.append(("MemoryMax", "t", INFINITY if m.limit == -1 else m.limit))
+    if m.reservation:
+        props.append(("MemoryLow", "t", INFINITY if m.reservation == -1 else m.reservation))
+    if m.swap is not None:
+        swap = memory_swap_to_systemd(m.swap, m.limit, f"{path}.swap")
+        if swap is not None:
+            props.append(("MemorySwapMax", "t", swap))
+    return props
+
+
+def _cpu_properties(c: CPU, path: str) -> list[UnitProperty]:
+    props: list[UnitProperty] = []
+    if c.shares:
+        props.append(("CPUWeight", "t", cpu_shares_to_weight(c.shares)))
+    props += cpu_quota_properties(c.quota, c.period)
+    if c.cpus:
+        props.append(("AllowedCPUs", "ay", cpu_list_to_bits(c.cpus, f"{path}.cpus")))
+    if c.mems:
+        props.append(("AllowedMemoryNodes", "ay", cpu_list_to_bits(c.mems, f"{path}.mems")))
+    return props
+
+
+def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) -> list[UnitProperty]:
+    def device(major: int, minor: int, at: str) -> str:
+        dev = resolve(major, minor)
+        if dev is None:
+            raise SpecError(
+                at, f"block device {major}:{minor} not found (no /sys/dev/block/{major}:{minor})"
+            )
+        return dev
+
+    props: list[UnitProperty] = []
+    if b.weight:
+        props.append(("IOWeight", "t", blkio_weight_to_io_weight(b.weight)))
+    weights = [
+        (device(d.major, d.minor, f"{path}.weightDevice[{i}]"), blkio_weight_to_io_weight(d.weight))
+        for i, d in enumerate(b.weight_device)
+        if d.weight
+    ]
+    if weights:
+        props.append(("IODeviceWeight", "a(st)", weights))
+
+    def throttle(name: str, key: str, devices: Sequence[ThrottleDevice]) -> None:
+        if devices:
+            # A rate of 0 removes the limit (v1 semantics; runc writes "max" on v2).
+            value = [
+                (device(d.major, d.minor, f"{path}.{key}[{i}]"), d.rate or INFINITY)
+                for i, d in enumerate(devices)
+            ]
+            props.append((name, "a(st)", value))
+
+    throttle("IOReadBandwidthMax", "throttleReadBpsDevice", b.throttle_read_bps_device)
+    throttle("IOWriteBandwidthMax", "throttleWriteBpsDevice", b.throttle_write_bps_device)
+    throttle("IOReadIOPSMax", "throttleReadIOPSDevice", b.throttle_read_iops_device)
+    throttle("IOWriteIOPSMax", "throttleWriteIOPSDevice", b.throttle_write_iops_device)
+    return props
+
+
+# ----------------------------------------------------------------------------------------------
+# Device rules. systemd only takes an allow-list (DevicePolicy=strict + DeviceAllow=), so the
+# OCI rule list is first replayed as the cgroup v1 devices controller would apply it (runc's
+# devices emulator), then the resulting allow-list is spelled the way systemd wants.
+
+_WILD = -1
+
+
+@dataclass(frozen=True)
+class _DevKey:
+    type: str  # "c" or "b"
+    major: int  # _WILD for any
+    minor: int
+
+
+def device_properties(
+    rules: Iterable[DeviceRule], *, path: str = f"{_RES}.devices", defaults: bool = True
+) -> list[UnitProperty]:
+    """DevicePolicy + DeviceAllow for the OCI rules, followed by DEFAULT_DEVICE_RULES if `defaults`."""
+    default_allow = False  # systemd's "strict" starts from deny-all, as a fresh v1 allow-list
+    allowed: dict[_DevKey, set[str]] = {}
+    denied: dict[_DevKey, set[str]] = {}
+    tagged = [(f"{path}[{i}]", r) for i, r in enumerate(rules)]
+    if defaults:
+        tagged += [(f"{path} (default device rules)", r) for r in DEFAULT_DEVICE_RULES]
+    for at, rule in tagged:
+        access = set(rule.access or "rwm")
+        if rule.type in (None, "a"):
+            # "a" resets the whole list, whatever major/minor say (as the v1 kernel does).
+            default_allow = rule.allow
+            allowed.clear()
+            denied.clear()
+            continue
+        assert rule.type is not None
+        key = _DevKey(
+            rule.type,
+            _WILD if rule.major is None else rule.major,
+            _WILD if rule.minor is None else rule.minor,
+        )
+        exceptions = denied if default_allow else allowed
+        if rule.allow != default_allow:
+            exceptions.setdefault(key, set()).update(access)
+        else:
+            _punch(exceptions, key, access, at)
+    if default_allow:
+        if denied:
+            raise SpecError(
+                path,
+                "systemd cannot express an allow-all device policy with deny exceptions; "
+                'start the rules with {"allow": false, "access": "rwm"} and list what to allow',
+            )
+        # DevicePolicy=auto with no DeviceAllow entries lets everything through.
+        return [("DevicePolicy", "s", "auto"), ("DeviceAllow", "a(ss)", [])]
+    entries: list[tuple[str, str]] = []
+    for key in sorted(allowed, key=lambda k: (k.type, k.major, k.minor)):
+        perms = "".join(c for c in "rwm" if c in allowed[key])
+        if not perms:
+            continue
+        group = "char" if key.type == "c" else "block"
+        if key.major == _WILD:
+            if key.minor != _WILD:
+                # systemd has no "any major, this minor" form; leaving it out only denies more.
+                continue
+            entries.append((f"{group}-*", perms))
+        elif key.minor == _WILD:
+            entries.append((f"{group}-{key.major}", perms))  # systemd ≥ 240
+        else:
+            entries.append((f"/dev/{group}/{key.major}:{key.minor}", perms))
+    # The empty DeviceAllow first resets the list when this is applied to a running unit.
+    return [("DevicePolicy", "s", "strict"), ("DeviceAllow", "a(ss)", []), ("DeviceAllow", "a(ss)", entries)]
+
+
+def _punch(exceptions: dict[_DevKey, set[str]], key: _DevKey, access: set[str], at: str) -> None:
+    # Like runc's emulator: a narrower rule cannot remove access granted by a wildcard rule
+    # (v1 ignored it silently, which is worse than an error).
+    for partial in (
+        _DevKey(key.type, _WILD, key.minor),
+        _DevKey(key.type, key.major, _WILD),
+        _DevKey(key.type, _WILD, _WILD),
+    ):
+        if partial == key:
+            continue
+        if exceptions.get(partial, set()) & access:
+            raise SpecError(at, "cannot remove access from a device covered by an earlier wildcard rule")
+    if key in exceptions:
+        exceptions[key] -= access
+        if not exceptions[key]:
+            del exceptions[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# linux.resources.unified: cgroup v2 file name → value, for the files systemd has a property for.
+
+_MEMORY_FILES: Final = {
+    "memory.max": "MemoryMax",
+    "memory.high": "MemoryHigh",
+    "memory.low": "MemoryLow",
+    "memory.min": "MemoryMin",
+    "memory.swap.max": "MemorySwapMax",
+}
+
+
+def unified_properties(unified: Mapping[str, str], *, path: str = f"{_RES}.unified") -> list[UnitProperty]:
+    props: list[UnitProperty] = []
+    for key, raw in unified.items():
+        at = f"{path}[{json.dumps(key)}]"
+        value = raw.strip()  # the kernel tolerates surrounding whitespace; so do we
+        if "/" in key or len(key.split(".", 1)) != 2:
+            raise SpecError(at, "must be a cgroup file name of the form CONTROLLER.PARAMETER")
+        if key in _MEMORY_FILES:
+            props.append((_MEMORY_FILES[key], "t", _max_or_uint(value, at)))
+        elif key == "pids.max":
+            props.append(("TasksMax", "t", _max_or_uint(value, at)))
+        elif key == "cpu.weight":
+            props.append(("CPUWeight", "t", _uint_in(value, 1, 10000, at)))
+        elif key == "io.weight":
+            props += _io_weight(value, at)
+        elif key == "cpu.max":
+            fields = value.split()
+            if not 1 <= len(fields) <= 2:
+                raise SpecError(at, f'expected "QUOTA [PERIOD]", got {raw!r}')
+            quota = 0 if fields[0] == "max" else _uint_in(fields[0], 1, U64_MAX, at)
+            period = _uint_in(fields[1], 1, U64_MAX, at) if len(fields) == 2 else DEFAULT_CPU_QUOTA_PERIOD
+            props += cpu_quota_properties(quota, period)
+        elif key in ("cpuset.cpus", "cpuset.mems"):
+            name = "AllowedCPUs" if key == "cpuset.cpus" else "AllowedMemoryNodes"
+            props.append((name, "ay", cpu_list_to_bits(value, at)))
+        else:
+            raise SpecError(
+                at, "no systemd unit property sets this cgroup file; oci-systemd cannot apply it"
+            )
+    return props
+
+
+def _max_or_uint(value: str, at: str) -> int:
+    return INFINITY if value == "max" else _uint_in(value, 0, U64_MAX, at)
+
+
+def _uint_in(value: str, lo: int, hi: int, at: str) -> int:
+    if not value.isascii() or not value.isdigit() or not lo <= int(value) <= hi:
+        raise SpecError(at, f"expected an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _io_weight(value: str, at: str) -> list[UnitProperty]:
+    # io.weight is "N" or "default N"; per-device "MAJ:MIN N" lines would need device paths.
+    fields = value.split()
+    if len(fields) == 2 and fields[0] == "default":
+        fields = fields[1:]
+    if len(fields) != 1:
+        raise SpecError(at, f'expected "WEIGHT" or "default WEIGHT", got {value!r}')
+    return [("IOWeight", "t", _uint_in(fields[0], 1, 10000, at))]
+
+
+# ----------------------------------------------------------------------------------------------
+# org.systemd.property.<Name> annotations. runc parses the value with godbus's ParseVariant (the
+# GVariant text format); this accepts the subset people use: true/false, 'string' or "string",
+# integers and doubles, arrays of those, type keywords ("uint64 100") and "@t 100" annotations.
+
+_BASIC_SIGS: Final = frozenset("ybnqiuxtdsog")
+_INT_RANGES: Final = {
+    "y": (0, 2**8 - 1),
+    "n": (-(2**15), 2**15 - 1),
+    "q": (0, 2**16 - 1),
+    "i": (-(2**31), 2**31 - 1),
+    "u": (0, 2**32 - 1),
+    "x": (-(2**63), 2**63 - 1),
+    "t": (0, 2**64 - 1),
+}
+_KEYWORDS: Final = {
+    "byte": "y",
+    "int16": "n",
+    "uint16": "q",
+    "int32": "i",
+    "uint32": "u",
+    "int64": "x",
+    "uint64": "t",
+    "double": "d",
+    "objectpath": "o",
+    "signature": "g",
+}
+# Properties whose D-Bus type is "t", so a bare integer is sent as one (godbus would send "i",
+# which systemd rejects with "Invalid argument").
+_UINT64_PROPERTIES: Final = frozenset(
+    {
+        "CPUWeight", "StartupCPUWeight", "CPUShares", "StartupCPUShares", "IOWeight", "StartupIOWeight",
+        "BlockIOWeight", "StartupBlockIOWeight", "MemoryMin", "MemoryLow", "MemoryHigh", "MemoryMax",
+        "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "TasksMax", "LogRateLimitBurst",
+    }
+)  # fmt: skip
+_NUMBER_RE: Final = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|[0-9]+)")
+_FLOAT_RE: Final = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def annotation_properties(annotations: Mapping[str, str]) -> list[UnitProperty]:
+    props: list[UnitProperty] = []
+    for key in sorted(annotations):
+        if key.startswith(ANNOTATION_PREFIX):
+            props.append(parse_property_annotation(key, annotations[key]))
+    return props
+
+
+def parse_property_annotation(key: str, value: str) -> UnitProperty:
+    """`org.systemd.property.TimeoutStopSec` = "30" → ("TimeoutStopUSec", "t", 30_000_000)."""
+    at = f'annotations["{key}"]'
+    name = key.removeprefix(ANNOTATION_PREFIX)
+    # runc's checkPropertyName: systemd property names are ASCII letters only.
+    if len(name) < 3 or not name.isascii() or not name.isalpha():
+        raise SpecError(at, f"invalid systemd property name {name!r} (expected ASCII letters only)")
+    try:
+        sig, parsed = _Parser(value).parse_value()
+        return _coerce(name, sig, parsed, value, at)
+    except (ValueError, OverflowError) as e:
+        raise SpecError(at, f"cannot parse value {value!r}: {e}") from None
+    except RecursionError:
+        raise SpecError(at, "value is nested too deeply") from None
+
+
+def _coerce(name: str, sig: str, value: Any, text: str, at: str) -> UnitProperty:
+    # "…Sec" with a lowercase letter before it is a seconds value: systemd's D-Bus API only has
+    # the "…USec" variant, so convert as runc does ("TimeoutStopSec=30" → TimeoutStopUSec 30e6).
+    stem = name.removesuffix("Sec")
+    if stem != name and stem[-1].islower():
+        return (stem + "USec", "t", _seconds_to_usec(sig, value, text, at))
+    if name.endswith(("USec", "NSec")):
+        # systemd declares every time property as "t"; send a non-negative integer as one.
+        if sig == "s" and value == "infinity":
+            return (name, "t", INFINITY)
+        if sig in (*_INT_RANGES, "_int") and value >= 0:
+            return (name, "t", _check_int("t", value))
+        raise SpecError(at, f"{name} takes a non-negative integer (microseconds), got {text!r}")
+    if sig == "_int":
+        if name in _UINT64_PROPERTIES or name.startswith("Limit"):
+            return (name, "t", _check_int("t", value))
+        try:
+            return (name, "i", _check_int("i", value))
+        except ValueError:
+            raise SpecError(
+                at, f"{value} does not fit a D-Bus int32; give its type, e.g. 'uint64 {value}'"
+            ) from None
+    if sig == "a_int":
+        return (name, "ai", [_check_int("i", v) for v in value])
+    return (name, sig, value)
+
+
+def _seconds_to_usec(sig: str, value: Any, text: str, at: str) -> int:
+    if sig == "s" and value == "infinity":
+        return INFINITY
+    if sig in (*_INT_RANGES, "_int") and value >= 0:
+        return min(int(value) * 1_000_000, INFINITY)
+    if sig == "d" and value >= 0:
+        return min(int(value * 1_000_000), INFINITY)
+    raise SpecError(at, f"expected a non-negative number of seconds, got {text!r}")
+
+
+def _check_int(sig: str, value: int) -> int:
+    lo, hi = _INT_RANGES[sig]
+    if not lo <= value <= hi:
+        raise ValueError(f"{value} is out of range for D-Bus type {sig!r}")
+    return value
+
+
+class _Parser:
+    """A small recursive-descent reader for the GVariant text format subset above.
+
+    Untyped integers come back with the pseudo-signature "_int" (arrays: "a_int") so the caller
+    can pick the property's real type, since the text carries none.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+
+    def parse_value(self) -> tuple[str, Any]:
+        sig, value = self._value(None)
+        self._ws()
+        if self.i != len(self.s):
+            raise ValueError(f"unexpected {self.s[self.i :]!r}")
+        return sig, value
+
+    def _ws(self) -> None:
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+
+    def _word(self) -> str:
+        self._ws()
+        start = self.i
+        while self.i < len(self.s) and (self.s[self.i].isalnum() or self.s[self.i] in "_.+-"):
+            self.i += 1
+        return self.s[start : self.i]
+
+    def _value(self, want: str | None) -> tuple[str, Any]:
+        self._ws()
+        if self.i >= len(self.s):
+            raise ValueError("missing value")
+        ch = self.s[self.i]
+        if ch == "@":
+            self.i += 1
+            sig = self._signature()
+            return self._value(sig)
+        if ch in "'\"":
+            return self._typed(want, "s", self._string())
+        if ch == "[":
+            return self._array(want)
+        word = self._word()
+        if word in _KEYWORDS:
+            return self._value(_KEYWORDS[word])
+        if word in ("true", "false"):
+            return self._typed(want, "b", word == "true")
+        if _NUMBER_RE.fullmatch(word):
+            hex_ = word.lstrip("+-")[:2] in ("0x", "0X")
+            return self._typed(want, "_int", int(word, 16 if hex_ else 10))
+        if _FLOAT_RE.fullmatch(word):
+            return self._typed(want, "d", float(word))
+        raise ValueError(f"unrecognized token {word or self.s[self.i :]!r}")
+
+    def _signature(self) -> str:
+        start = self.i
+        if self.s.startswith("a", self.i):
+            self.i += 1
+        if self.i < len(self.s) and self.s[self.i] in _BASIC_SIGS:
+            self.i += 1
+            return self.s[start : self.i]
+        raise ValueError(f"unsupported type annotation {self.s[start - 1 : self.i + 1]!r}")
+
+    def _typed(self, want: str | None, got: str, value: Any) -> tuple[str, Any]:
+        if want is None or want == got:
+            return got, value
+        if got == "_int" and want in _INT_RANGES:
+            return want, _check_int(want, value)
+        if got == "_int" and want == "d":
+            return "d", float(value)
+        if got == "s" and want in ("o", "g"):
+            return want, value
+        raise ValueError(f"a {_describe(got)} cannot be read as D-Bus type {want!r}")
+
+    def _string(self) -> str:
+        quote = self.s[self.i]
+        self.i += 1
+        out: list[str] = []
+        while self.i < len(self.s):
+            ch = self.s[self.i]
+            self.i += 1
+            if ch == quote:
+                return "".join(out)
+            if ch == "\\":
+                if self.i >= len(self.s):
+                    break
+                esc = self.s[self.i]
+                self.i += 1
+                out.append({"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(esc, esc))
+            else:
+                out.append(ch)
+        raise ValueError("unterminated string")
+
+    def _array(self, want: str | None) -> tuple[str, Any]:
+        if want is not None and not want.startswith("a"):
+            raise ValueError(f"an array cannot be read as D-Bus type {want!r}")
+        elem = want[1:] if want else None
+        self.i += 1  # "["
+        items: list[tuple[str, Any]] = []
+        self._ws()
+        if self.s.startswith("]", self.i):
+            self.i += 1
+        else:
+            while True:
+                items.append(self._value(elem))
+                self._ws()
+                if self.s.startswith(",", self.i):
+                    self.i += 1
+                elif self.s.startswith("]", self.i):
+                    self.i += 1
+                    break
+                else:
+                    raise ValueError("expected ',' or ']' in array")
+        sigs = {s for s, _ in items}
+        if len(sigs) > 1:
+            raise ValueError("array elements have different types")
+        sig = elem or (sigs.pop() if sigs else None)
+        if sig is None:
+            raise ValueError("the type of an empty array must be given, e.g. '@as []'")
+        return "a" + sig, [v for _, v in items]
+
+
+def _describe(sig: str) -> str:
+    return {"_int": "number", "s": "string", "b": "boolean", "d": "double"}.get(sig, sig)
+
+
+def _dedupe(props: list[UnitProperty]) -> list[UnitProperty]:
+    # Later settings win (annotations over resources, unified over structured fields); keep only
+    # the last of each scalar so systemd is not asked to set a property twice. DeviceAllow is
+    # additive on D-Bus (the empty list resets it), so its entries are all kept in order.
+    last = {name: i for i, (name, _, _) in enumerate(props)}
+    return [p for i, p in enumerate(props) if p[0] == "DeviceAllow" or last[p[0]] == i]

@@ -1,0 +1,789 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Lifecycle orchestration: the only module that sequences the others.
+
+create:  validate -> claim the id -> spawn the idler -> (id maps) -> its init's pid ->
+         transient scope with PIDs=[init] (JobRemoved waited) -> createRuntime hooks ->
+         idler builds the rootfs -> record + pid file.
+start:   connect to the idler's notify socket, send START, EOF means exec worked.
+state:   the record + the scope's ActiveState (systemd) + a pid/start-time check.
+kill:    Manager.KillUnit; delete: stop and reset the scope, poststop hooks, drop state.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from oci_systemd import channel
+from oci_systemd.channel import Channel, RemoteError
+from oci_systemd.errors import (
+    ContainerNotFoundError,
+    ContainerNotRunningError,
+    ExecFailedError,
+    HookError,
+    IdlerError,
+    InvalidStateError,
+    OciSystemdError,
+    SpecError,
+    SyscallError,
+)
+from oci_systemd.log import log, rfc3339
+from oci_systemd.state import (
+    NOTIFY_SOCKET,
+    Record,
+    Status,
+    Store,
+    derive_status,
+    process_start_time,
+    validate_id,
+)
+
+DEFAULT_SLICE = "system.slice"
+UNIT_PREFIX = "oci-systemd"
+
+# The scope's own properties; resources and annotations add theirs.
+_SCOPE_BASE = (
+    ("Delegate", "b", True),
+    ("DefaultDependencies", "b", False),
+    # A failed scope (OOM kill, say) is garbage-collected, so it never blocks the id.
+    ("CollectMode", "s", "inactive-or-failed"),
+    ("MemoryAccounting", "b", True),
+    ("CPUAccounting", "b", True),
+    ("IOAccounting", "b", True),
+    ("TasksAccounting", "b", True),
+)
+
+
+def scope_for(cid: str, cgroups_path: str | None, *, systemd_cgroup: bool = True) -> tuple[str, str]:
+    """(unit, slice) from linux.cgroupsPath in runc's `slice:prefix:name` form.
+
+    `machine.slice:libpod:<id>` gives `libpod-<id>.scope` in machine.slice. A path in
+    cgroupfs form (podman/containerd with their cgroupfs manager) or none at all gives
+    the default `oci-systemd-<id>.scope` in system.slice.
+    """
+    from oci_systemd.systemd import unit_name_escape
+
+    if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
+        parts = cgroups_path.split(":")
+        if len(parts) != 3:
+            raise SpecError("linux.cgroupsPath", f"expected slice:prefix:name, got {cgroups_path!r}")
+        slice_, prefix, name = parts
+        slice_ = slice_ or DEFAULT_SLICE
+        if not slice_.endswith(".slice"):
+            raise SpecError("linux.cgroupsPath", f"{slice_!r} is not a slice name")
+        if name.endswith(".slice"):
+            raise SpecError("linux.cgroupsPath", "a slice as container cgroup is not supported")
+        unit = (
+            f"{unit_name_escape(prefix)}-{unit_name_escape(name)}.scope"
+            if prefix
+            else f"{unit_name_escape(name)}.scope"
+        )
+        return unit, slice_
+    return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
+
+
+def parse_signal(text: str) -> int:
+    """`TERM`, `SIGTERM`, `term`, `15`, `SIGRTMIN+3` -> signal number."""
+    name = text.strip().upper()
+    if name.isdigit():
+        num = int(name)
+        if 0 < num < _signal.SIGRTMAX + 1:
+            return num
+        raise OciSystemdError(f"invalid signal: {text}")
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
+        base = _signal.SIGRTMIN if name.startswith("SIGRTMIN") else _signal.SIGRTMAX
+        try:
+            off = int(name[9:])
+        except ValueError:
+            raise OciSystemdError(f"unknown signal {text!r}") from None
+        num = base + off if base == _signal.SIGRTMIN else base - off
+        if _signal.SIGRTMIN <= num <= _signal.SIGRTMAX:
+            return num
+        raise OciSystemdError(f"invalid signal: {text}")
+    try:
+        return int(_signal.Signals[name])
+    except KeyError:
+        raise OciSystemdError(f"unknown signal {text!r}") from None
+
+
+def _events() -> Any:
+    """The journal module, imported on first use (it only needs the stdlib)."""
+    from oci_systemd import journal
+
+    return journal
+
+
+class Runtime:
+    def __init__(self, root: str, *, systemd_cgroup: bool = True) -> None:
+        self.store = Store(root)
+        self.systemd_cgroup = systemd_cgroup
+
+    # -- create ------------------------------------------------------------------------
+
+    def create(
+        self,
+        cid: str,
+        *,
+        bundle: str,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+    ) -> Record:
+        """Create a container; returns its record. Leaves nothing behind on failure."""
+        validate_id(cid)
+        plan, record, props = self._prepare(
+            cid,
+            bundle=bundle,
+            console_socket=console_socket,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
+            preserve_fds=preserve_fds,
+        )
+        dirfd = self.store.claim(cid)
+        try:
+            self.store.write(cid, record)
+            builder = _Builder(self, cid, plan, record, props)
+            try:
+                builder.build()
+            except BaseException as exc:
+                builder.abort()
+                self.store.remove(cid)
+                _events().log_event(
+                    _events().Event.ERROR,
+                    container_id=cid,
+                    bundle=record["bundle"],
+                    status="stopped",
+                    unit=record["scope"],
+                    message=f"create failed: {exc}",
+                )
+                raise
+            record = builder.record
+            if pid_file:
+                _write_pid_file(pid_file, record["pid"])
+        finally:
+            os.close(dirfd)
+        _events().log_event(
+            _events().Event.CREATED,
+            container_id=cid,
+            bundle=record["bundle"],
+            status="created",
+            unit=record["scope"],
+            message=f"Container {cid} created (pid {record['pid']})",
+            extra={"OCI_PID": record["pid"]},
+        )
+        return record
+
+    def _prepare(
+        self,
+        cid: str,
+        *,
+        bundle: str,
+        console_socket: str | None,
+        no_pivot: bool,
+        no_new_keyring: bool,
+        preserve_fds: int,
+    ) -> tuple[dict[str, Any], Record, list[Any]]:
+        """Everything that can fail on bad input, before anything is created."""
+        from pathlib import Path
+
+        from oci_systemd import listen_fds, resources, spec
+
+        bundle = os.path.abspath(bundle)
+        parsed, raw = spec.load(Path(bundle))
+        proc = raw.get("process")
+        if not proc:
+            raise SpecError("process", "required to create a container")
+        if proc.get("terminal") and not console_socket:
+            raise OciSystemdError(
+                "cannot allocate tty if runc will detach without setting console socket",
+                hint="pass --console-socket PATH, or set process.terminal to false",
+            )
+        if console_socket and not proc.get("terminal"):
+            raise OciSystemdError("cannot use console socket if runc will not detach or allocate tty")
+        if console_socket:
+            console_socket = os.path.abspath(console_socket)
+        root_path = (raw.get("root") or {}).get("path", "rootfs")
+        rootfs = os.path.realpath(os.path.join(bundle, root_path))
+        if not os.path.isdir(rootfs):
+            raise SpecError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
+
+        linux = raw.get("linux") or {}
+        unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
+        props = list(
+            resources.scope_properties(
+                parsed.linux.resources if parsed.linux else None, raw.get("annotations") or {}
+            )
+        )
+        inherited = listen_fds.inherited_fds(os.environ)
+        extra_fds = inherited.count + preserve_fds
+        if inherited.count:
+            proc = dict(proc)
+            proc["env"] = listen_fds.container_env(
+                list(proc.get("env") or []), inherited.count, list(inherited.names)
+            )
+            raw = {**raw, "process": proc}
+        plan: dict[str, Any] = {
+            "id": cid,
+            "config": raw,
+            "bundle": bundle,
+            "rootfs": rootfs,
+            "notify_socket": os.path.join(self.store.dir(cid), NOTIFY_SOCKET),
+            "console_socket": console_socket,
+            "no_pivot": no_pivot,
+            "no_new_keyring": no_new_keyring,
+            "extra_fds": extra_fds,
+            "listen_fds": inherited.count,
+        }
+        record = Record(
+            id=cid,
+            bundle=bundle,
+            rootfs=rootfs,
+            pid=0,
+            pid_start=0,
+            created=rfc3339(),
+            owner="",
+            annotations=dict(raw.get("annotations") or {}),
+            scope=unit,
+            slice=slice_,
+            phase="creating",
+            creator_pid=os.getpid(),
+            hooks=dict(raw.get("hooks") or {}),
+            oci_version=str(raw.get("ociVersion", "1.2.0")),
+            systemd_cgroup=self.systemd_cgroup,
+        )
+        try:
+            import pwd
+
+            record["owner"] = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            record["owner"] = str(os.geteuid())
+        return plan, record, props
+
+    # -- start -------------------------------------------------------------------------
+
+    def start(self, cid: str) -> None:
+        with self.store.locked(cid) as record:
+            status = self._status(record)
+            if status is not Status.CREATED:
+                raise _cannot("start", status)
+            _start_idler(self.store.dir(cid), cid)
+            record["phase"] = "started"
+            self.store.write(cid, record)
+        _events().log_event(
+            _events().Event.STARTED,
+            container_id=cid,
+            bundle=record["bundle"],
+            status="running",
+            unit=record["scope"],
+            message=f"Container {cid} started",
+        )
+        try:
+            from oci_systemd import hooks
+
+            hooks.run_stage("poststart", record.get("hooks"), self._state_json(record, Status.RUNNING))
+        except HookError as exc:
+            # The spec: a failing poststart hook is logged, the container keeps running.
+            log.warning(str(exc))
+            _events().log_event(
+                _events().Event.HOOK_FAILED,
+                container_id=cid,
+                bundle=record["bundle"],
+                status="running",
+                unit=record["scope"],
+                message=str(exc),
+            )
+
+    # -- state -------------------------------------------------------------------------
+
+    def state(self, cid: str) -> dict[str, Any]:
+        with self.store.locked(cid, shared=True) as record:
+            return self._state_json(record, self._status(record))
+
+    def _status(self, record: Record, bus: Any = None) -> Status:
+        phase = record.get("phase", "creating")
+        if phase == "creating":
+            return derive_status(record, unit_state=None, alive=False)
+        from oci_systemd.state import pid_alive
+
+        alive = pid_alive(record)
+        if not alive:
+            # No need to ask systemd: the init is gone, whatever the scope does.
+            return Status.STOPPED
+        with _maybe_bus(bus) as sd:
+            unit_state = sd.active_state(record["scope"])
+            frozen = False
+            if unit_state == "active":
+                frozen = _is_frozen(sd, record["scope"])
+        return derive_status(record, unit_state=unit_state, alive=alive, frozen=frozen)
+
+    @staticmethod
+    def _state_json(record: Record, status: Status) -> dict[str, Any]:
+        running = status in (Status.CREATED, Status.RUNNING, Status.PAUSED, Status.CREATING)
+        return {
+            "ociVersion": record.get("oci_version", "1.2.0"),
+            "id": record["id"],
+            "pid": record.get("pid", 0) if running else 0,
+            "status": status.value,
+            "bundle": record.get("bundle", ""),
+            "rootfs": record.get("rootfs", ""),
+            "created": record.get("created", rfc3339(0)),
+            "owner": record.get("owner", ""),
+            "annotations": record.get("annotations") or {},
+            "systemd-scope": record.get("scope", ""),
+        }
+
+    # -- kill --------------------------------------------------------------------------
+
+    def kill(self, cid: str, signal: str, *, all_processes: bool = False) -> None:
+        signum = parse_signal(signal)
+        with self.store.locked(cid) as record:
+            from oci_systemd.systemd import connect
+
+            with connect() as sd:
+                status = self._status(record, sd)
+                if not status.can_kill() and not (all_processes and status is Status.STOPPED):
+                    raise ContainerNotRunningError(cid, status.value)
+                if all_processes:
+                    sd.kill_unit(record["scope"], signum, who="all")
+                else:
+                    _signal_init(sd, record, signum)
+        _events().log_event(
+            _events().Event.KILLED,
+            container_id=cid,
+            bundle=record["bundle"],
+            status=status.value,
+            unit=record["scope"],
+            message=f"Container {cid} sent signal {signum}{' (all processes)' if all_processes else ''}",
+            extra={"SIGNAL": signum},
+        )
+
+    # -- delete ------------------------------------------------------------------------
+
+    def delete(self, cid: str, *, force: bool = False) -> None:
+        try:
+            ctx = self.store.locked(cid)
+            record = ctx.__enter__()
+        except ContainerNotFoundError:
+            if force:
+                return
+            raise
+        try:
+            from oci_systemd.systemd import connect
+
+            with connect() as sd:
+                status = self._status(record, sd)
+                if status not in (Status.STOPPED,) and not force:
+                    raise InvalidStateError(
+                        f"cannot delete container {cid} that is not stopped", status=status.value
+                    )
+                _destroy(sd, record)
+            self.store.remove(cid)
+        finally:
+            ctx.__exit__(None, None, None)
+        try:
+            from oci_systemd import hooks
+
+            hooks.run_stage("poststop", record.get("hooks"), self._state_json(record, Status.STOPPED))
+        except HookError as exc:
+            log.warning(str(exc))
+            _events().log_event(
+                _events().Event.HOOK_FAILED,
+                container_id=cid,
+                bundle=record.get("bundle", ""),
+                status="stopped",
+                unit=record.get("scope", ""),
+                message=str(exc),
+            )
+        _events().log_event(
+            _events().Event.DELETED,
+            container_id=cid,
+            bundle=record.get("bundle", ""),
+            status="stopped",
+            unit=record.get("scope", ""),
+            message=f"Container {cid} deleted",
+        )
+
+    # -- run ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        cid: str,
+        *,
+        bundle: str,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+        detach: bool = False,
+        keep: bool = False,
+    ) -> int:
+        from oci_systemd import linux
+
+        if not detach:
+            # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
+            linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        record = self.create(
+            cid,
+            bundle=bundle,
+            console_socket=console_socket,
+            pid_file=pid_file,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
+            preserve_fds=preserve_fds,
+        )
+        try:
+            self.start(cid)
+        except BaseException:
+            if not detach:
+                self.delete(cid, force=True)
+            raise
+        if detach:
+            return 0
+        status = _wait_forwarding_signals(record["pid"])
+        _events().log_event(
+            _events().Event.EXITED,
+            container_id=cid,
+            bundle=record["bundle"],
+            status="stopped",
+            unit=record["scope"],
+            message=f"Container {cid} exited with status {status}",
+            extra={"EXIT_STATUS": status},
+        )
+        if not keep:
+            self.delete(cid, force=True)
+        return status
+
+    # -- list / ps ---------------------------------------------------------------------
+
+    def list_containers(self) -> list[dict[str, Any]]:
+        from oci_systemd.systemd import connect
+
+        out = []
+        with connect() as sd:
+            for cid in self.store.ids():
+                try:
+                    with self.store.locked(cid, shared=True) as record:
+                        out.append(self._state_json(record, self._status(record, sd)))
+                except ContainerNotFoundError:
+                    continue  # deleted while we listed
+        return out
+
+    def ps(self, cid: str) -> list[int]:
+        with self.store.locked(cid, shared=True) as record:
+            from oci_systemd.systemd import connect
+
+            with connect() as sd:
+                status = self._status(record, sd)
+                if status is Status.STOPPED:
+                    return []
+                return sorted(pid for _cg, pid, _cmd in sd.unit_processes(record["scope"]))
+
+
+# -- create's steps ----------------------------------------------------------------------
+
+
+class _Builder:
+    """The steps of one create, with what must be undone if a later step fails."""
+
+    def __init__(
+        self, runtime: Runtime, cid: str, plan: dict[str, Any], record: Record, props: list[Any]
+    ) -> None:
+        self.runtime = runtime
+        self.cid = cid
+        self.plan = plan
+        self.record = record
+        self.props = props
+        self.idler_pid = 0
+        self.init_pid = 0
+        self.scope_started = False
+        self.chan: Channel | None = None
+
+    def build(self) -> None:
+        from oci_systemd import hooks
+
+        chan = self.chan = self._spawn_idler()
+        chan.send(channel.PLAN, **self.plan)
+        msg = self._recv(channel.USERNS, channel.PID)
+        if msg["type"] == channel.USERNS:
+            self._write_id_maps(int(msg["pid"]))
+            chan.send(channel.MAPPED)
+            msg = self._recv(channel.PID)
+        self.init_pid = int(msg["pid"])
+        start = process_start_time(self.init_pid)
+        if start is None:
+            raise IdlerError("the container's init exited before its scope was created")
+        self.record["pid"] = self.init_pid
+        self.record["pid_start"] = start
+        self.runtime.store.write(self.cid, self.record)
+        self._reap_idler_if_forked()
+        self._start_scope()
+        self._enter_leaf_cgroup()
+        self._setup_network()
+        state = Runtime._state_json(self.record, Status.CREATING)
+        hooks.run_stage("prestart", self.plan["config"].get("hooks"), state)
+        hooks.run_stage("createRuntime", self.plan["config"].get("hooks"), state)
+        chan.send(channel.SCOPED)
+        self._recv(channel.CREATED)
+        chan.close()
+        self.record["phase"] = "created"
+        self.runtime.store.write(self.cid, self.record)
+
+    def _recv(self, *kinds: str) -> dict[str, Any]:
+        assert self.chan is not None
+        try:
+            return self.chan.recv(*kinds)
+        except RemoteError as exc:
+            if exc.kind == "HookError":
+                raise HookError("createContainer", "", exc.message) from None
+            raise IdlerError(exc.message) from None
+        except channel.ChannelClosed:
+            raise IdlerError("the idler exited unexpectedly while creating the container") from None
+
+    def _spawn_idler(self) -> Channel:
+        """fork + exec `python -I -S` on the idler module, with one channel fd."""
+        ours, theirs = Channel.pair()
+        extra = int(self.plan["extra_fds"])
+        child_fd = theirs.fileno()
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = f"import sys; sys.path.insert(0, {pkg_parent!r}); from oci_systemd.idler import main; main()"
+        keep = [*range(3, 3 + extra)]
+        pid = os.fork()
+        if pid == 0:  # child: only async-signal-safe-ish work until exec
+            try:
+                target = 3 + extra + 16
+                os.dup2(child_fd, target, inheritable=True)
+                for fd in keep:
+                    os.set_inheritable(fd, True)
+                os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, str(target)])
+            finally:
+                os._exit(127)
+        theirs.close()
+        self.idler_pid = pid
+        return ours
+
+    def _reap_idler_if_forked(self) -> None:
+        if self.idler_pid and self.idler_pid != self.init_pid:
+            os.waitpid(self.idler_pid, 0)
+            self.idler_pid = 0
+
+    def _write_id_maps(self, pid: int) -> None:
+        from oci_systemd import namespaces
+
+        linux = self.plan["config"].get("linux") or {}
+        namespaces.write_id_maps(pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
+
+    def _start_scope(self) -> None:
+        from oci_systemd.systemd import connect
+
+        props = [
+            ("Description", "s", f"oci-systemd container {self.cid}"),
+            ("Slice", "s", self.record["slice"]),
+            *_SCOPE_BASE,
+            ("PIDs", "au", [self.init_pid]),
+            *self.props,
+        ]
+        with connect() as sd:
+            sd.start_transient_scope(self.record["scope"], props)
+        self.scope_started = True
+
+    def _enter_leaf_cgroup(self) -> None:
+        """Move the init into `<scope>/container`: with Delegate=yes, controllers can only be
+        enabled for a cgroup without processes (systemd#26311), so they live in a leaf."""
+        from oci_systemd import cgroups
+
+        cgroups.enter_leaf(self.init_pid)
+
+    def _setup_network(self) -> None:
+        linux = self.plan["config"].get("linux") or {}
+        devices = linux.get("netDevices") or {}
+        if devices:
+            from oci_systemd import network
+
+            network.move_devices(self.init_pid, devices)
+
+    def abort(self) -> None:
+        """Undo a failed create: no process, no scope, nothing of ours left."""
+        for pid in (self.init_pid, self.idler_pid):
+            if pid:
+                try:
+                    os.kill(pid, _signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.idler_pid:
+            try:
+                os.waitpid(self.idler_pid, 0)
+            except ChildProcessError:
+                pass
+        if self.chan is not None:
+            self.chan.close()
+        if self.scope_started:
+            from oci_systemd.systemd import connect
+
+            try:
+                with connect() as sd:
+                    _destroy(sd, self.record)
+            except OciSystemdError as exc:
+                log.warning(f"cleanup of scope {self.record['scope']} failed: {exc}")
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _maybe_bus(bus: Any) -> Iterator[Any]:
+    if bus is not None:
+        yield bus
+        return
+    from oci_systemd.systemd import connect
+
+    with connect() as sd:
+        yield sd
+
+
+def _is_frozen(sd: Any, scope: str) -> bool:
+    try:
+        props = sd.unit_properties(scope, "org.freedesktop.systemd1.Unit", ["FreezerState"])
+    except OciSystemdError:
+        return False
+    state = props.get("FreezerState", b"running")
+    return (state.decode() if isinstance(state, bytes) else str(state)) in ("frozen", "freezing")
+
+
+def _cannot(op: str, status: Status) -> InvalidStateError:
+    if status is Status.STOPPED:
+        return InvalidStateError(f"cannot {op} a container that has stopped", status=status.value)
+    if status is Status.RUNNING:
+        return InvalidStateError(f"cannot {op} an already running container", status=status.value)
+    return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
+
+
+def _start_idler(state_dir: str, cid: str) -> None:
+    """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
+    try:
+        sock = channel.connect_unix(os.path.join(state_dir, NOTIFY_SOCKET))
+    except OSError as exc:
+        raise ContainerNotRunningError(cid) from exc
+    peer = Channel(sock)
+    try:
+        peer.send(channel.START)
+        peer.recv()
+    except channel.ChannelClosed:
+        return
+    except RemoteError as exc:
+        if exc.kind == "exec":
+            raise ExecFailedError(exc.message, err=exc.errno) from None
+        if exc.kind == "HookError":
+            raise HookError("startContainer", "", exc.message) from None
+        raise IdlerError(exc.message) from None
+    finally:
+        peer.close()
+    raise IdlerError("unexpected answer from the idler")
+
+
+def _signal_init(sd: Any, record: Record, signum: int) -> None:
+    """Signal the container's init (the spec's target for a plain kill).
+
+    A pidfd pins the process we checked (pid + start time), so a recycled pid can never
+    receive the signal.
+    """
+    from oci_systemd import linux
+
+    pid = record["pid"]
+    try:
+        pidfd = linux.pidfd_open(pid)
+    except SyscallError as exc:
+        if exc.errno == errno.ESRCH:
+            raise ContainerNotRunningError(record["id"]) from None
+        raise
+    try:
+        if process_start_time(pid) != record.get("pid_start"):
+            raise ContainerNotRunningError(record["id"])
+        linux.pidfd_send_signal(pidfd, signum)
+    finally:
+        os.close(pidfd)
+
+
+def _destroy(sd: Any, record: Record) -> None:
+    """Kill everything in the scope, stop it, and make sure systemd forgets it."""
+    from oci_systemd.state import pid_alive
+
+    scope = record.get("scope", "")
+    if scope:
+        if sd.active_state(scope) in ("active", "activating", "reloading", "deactivating"):
+            try:
+                sd.thaw_unit(scope)
+            except OciSystemdError:
+                pass
+            try:
+                sd.kill_unit(scope, _signal.SIGKILL, who="all")
+            except OciSystemdError:
+                pass
+            sd.stop_unit(scope)
+        sd.reset_failed(scope)
+    # A create that died before its scope existed leaves an init outside any scope.
+    if pid_alive(record):
+        try:
+            os.kill(record["pid"], _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as exc:
+        raise SyscallError.from_oserror("write pid file", exc) from exc
+
+
+def _wait_forwarding_signals(pid: int) -> int:
+    """Wait for the container's init like `runc run`: forward signals, return its status."""
+    forwarded = (
+        _signal.SIGTERM,
+        _signal.SIGINT,
+        _signal.SIGHUP,
+        _signal.SIGQUIT,
+        _signal.SIGUSR1,
+        _signal.SIGUSR2,
+        _signal.SIGWINCH,
+    )
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in forwarded:
+        _signal.signal(sig, forward)
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0  # already reaped elsewhere; nothing to report
+        except InterruptedError:
+            continue
+        if got == pid:
+            break
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return 1
+
+
+def wait_deadline(seconds: float) -> float:
+    return time.monotonic() + seconds

@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The runtime's own record of a container, and how its status is derived.
+
+systemd is the source of truth about what runs (the scope's ActiveState and its
+processes), but it cannot tell `created` from `running`, and it keeps no exit status for
+scopes: those live in `<root>/<id>/state.json`, written atomically (tmp + rename).
+Operations on one id are serialised with flock on the container's directory; `create`
+claims an id with mkdir, which is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, InvalidIdError, SyscallError
+
+STATE_FILE = "state.json"
+NOTIFY_SOCKET = "notify.sock"
+
+# runc's rule for container ids; also keeps ids usable in paths and unit names.
+_ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
+MAX_ID_LEN = 1024
+
+
+class Status(StrEnum):
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+
+    def can_start(self) -> bool:
+        return self is Status.CREATED
+
+    def can_kill(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+    def can_delete(self) -> bool:
+        return self in (Status.STOPPED, Status.CREATING)
+
+
+class Record(TypedDict, total=False):
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    pid_start: int  # /proc/<pid>/stat start time, guards against pid reuse
+    created: str  # RFC 3339
+    owner: str
+    annotations: dict[str, str]
+    scope: str
+    slice: str
+    phase: str  # "creating", "created", "started" (what the runtime did last)
+    creator_pid: int
+    hooks: dict[str, Any]  # poststart / poststop, read back by start and delete
+    oci_version: str
+    systemd_cgroup: bool
+
+
+def validate_id(cid: str) -> None:
+    """Reject ids that could escape the state directory or break unit names."""
+    if not cid:
+        raise InvalidIdError("invalid container id: empty")
+    if len(cid) > MAX_ID_LEN:
+        raise InvalidIdError(f"invalid container id: longer than {MAX_ID_LEN} characters")
+    if cid in (".", "..") or not _ID_RE.match(cid):
+        raise InvalidIdError(f"invalid container id format: {cid!r}")
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    state = fields[0]
+    if state in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def pid_alive(record: Record) -> bool:
+    pid = record.get("pid", 0)
+    if pid <= 0:
+        return False
+    start = process_start_time(pid)
+    return start is not None and start == record.get("pid_start")
+
+
+def derive_status(record: Record, *, unit_state: str | None, alive: bool, frozen: bool = False) -> Status:
+    """Combine systemd's view (unit state) with the runtime's record (phase) and the pid check.
+
+    A scope systemd no longer runs means stopped, whatever the record says (it was
+    stopped behind our back with `systemctl stop`, or its processes all exited).
+    """
+    phase = record.get("phase", "creating")
+    if phase == "creating":
+        creator = record.get("creator_pid", 0)
+        if creator and process_start_time(creator) is not None:
+            return Status.CREATING
+        return Status.STOPPED  # the create that claimed this id died half-way
+    if unit_state not in ("active", "activating", "reloading") or not alive:
+        return Status.STOPPED
+    if frozen:
+        return Status.PAUSED
+    return Status.RUNNING if phase == "started" else Status.CREATED
+
+
+class Store:
+    """The state root (`--root`, default /run/oci-systemd) and its per-container dirs."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def dir(self, cid: str) -> str:
+        validate_id(cid)
+        return os.path.join(self.root, cid)
+
+    def claim(self, cid: str) -> int:
+        """Create the container's directory (atomic: one winner per id) and lock it.
+
+        Returns the directory fd, locked; the caller releases with `release()`.
+        """
+        path = self.dir(cid)
+        try:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise ContainerExistsError(cid) from None
+        except OSError as exc:
+            raise SyscallError.from_oserror("mkdir", exc) from exc
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    @contextlib.contextmanager
+    def locked(self, cid: str, *, shared: bool = False) -> Iterator[Record]:
+        """Lock an existing container and yield its record; ContainerNotFoundError if none."""
+        path = self.dir(cid)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFoundError(cid) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            # The directory may have been removed while we waited for the lock.
+            if os.fstat(fd).st_nlink == 0:
+                raise ContainerNotFoundError(cid)
+            yield self.read(cid)
+        finally:
+            os.close(fd)
+
+    def read(self, cid: str) -> Record:
+        try:
+            with open(os.path.join(self.dir(cid), STATE_FILE), encoding="utf-8") as f:
+                data: Record = json.load(f)
+        except FileNotFoundError:
+            # Claimed but never recorded: a create that died before its first write.
+            return Record(id=cid, phase="creating", creator_pid=0)
+        except (OSError, ValueError) as exc:
+            raise ContainerNotFoundError(cid) from exc
+        return data
+
+    def write(self, cid: str, record: Record) -> None:
+        path = os.path.join(self.dir(cid), STATE_FILE)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, separators=(",", ":"))
+        os.rename(tmp, path)
+
+    def remove(self, cid: str) -> None:
+        path = self.dir(cid)
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, name))
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise SyscallError.from_oserror("rmdir", exc) from exc
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if _ID_RE.match(n) and os.path.isdir(os.path.join(self.root, n)))

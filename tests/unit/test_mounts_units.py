@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Mount option parsing and path resolution inside a root (no root needed)."""
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oci_systemd import linux, mounts
+from oci_systemd.errors import OciSystemdError, SyscallError
+
+
+def test_parse_options_flags_data_and_propagation() -> None:
+    o = mounts.parse_options(["nosuid", "noexec", "nodev", "mode=1777", "size=65536k", "rslave", "ro"])
+    assert o.flags == linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV | linux.MS_RDONLY
+    assert o.data == "mode=1777,size=65536k"
+    assert o.propagation == [linux.MS_SLAVE | linux.MS_REC]
+
+
+@pytest.mark.parametrize(
+    ("options", "flags"),
+    [
+        (["ro", "rw"], 0),
+        (["rw", "ro"], linux.MS_RDONLY),
+        (["rbind"], linux.MS_BIND | linux.MS_REC),
+        (["bind", "remount", "ro"], linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY),
+        (["noatime", "atime"], 0),
+        (["relatime", "strictatime"], linux.MS_RELATIME | linux.MS_STRICTATIME),
+        (["relatime", "norelatime", "nostrictatime"], 0),
+        (
+            ["nodiratime", "diratime", "dirsync", "sync", "mand"],
+            linux.MS_DIRSYNC | linux.MS_SYNCHRONOUS | linux.MS_MANDLOCK,
+        ),
+        (["nosuid", "suid", "nodev", "dev", "noexec", "exec"], 0),
+        (["defaults"], 0),
+    ],
+)
+def test_option_flags(options: list[str], flags: int) -> None:
+    assert mounts.parse_options(options).flags == flags
+
+
+def test_all_propagation_options() -> None:
+    names = ["shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable"]
+    o = mounts.parse_options(names)
+    assert o.propagation == [mounts.PROPAGATION_FLAGS[n] for n in names]
+    assert o.flags == 0 and o.data == ""
+
+
+def test_unsupported_options_are_refused() -> None:
+    with pytest.raises(OciSystemdError, match="idmap"):
+        mounts.parse_options(["idmap"])
+
+
+def test_sysctl_path() -> None:
+    assert mounts.sysctl_path("net.ipv4.ip_forward") == "net/ipv4/ip_forward"
+    assert mounts.sysctl_path("net/ipv4/conf/eth0.100/forwarding") == "net/ipv4/conf/eth0.100/forwarding"
+    for bad in ("net..x", "../x", "/abs", "a/../b", ""):
+        with pytest.raises(OciSystemdError):
+            mounts.sysctl_path(bad)
+
+
+def test_needs_dev_setup() -> None:
+    assert mounts._needs_dev_setup({"mounts": [{"destination": "/dev", "type": "tmpfs"}]})
+    assert not mounts._needs_dev_setup(
+        {"mounts": [{"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}]}
+    )
+    assert mounts._needs_dev_setup({})
+
+
+def test_mountinfo_unescape() -> None:
+    assert mounts._unescape_mountinfo(r"/a\040b\134c") == "/a b\\c"
+
+
+# --- resolution inside a hostile root -------------------------------------------------------------
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    """A root full of symlinks that point outside it, plus a canary outside."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("inside")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("outside")
+    (root / "abs").symlink_to(os.fspath(tmp_path / "outside"))
+    (root / "dotdot").symlink_to("../../../../outside")
+    (root / "dotdot2").symlink_to("../outside")
+    (root / "etcabs").symlink_to("/etc")
+    (root / "loop").symlink_to("loop")
+    (root / "dangling").symlink_to("/newdir/sub")
+    (root / "proc-self").symlink_to("/proc/self/root")
+    return root
+
+
+@pytest.fixture(params=["openat2", "fallback"])
+def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "fallback":
+        monkeypatch.setattr(mounts, "_openat2_works", False)
+    else:
+        monkeypatch.setattr(mounts, "_openat2_works", None)
+    yield request.param
+
+
+def _real(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def test_secure_join_stays_inside(hostile: Path) -> None:
+    r = os.fspath(hostile)
+    outside_in_root = os.path.join(r, hostile.parent.relative_to("/"), "outside/secret")
+    assert mounts.secure_join(r, "/abs/secret") == outside_in_root
+    assert mounts.secure_join(r, "dotdot/secret") == f"{r}/outside/secret"
+    assert mounts.secure_join(r, "dotdot2/secret") == f"{r}/outside/secret"
+    assert mounts.secure_join(r, "../../etc/passwd") == f"{r}/etc/passwd"
+    assert mounts.secure_join(r, "etcabs/passwd") == f"{r}/etc/passwd"
+    assert mounts.secure_join(r, "dangling/x") == f"{r}/newdir/sub/x"
+    with pytest.raises(SyscallError) as info:
+        mounts.secure_join(r, "loop/x")
+    assert info.value.errno == errno.ELOOP
+
+
+@pytest.mark.usefixtures("resolver")
+def test_open_in_root_never_escapes(hostile: Path) -> None:
+    r = os.fspath(hostile)
+    root_fd = os.open(r, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert _real(mounts.open_in_root(root_fd, r, "/etcabs/passwd")) == f"{r}/etc/passwd"
+        assert _real(mounts.open_in_root(root_fd, r, "../../etc/passwd")) == f"{r}/etc/passwd"
+        for escape in ("dotdot/secret", "dotdot2/secret", "abs/secret"):
+            with pytest.raises((FileNotFoundError, SyscallError)):
+                mounts.open_in_root(root_fd, r, escape)
+    finally:
+        os.close(root_fd)
+
+
+@pytest.mark.usefixtures("resolver")
+def test_mkdest_creates_inside(hostile: Path) -> None:
+    r = os.fspath(hostile)
+    outside = hostile.parent / "outside"
+    root_fd = os.open(r, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert _real(mounts.mkdest_in_root(root_fd, r, "/dotdot/new", directory=True)) == f"{r}/outside/new"
+        assert _real(mounts.mkdest_in_root(root_fd, r, "/abs/file", directory=False)).startswith(r + "/")
+        assert _real(mounts.mkdest_in_root(root_fd, r, "/dangling", directory=True)) == f"{r}/newdir/sub"
+        assert (hostile / "outside" / "new").is_dir()
+        assert (hostile / "newdir" / "sub").is_dir()
+        assert sorted(os.listdir(outside)) == ["secret"]
+    finally:
+        os.close(root_fd)
+
+
+def test_walk_refuses_a_swapped_in_symlink(hostile: Path) -> None:
+    """The fallback walk opens components with O_NOFOLLOW: a symlink is an error, not a way out."""
+    root_fd = os.open(hostile, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            mounts._walk(root_fd, "abs/secret")
+        with pytest.raises(SyscallError) as info:
+            mounts._walk(root_fd, "abs")
+        assert info.value.errno == errno.ELOOP
+    finally:
+        os.close(root_fd)

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: Apache-2.0
+import signal
+
+import pytest
+
+from oci_systemd.errors import OciSystemdError, SpecError
+from oci_systemd.runtime import parse_signal, scope_for
+from oci_systemd.systemd import _encode_properties, unit_name_escape
+
+
+@pytest.mark.parametrize(
+    ("text", "num"),
+    [
+        ("TERM", 15),
+        ("SIGTERM", 15),
+        ("term", 15),
+        ("9", 9),
+        ("KILL", 9),
+        ("SIGRTMIN+1", signal.SIGRTMIN + 1),
+        ("HUP", 1),
+        ("SIGUSR1", signal.SIGUSR1),
+    ],
+)
+def test_parse_signal(text: str, num: int) -> None:
+    assert parse_signal(text) == num
+
+
+@pytest.mark.parametrize("text", ["NOPE", "0", "-1", "999", "SIGRTMIN+99", ""])
+def test_parse_signal_rejects(text: str) -> None:
+    with pytest.raises(OciSystemdError):
+        parse_signal(text)
+
+
+def test_scope_from_cgroups_path() -> None:
+    assert scope_for("abc", "machine.slice:libpod:abc") == ("libpod-abc.scope", "machine.slice")
+    assert scope_for("abc", "system.slice:containerd:abc") == ("containerd-abc.scope", "system.slice")
+    assert scope_for("abc", ":crun:abc") == ("crun-abc.scope", "system.slice")
+
+
+def test_scope_default_names() -> None:
+    assert scope_for("abc", None) == ("oci-systemd-abc.scope", "system.slice")
+    # cgroupfs-style paths (podman/containerd with cgroupfs) fall back to the default name.
+    assert scope_for("abc", "/libpod_parent/libpod-abc") == ("oci-systemd-abc.scope", "system.slice")
+    assert scope_for("a+b", None) == ("oci-systemd-a\\x2bb.scope", "system.slice")
+
+
+@pytest.mark.parametrize("path", ["a:b", "a:b:c:d", "notaslice:p:n", "system.slice:p:x.slice"])
+def test_scope_bad_cgroups_path(path: str) -> None:
+    with pytest.raises(SpecError, match="cgroupsPath"):
+        scope_for("abc", path)
+
+
+def test_unit_name_escape() -> None:
+    assert unit_name_escape("abc-1_2.3") == "abc-1_2.3"
+    assert unit_name_escape(".x") == "\\x2ex"
+    assert unit_name_escape("a+b") == "a\\x2bb"
+
+
+def test_encode_properties_any_signature() -> None:
+    args = _encode_properties([("PIDs", "au", [1, 2]), ("Delegate", "b", True), ("Slice", "s", "x.slice")])
+    assert args[0] == (ord("a"), b"(sv)")
+    assert (ord("s"), b"PIDs") in args and (ord("v"), b"au") in args
+    assert (ord("u"), 1) in args and (ord("u"), 2) in args
+    assert (ord("s"), b"x.slice") in args
+    opens = sum(1 for t, _ in args if t in (ord("a"), ord("r"), ord("v")))
+    closes = sum(1 for t, _ in args if t == -1)
+    assert opens == closes

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+import os
+
+import pytest
+
+from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, InvalidIdError
+from oci_systemd.state import Record, Status, Store, derive_status, process_start_time, validate_id
+
+
+@pytest.mark.parametrize("cid", ["a", "abc-DEF_1.2+3", "x" * 1024, "7" * 64])
+def test_valid_ids(cid: str) -> None:
+    validate_id(cid)
+
+
+@pytest.mark.parametrize(
+    "cid", ["", ".", "..", "../x", "a/b", "/abs", "a b", "a\x00b", "é", "x" * 1025, "a:b"]
+)
+def test_invalid_ids(cid: str) -> None:
+    with pytest.raises(InvalidIdError):
+        validate_id(cid)
+
+
+def _rec(**kw: object) -> Record:
+    base: dict[str, object] = {"id": "c", "phase": "created", "pid": 1, "pid_start": 1}
+    base.update(kw)
+    return base  # type: ignore[return-value]
+
+
+def test_status_created_vs_running() -> None:
+    assert derive_status(_rec(), unit_state="active", alive=True) is Status.CREATED
+    assert derive_status(_rec(phase="started"), unit_state="active", alive=True) is Status.RUNNING
+    assert (
+        derive_status(_rec(phase="started"), unit_state="active", alive=True, frozen=True) is Status.PAUSED
+    )
+
+
+@pytest.mark.parametrize("unit_state", [None, "inactive", "failed", "deactivating"])
+def test_status_scope_gone_is_stopped(unit_state: str | None) -> None:
+    assert derive_status(_rec(phase="started"), unit_state=unit_state, alive=True) is Status.STOPPED
+
+
+def test_status_dead_init_is_stopped() -> None:
+    assert derive_status(_rec(phase="started"), unit_state="active", alive=False) is Status.STOPPED
+
+
+def test_status_creating_depends_on_creator() -> None:
+    assert (
+        derive_status(_rec(phase="creating", creator_pid=os.getpid()), unit_state=None, alive=False)
+        is Status.CREATING
+    )
+    assert (
+        derive_status(_rec(phase="creating", creator_pid=0), unit_state=None, alive=False) is Status.STOPPED
+    )
+
+
+def test_can_transitions() -> None:
+    assert Status.CREATED.can_start() and not Status.RUNNING.can_start()
+    assert Status.RUNNING.can_kill() and not Status.STOPPED.can_kill()
+    assert Status.STOPPED.can_delete() and not Status.RUNNING.can_delete()
+
+
+def test_process_start_time_self_and_gone() -> None:
+    assert isinstance(process_start_time(os.getpid()), int)
+    assert process_start_time(2**22 + 12345) is None
+
+
+def test_store_claim_is_exclusive_and_remove_cleans(tmp_path: object) -> None:
+    store = Store(str(tmp_path))
+    fd = store.claim("c1")
+    try:
+        with pytest.raises(ContainerExistsError):
+            store.claim("c1")
+        store.write("c1", _rec(id="c1"))
+    finally:
+        os.close(fd)
+    with store.locked("c1") as rec:
+        assert rec["id"] == "c1"
+    assert store.ids() == ["c1"]
+    store.remove("c1")
+    assert store.ids() == []
+    with pytest.raises(ContainerNotFoundError), store.locked("c1"):
+        pass
+
+
+def test_store_rejects_bad_id_before_touching_fs(tmp_path: object) -> None:
+    store = Store(os.path.join(str(tmp_path), "root"))
+    with pytest.raises(InvalidIdError):
+        store.claim("../escape")
+    assert not os.path.exists(os.path.join(str(tmp_path), "root"))
