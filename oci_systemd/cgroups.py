@@ -16,16 +16,26 @@ LEAF = "container"
 
 
 def unified_mount() -> str | None:
-    """Where cgroup2 is mounted in our mount namespace (None on a pure v1 host)."""
+    """Where cgroup2 is visibly mounted in our mount namespace (None on a pure v1 host).
+
+    A later mount on the same point or on a parent shadows an earlier one: in a private
+    systemd's namespace the host's /sys/fs/cgroup/unified is still listed, but hidden
+    under the new cgroup2 on /sys/fs/cgroup, where `unified` is just a directory.
+    """
+    candidates: list[str] = []
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
+                point = left.split()[4]
+                candidates = [
+                    c for c in candidates if c != point and not c.startswith(point.rstrip("/") + "/")
+                ]
                 if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split()[4]
+                    candidates.append(point)
     except OSError:
         return None
-    return None
+    return candidates[0] if candidates else None
 
 
 def cgroup_of(pid: int) -> str | None:
