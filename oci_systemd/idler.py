@@ -137,6 +137,9 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 
     listener = channel.bind_unix(plan["notify_socket"])
     listener.listen(4)
+    # Held across pivot_root, so the socket's name can be removed once start has come:
+    # its absence is what tells `state` that the container runs (runc's exec.fifo idea).
+    state_dirfd = os.open(os.path.dirname(plan["notify_socket"]), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
 
     # Past enter_rootfs() the host's interpreter files are out of reach: import and load
@@ -156,7 +159,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         tty = _send_pty(console, cfg.get("process") or {})
     chan.send(channel.CREATED)
     chan.close()
-    _wait_for_start(listener, plan, cfg, tty)
+    _wait_for_start(listener, plan, cfg, tty, state_dirfd)
 
 
 def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:
@@ -200,7 +203,7 @@ def _send_pty(console: socket.socket, proc: dict[str, Any]) -> int:
 
 
 def _wait_for_start(
-    listener: socket.socket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None
+    listener: socket.socket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
 ) -> None:
     from oci_systemd import hooks
 
@@ -214,6 +217,11 @@ def _wait_for_start(
             continue
         break
     listener.close()
+    try:
+        os.unlink(os.path.basename(plan["notify_socket"]), dir_fd=state_dirfd)
+    except OSError:
+        pass  # the state directory is gone: delete raced us, exec anyway and be killed
+    os.close(state_dirfd)
     try:
         hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
         _exec_process(cfg.get("process") or {}, plan, peer, tty)

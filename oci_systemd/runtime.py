@@ -118,6 +118,16 @@ def parse_signal(text: str) -> int:
         raise OciSystemdError(f"unknown signal {text!r}") from None
 
 
+def fault_point(name: str) -> None:
+    """Die here with SIGKILL when OCI_SYSTEMD_FAULT names this point (fault-injection tests).
+
+    Points: create:claimed, create:spawned, create:pid, create:scoped, create:built,
+    start:sent, start:recorded, delete:killed, delete:stopped, delete:removed.
+    """
+    if os.environ.get("OCI_SYSTEMD_FAULT") == name:
+        os.kill(os.getpid(), _signal.SIGKILL)
+
+
 def _events() -> Any:
     """The journal module, imported on first use (it only needs the stdlib)."""
     from oci_systemd import journal
@@ -155,6 +165,7 @@ class Runtime:
         )
         dirfd = self.store.claim(cid)
         try:
+            fault_point("create:claimed")
             self.store.write(cid, record)
             builder = _Builder(self, cid, plan, record, props)
             try:
@@ -172,6 +183,7 @@ class Runtime:
                 )
                 raise
             record = builder.record
+            fault_point("create:built")
             if pid_file:
                 _write_pid_file(pid_file, record["pid"])
         finally:
@@ -281,8 +293,10 @@ class Runtime:
             if status is not Status.CREATED:
                 raise _cannot("start", status)
             _start_idler(self.store.dir(cid), cid)
+            fault_point("start:sent")
             record["phase"] = "started"
             self.store.write(cid, record)
+            fault_point("start:recorded")
         _events().log_event(
             _events().Event.STARTED,
             container_id=cid,
@@ -328,7 +342,10 @@ class Runtime:
             frozen = False
             if unit_state == "active":
                 frozen = _is_frozen(sd, record["scope"])
-        return derive_status(record, unit_state=unit_state, alive=alive, frozen=frozen)
+        waiting = phase == "created" and os.path.exists(
+            os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET)
+        )
+        return derive_status(record, unit_state=unit_state, alive=alive, frozen=frozen, waiting=waiting)
 
     @staticmethod
     def _state_json(record: Record, status: Status) -> dict[str, Any]:
@@ -391,7 +408,9 @@ class Runtime:
                         f"cannot delete container {cid} that is not stopped", status=status.value
                     )
                 _destroy(sd, record)
+            fault_point("delete:stopped")
             self.store.remove(cid)
+            fault_point("delete:removed")
         finally:
             ctx.__exit__(None, None, None)
         try:
@@ -517,6 +536,7 @@ class _Builder:
         from oci_systemd import hooks
 
         chan = self.chan = self._spawn_idler()
+        fault_point("create:spawned")
         chan.send(channel.PLAN, **self.plan)
         msg = self._recv(channel.USERNS, channel.PID)
         if msg["type"] == channel.USERNS:
@@ -530,8 +550,10 @@ class _Builder:
         self.record["pid"] = self.init_pid
         self.record["pid_start"] = start
         self.runtime.store.write(self.cid, self.record)
+        fault_point("create:pid")
         self._reap_idler_if_forked()
         self._start_scope()
+        fault_point("create:scoped")
         self._enter_leaf_cgroup()
         self._setup_network()
         state = Runtime._state_json(self.record, Status.CREATING)
@@ -733,6 +755,7 @@ def _destroy(sd: Any, record: Record) -> None:
                 sd.kill_unit(scope, _signal.SIGKILL, who="all")
             except OciSystemdError:
                 pass
+            fault_point("delete:killed")
             sd.stop_unit(scope)
         sd.reset_failed(scope)
     # A create that died before its scope existed leaves an init outside any scope.

@@ -98,11 +98,15 @@ def pid_alive(record: Record) -> bool:
     return start is not None and start == record.get("pid_start")
 
 
-def derive_status(record: Record, *, unit_state: str | None, alive: bool, frozen: bool = False) -> Status:
+def derive_status(
+    record: Record, *, unit_state: str | None, alive: bool, frozen: bool = False, waiting: bool = True
+) -> Status:
     """Combine systemd's view (unit state) with the runtime's record (phase) and the pid check.
 
     A scope systemd no longer runs means stopped, whatever the record says (it was
     stopped behind our back with `systemctl stop`, or its processes all exited).
+    `waiting` says the idler's notify socket still exists: the idler removes it when
+    start comes, so a start that died before recording "started" still reads running.
     """
     phase = record.get("phase", "creating")
     if phase == "creating":
@@ -114,7 +118,7 @@ def derive_status(record: Record, *, unit_state: str | None, alive: bool, frozen
         return Status.STOPPED
     if frozen:
         return Status.PAUSED
-    return Status.RUNNING if phase == "started" else Status.CREATED
+    return Status.RUNNING if phase == "started" or not waiting else Status.CREATED
 
 
 class Store:
