@@ -250,6 +250,81 @@ def ps(opts: Options, container_id: str, fmt: str, ps_args: tuple[str, ...]) -> 
     click.echo(listing.render_ps(opts.runtime().ps(container_id), fmt=fmt, ps_args=list(ps_args)), nl=False)
 
 
+@cli.command(name="exec", context_settings={"allow_interspersed_args": False})
+@click.option("--console-socket", default=None, help="Unix socket that receives the pty master.")
+@click.option("--cwd", default=None, help="Current working directory in the container.")
+@click.option("--env", "-e", multiple=True, help="Set an environment variable (KEY=VALUE).")
+@click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("--user", "-u", default=None, help="UID[:GID] to run as.")
+@click.option("--additional-gids", "-g", type=int, multiple=True, help="Additional gids.")
+@click.option("--process", "-p", "process_file", default=None, help="A process.json to run.")
+@click.option("--detach", "-d", is_flag=True, help="Do not wait for the process.")
+@click.option("--pid-file", default=None, help="Write the process's pid here.")
+@click.option("--process-label", default=None, hidden=True)
+@click.option("--apparmor", default=None, hidden=True)
+@click.option("--no-new-privs", is_flag=True, help="Set no_new_privileges for the process.")
+@click.option("--cap", "-c", multiple=True, help="Add a capability to the process.")
+@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, help="Pass N extra fds.")
+@click.option("--cgroup", default=None, hidden=True)
+@click.option("--ignore-paused", is_flag=True, hidden=True)
+@click.argument("container_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_opts
+def exec_(
+    opts: Options,
+    container_id: str,
+    command: tuple[str, ...],
+    console_socket: str | None,
+    cwd: str | None,
+    env: tuple[str, ...],
+    tty: bool,
+    user: str | None,
+    additional_gids: tuple[int, ...],
+    process_file: str | None,
+    detach: bool,
+    pid_file: str | None,
+    process_label: str | None,
+    apparmor: str | None,
+    no_new_privs: bool,
+    cap: tuple[str, ...],
+    preserve_fds: int,
+    cgroup: str | None,
+    ignore_paused: bool,
+) -> None:
+    """Run a new process inside a running container."""
+    from oci_systemd import exec_process
+
+    runtime = opts.runtime()
+    if process_file:
+        process = exec_process.load_process_file(process_file)
+    else:
+        from oci_systemd.errors import ContainerNotFoundError
+
+        if container_id not in runtime.store.ids():
+            raise ContainerNotFoundError(container_id)
+        base = runtime.store.read_config(container_id).get("process") or {}
+        process = exec_process.from_flags(
+            base,
+            command,
+            env=env,
+            cwd=cwd,
+            user=user,
+            additional_gids=additional_gids,
+            caps=cap,
+            tty=tty,
+            no_new_privs=no_new_privs,
+        )
+    status = runtime.exec(
+        container_id,
+        process,
+        detach=detach,
+        pid_file=pid_file,
+        console_socket=console_socket,
+        preserve_fds=preserve_fds,
+    )
+    sys.exit(status)
+
+
 @cli.command()
 @click.option("--bundle", "-b", default=".", help="Directory to write config.json into.")
 @click.option("--rootless", is_flag=True, help="A config for a rootless container.")

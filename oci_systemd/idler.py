@@ -43,6 +43,9 @@ def _die_on_signal(signum: int, _frame: Any) -> None:
 
 def main() -> None:
     fd = int(sys.argv[1])
+    # Inherited across exec, so not close-on-exec yet: it must be, both to keep it out of
+    # the container and because its EOF is how the runtime learns that exec succeeded.
+    os.set_inheritable(fd, False)
     chan = Channel.from_fd(fd)
     try:
         plan = chan.recv(channel.PLAN)
@@ -283,6 +286,9 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     process.seal_self()
     cfg = plan["config"]
     console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+    # Joining the mount namespace hides the host's interpreter files: load what comes later now.
+    process.preload(cfg)
+    _preload_for_after_pivot(cfg, tty_wanted=console is not None)
     namespaces.join_all(int(plan["target_pid"]), plan.get("namespaces") or [])
     child = os.fork()
     if child:

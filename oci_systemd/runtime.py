@@ -167,6 +167,7 @@ class Runtime:
         try:
             fault_point("create:claimed")
             self.store.write(cid, record)
+            self.store.write_config(cid, plan["config"])
             builder = _Builder(self, cid, plan, record, props)
             try:
                 builder.build()
@@ -512,6 +513,89 @@ class Runtime:
                     return []
                 return sorted(pid for _cg, pid, _cmd in sd.unit_processes(record["scope"]))
 
+    # -- exec --------------------------------------------------------------------------
+
+    def exec(
+        self,
+        cid: str,
+        process: dict[str, Any],
+        *,
+        detach: bool = False,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+    ) -> int:
+        """Run a process in a running container's namespaces and cgroup; its exit status."""
+        from oci_systemd import cgroups, linux
+
+        with self.store.locked(cid, shared=True) as record:
+            status = self._status(record)
+            if status is Status.PAUSED:
+                raise InvalidStateError("cannot exec in a paused container", status=status.value)
+            if status not in (Status.CREATED, Status.RUNNING):
+                raise ContainerNotRunningError(cid, status.value)
+            config = self.store.read_config(cid)
+        if process.get("terminal") and not console_socket:
+            raise OciSystemdError("cannot allocate tty if runc will detach without setting console socket")
+        linux_cfg = config.get("linux") or {}
+        plan: dict[str, Any] = {
+            "exec": True,
+            "id": cid,
+            "target_pid": record["pid"],
+            "config": {
+                "process": process,
+                "linux": {k: linux_cfg[k] for k in ("seccomp", "personality") if k in linux_cfg},
+            },
+            "console_socket": os.path.abspath(console_socket) if console_socket else None,
+            "extra_fds": preserve_fds,
+            "listen_fds": 0,
+        }
+        if not detach:
+            linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        chan, idler = spawn_idler(preserve_fds)
+        child = 0
+        try:
+            chan.send(channel.PLAN, **plan)
+            child = int(chan.recv(channel.PID)["pid"])
+            os.waitpid(idler, 0)
+            cgroups.join(child, record["pid"])
+            chan.send(channel.START)
+            try:
+                chan.recv()
+                raise IdlerError("unexpected answer from the idler")
+            except channel.ChannelClosed:
+                pass  # close-on-exec: the program runs
+        except RemoteError as exc:
+            _reap_quietly(child or idler)
+            if exc.kind == "exec":
+                raise ExecFailedError(exc.message, err=exc.errno) from None
+            raise IdlerError(exc.message) from None
+        except BaseException:
+            for pid in (child, idler):
+                if pid:
+                    try:
+                        os.kill(pid, _signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    _reap_quietly(pid)
+            raise
+        finally:
+            chan.close()
+        _events().log_event(
+            _events().Event.EXEC,
+            container_id=cid,
+            bundle=record["bundle"],
+            status="running",
+            unit=record["scope"],
+            message=f"Process {child} exec'd in container {cid}",
+            extra={"COMMAND": " ".join(process.get("args") or []), "EXEC_PID": child},
+        )
+        if pid_file:
+            _write_pid_file(pid_file, child)
+        if detach:
+            return 0
+        return _wait_forwarding_signals(child)
+
 
 # -- create's steps ----------------------------------------------------------------------
 
@@ -577,26 +661,8 @@ class _Builder:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
     def _spawn_idler(self) -> Channel:
-        """fork + exec `python -I -S` on the idler module, with one channel fd."""
-        ours, theirs = Channel.pair()
-        extra = int(self.plan["extra_fds"])
-        child_fd = theirs.fileno()
-        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = f"import sys; sys.path.insert(0, {pkg_parent!r}); from oci_systemd.idler import main; main()"
-        keep = [*range(3, 3 + extra)]
-        pid = os.fork()
-        if pid == 0:  # child: only async-signal-safe-ish work until exec
-            try:
-                target = 3 + extra + 16
-                os.dup2(child_fd, target, inheritable=True)
-                for fd in keep:
-                    os.set_inheritable(fd, True)
-                os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, str(target)])
-            finally:
-                os._exit(127)
-        theirs.close()
-        self.idler_pid = pid
-        return ours
+        chan, self.idler_pid = spawn_idler(int(self.plan["extra_fds"]))
+        return chan
 
     def _reap_idler_if_forked(self) -> None:
         if self.idler_pid and self.idler_pid != self.init_pid:
@@ -664,6 +730,30 @@ class _Builder:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def spawn_idler(extra_fds: int) -> tuple[Channel, int]:
+    """fork + exec `python -I -S` on the idler module with one channel fd; (channel, pid).
+
+    fds 3..3+extra_fds-1 (LISTEN_FDS, --preserve-fds) are inherited; the channel sits
+    above them. Everything else we hold is close-on-exec.
+    """
+    ours, theirs = Channel.pair()
+    child_fd = theirs.fileno()
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"import sys; sys.path.insert(0, {pkg_parent!r}); from oci_systemd.idler import main; main()"
+    pid = os.fork()
+    if pid == 0:  # child: nothing but fd shuffling until exec
+        try:
+            target = 3 + extra_fds + 16
+            os.dup2(child_fd, target, inheritable=True)
+            for fd in range(3, 3 + extra_fds):
+                os.set_inheritable(fd, True)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, str(target)])
+        finally:
+            os._exit(127)
+    theirs.close()
+    return ours, pid
 
 
 @contextmanager
@@ -764,6 +854,13 @@ def _destroy(sd: Any, record: Record) -> None:
             os.kill(record["pid"], _signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _reap_quietly(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _write_pid_file(path: str, pid: int) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TypedDict
 from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, InvalidIdError, SyscallError
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"  # the config as created: exec's defaults, never re-read from the bundle
 NOTIFY_SOCKET = "notify.sock"
 
 # runc's rule for container ids; also keeps ids usable in paths and unit names.
@@ -182,6 +183,18 @@ class Store:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(record, f, separators=(",", ":"))
         os.rename(tmp, path)
+
+    def write_config(self, cid: str, config: dict[str, Any]) -> None:
+        with open(os.path.join(self.dir(cid), CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(config, f, separators=(",", ":"))
+
+    def read_config(self, cid: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.dir(cid), CONFIG_FILE), encoding="utf-8") as f:
+                config: dict[str, Any] = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ContainerNotFoundError(cid) from exc
+        return config
 
     def remove(self, cid: str) -> None:
         path = self.dir(cid)
