@@ -17,6 +17,7 @@ T0 = time.perf_counter()
 import atexit  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -75,7 +76,7 @@ def _wrap(module: Any, qual: str) -> None:
 
 
 def main() -> None:
-    out = sys.argv[1]
+    out = sys.argv[1].replace("{pid}", str(os.getpid()))
     args = sys.argv[3:] if sys.argv[2] == "--" else sys.argv[2:]
     t_imp = time.perf_counter()
     cli = importlib.import_module("oci_systemd.cli")

@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,12 @@ def _importtime(argv: list[str], runs: int) -> dict[str, tuple[int, int, int]]:
     """module -> (min self us, min cumulative us, depth) over `runs` runs of `python -X importtime`."""
     best: dict[str, tuple[int, int, int]] = {}
     for _ in range(runs):
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for line in proc.stderr.splitlines():
+        # A file, not a pipe: `create` leaves a container holding its stderr open.
+        with tempfile.TemporaryFile("w+") as err:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            err.seek(0)
+            text = err.read()
+        for line in text.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
             head, cum, name = line.split("|", 2)
@@ -107,8 +112,12 @@ def inner(plan_path: str) -> int:
     venv_site = plan["venv_site"]
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
-    def call(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args], capture_output=True, text=True, env=env, check=check)
+    def call(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        # Never a pipe: a created container inherits create's stdio and would hold it open.
+        return subprocess.run(
+            [*base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, check=check,
+        )
 
     # A created container for state.
     idle = f"prof-{secrets.token_hex(3)}"
@@ -210,13 +219,15 @@ def inner(plan_path: str) -> int:
                 if name == "start":
                     call("create", "--bundle", b, cid)
                 args = ["create", "--bundle", b, cid] if name == "create" else ["start", cid]
+                report = f"{workdir}/pyinstrument-{name}.txt"
                 proc = subprocess.run(
-                    [python, "-m", "pyinstrument", "-i", "0.0002", "--show-all", "-r", "text",
+                    [python, "-m", "pyinstrument", "-o", report, "-i", "0.0002", "--show-all", "-r", "text",
                      *plan["entry_script"], "--systemd-cgroup", "--root", root, *args],
-                    capture_output=True, text=True, env=envp,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=envp,
                 )
-                print(f"\n### pyinstrument: {name}\n")
-                lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+                print(f"\n### pyinstrument: {name} (exit {proc.returncode})\n")
+                text = Path(report).read_text() if os.path.exists(report) else ""
+                lines = [ln for ln in text.splitlines() if ln.strip()]
                 print("\n".join(lines[:70]))
                 call("delete", "-f", cid, check=False)
     finally:

@@ -9,6 +9,7 @@ be enabled for children of a cgroup that holds no processes itself (systemd#2631
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from oci_systemd.errors import SyscallError
 
@@ -86,3 +87,74 @@ def join(pid: int, container_pid: int) -> None:
             f.write(str(pid))
     except OSError as exc:
         raise SyscallError.from_oserror("join container cgroup", exc) from exc
+
+
+def _read_kv(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if value.strip().isdigit():
+                    out[key] = int(value)
+    except OSError:
+        pass
+    return out
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def stats(container_pid: int) -> dict[str, Any]:
+    """The container's cgroup statistics in runc's `events --stats` shape (what cgroup2
+    exposes here: files of absent controllers are left out)."""
+    base = scope_dir(container_pid) or ""
+    cpu = _read_kv(os.path.join(base, "cpu.stat"))
+    mem = _read_kv(os.path.join(base, "memory.stat"))
+    data: dict[str, Any] = {
+        "cpu": {
+            "usage": {
+                "total": cpu.get("usage_usec", 0) * 1000,
+                "kernel": cpu.get("system_usec", 0) * 1000,
+                "user": cpu.get("user_usec", 0) * 1000,
+            },
+            "throttling": {
+                "periods": cpu.get("nr_periods", 0),
+                "throttledPeriods": cpu.get("nr_throttled", 0),
+                "throttledTime": cpu.get("throttled_usec", 0) * 1000,
+            },
+        },
+        "memory": {
+            "usage": {
+                "usage": _read_int(os.path.join(base, "memory.current")) or 0,
+                "limit": _read_int(os.path.join(base, "memory.max")) or 0,
+            },
+            "swap": {"usage": _read_int(os.path.join(base, "memory.swap.current")) or 0},
+            "raw": mem,
+        },
+        "pids": {
+            "current": _read_int(os.path.join(base, "pids.current")) or _count_procs(base),
+            "limit": _read_int(os.path.join(base, "pids.max")) or 0,
+        },
+        "blkio": {},
+        "hugetlb": {},
+    }
+    return data
+
+
+def _count_procs(base: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(base):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs"), encoding="ascii") as f:
+                    total += sum(1 for line in f if line.strip())
+            except OSError:
+                continue
+    return total

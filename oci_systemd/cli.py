@@ -344,6 +344,93 @@ def spec(bundle: str, rootless: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--resources",
+    "-r",
+    "resources_file",
+    default=None,
+    help="JSON file with linux.resources to apply ('-' for stdin).",
+)
+@click.option("--memory", default=None, help="Memory limit (bytes, or with k/m/g suffix).")
+@click.option("--memory-reservation", default=None, help="Memory soft limit.")
+@click.option("--memory-swap", default=None, help="Memory + swap limit (-1 for unlimited).")
+@click.option("--cpu-share", type=int, default=None, help="CPU shares (relative weight).")
+@click.option("--cpu-quota", type=int, default=None, help="CPU CFS quota in µs per period.")
+@click.option("--cpu-period", type=int, default=None, help="CPU CFS period in µs.")
+@click.option("--cpuset-cpus", default=None, help="CPUs to use (0-3, 0,1).")
+@click.option("--cpuset-mems", default=None, help="Memory nodes to use.")
+@click.option("--pids-limit", type=int, default=None, help="Maximum number of tasks.")
+@click.option("--blkio-weight", type=int, default=None, help="Block IO weight (10-1000).")
+@click.argument("container_id")
+@pass_opts
+def update(
+    opts: Options,
+    container_id: str,
+    resources_file: str | None,
+    memory: str | None,
+    memory_reservation: str | None,
+    memory_swap: str | None,
+    cpu_share: int | None,
+    cpu_quota: int | None,
+    cpu_period: int | None,
+    cpuset_cpus: str | None,
+    cpuset_mems: str | None,
+    pids_limit: int | None,
+    blkio_weight: int | None,
+) -> None:
+    """Change a container's resource limits (systemd unit properties, live)."""
+    from oci_systemd import resource_flags
+
+    resources = resource_flags.collect(
+        resources_file,
+        memory=memory,
+        memory_reservation=memory_reservation,
+        memory_swap=memory_swap,
+        cpu_share=cpu_share,
+        cpu_quota=cpu_quota,
+        cpu_period=cpu_period,
+        cpuset_cpus=cpuset_cpus,
+        cpuset_mems=cpuset_mems,
+        pids_limit=pids_limit,
+        blkio_weight=blkio_weight,
+    )
+    opts.runtime().update(container_id, resources)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_opts
+def pause(opts: Options, container_id: str) -> None:
+    """Freeze every process of the container (systemd FreezeUnit)."""
+    opts.runtime().pause(container_id)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_opts
+def resume(opts: Options, container_id: str) -> None:
+    """Thaw a paused container (systemd ThawUnit)."""
+    opts.runtime().resume(container_id)
+
+
+@cli.command()
+@click.option("--interval", default="5s", help="Interval between stats (e.g. 5s, 500ms).")
+@click.option("--stats", "stats_only", is_flag=True, help="Print the stats once and exit.")
+@click.argument("container_id")
+@pass_opts
+def events(opts: Options, container_id: str, interval: str, stats_only: bool) -> None:
+    """Print stats (and oom events) of a container as JSON lines until it stops."""
+    from oci_systemd import resource_flags
+
+    def emit(event: dict[str, Any]) -> None:
+        click.echo(json.dumps(event, separators=(",", ":")))
+
+    opts.runtime().events(
+        container_id, interval=resource_flags.parse_duration(interval), stats_only=stats_only, emit=emit
+    )
+
+
+@cli.command()
 def features() -> None:
     """Print what this runtime supports (runtime-spec features JSON)."""
     from oci_systemd import features as feat
@@ -400,4 +487,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: still one error line for podman/containerd, then the trace
+        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(1)
     sys.exit(0)

@@ -154,6 +154,9 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
     mounts.finish_rootfs(cfg)
+    # Like runc, a program that isn't there fails create, not start: podman and containerd
+    # classify "executable file not found" from create's error as exit 127.
+    _check_program(proc)
     if not plan.get("no_new_keyring"):
         namespaces.join_session_keyring(plan["id"])
 
@@ -163,6 +166,24 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     chan.send(channel.CREATED)
     chan.close()
     _wait_for_start(listener, plan, cfg, tty, state_dirfd)
+
+
+def _check_program(proc: dict[str, Any]) -> None:
+    from oci_systemd import process
+
+    args = proc.get("args") or []
+    if not args:
+        return
+    cwd = proc.get("cwd") or "/"
+    name = args[0]
+    if "/" in name and not name.startswith("/"):
+        name = os.path.join(cwd, name)  # relative to the process's cwd, as exec will see it
+    try:
+        process.find_executable(name, proc.get("env") or [])
+    except ExecFailedError as exc:
+        if exc.errno in (2, 20):  # ENOENT, ENOTDIR: permissions may still change with the user
+            raise
+        return
 
 
 def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:

@@ -93,7 +93,6 @@ UNSUPPORTED_OPTIONS = frozenset(
     {
         "idmap",
         "ridmap",
-        "tmpcopyup",
         "rro",
         "rrw",
         "rnosuid",
@@ -124,12 +123,13 @@ _ST_RELATIME = 4096  # ST_RELATIME has its own value in statvfs
 class MountOptions:
     """`options` of one mount entry split into mount(2) flags, propagation changes and data."""
 
-    __slots__ = ("data", "flags", "propagation")
+    __slots__ = ("copy_up", "data", "flags", "propagation")
 
-    def __init__(self, flags: int, propagation: list[int], data: str) -> None:
+    def __init__(self, flags: int, propagation: list[int], data: str, *, copy_up: bool = False) -> None:
         self.flags = flags
         self.propagation = propagation
         self.data = data
+        self.copy_up = copy_up
 
     def __repr__(self) -> str:
         return f"MountOptions(flags={self.flags:#x}, propagation={self.propagation}, data={self.data!r})"
@@ -139,9 +139,13 @@ def parse_options(options: Iterable[str]) -> MountOptions:
     flags = 0
     propagation: list[int] = []
     data: list[str] = []
+    copy_up = False
     for opt in options:
         fl = MOUNT_FLAGS.get(opt)
-        if fl is not None:
+        if opt == "tmpcopyup":
+            # podman puts it on every tmpfs: fill the new tmpfs with what was there before.
+            copy_up = True
+        elif fl is not None:
             flags = (flags & ~fl[0]) | fl[1]
         elif opt in PROPAGATION_FLAGS:
             propagation.append(PROPAGATION_FLAGS[opt])
@@ -149,7 +153,7 @@ def parse_options(options: Iterable[str]) -> MountOptions:
             raise OciSystemdError(f"mount option {opt!r} is not supported by oci-systemd")
         else:
             data.append(opt)
-    return MountOptions(flags, propagation, ",".join(data))
+    return MountOptions(flags, propagation, ",".join(data), copy_up=copy_up)
 
 
 def statvfs_flags(path: str) -> int:
@@ -368,7 +372,11 @@ def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> N
         add = [x for x in ("newinstance", "ptmxmode=0666") if x.split("=")[0] not in keys]
         data = ",".join([*([data] if data else []), *add])
     fd = mkdest_in_root(root_fd, root, dest, directory=True)
+    below = -1
     try:
+        if opts.copy_up and fstype == "tmpfs":
+            # The directory the tmpfs will hide, held open to copy from after the mount.
+            below = os.open(_fdpath(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         _trace(f"mount {fstype} {source or fstype} -> {dest} flags={opts.flags:#x} data={data!r}")
         try:
             _mount_fd(source or fstype, fd, fstype, opts.flags, data or None, dest)
@@ -384,10 +392,59 @@ def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> N
                 os.close(fd)
                 fd = -1
                 _remount_bind(root_fd, root, dest, opts.flags & ~linux.MS_REMOUNT)
+        if below >= 0:
+            top = open_in_root(root_fd, root, dest, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _trace(f"copy up {dest}")
+                copy_tree(below, top)
+            finally:
+                os.close(top)
     finally:
         if fd >= 0:
             os.close(fd)
+        if below >= 0:
+            os.close(below)
     _set_propagation(root_fd, root, dest, opts.propagation)
+
+
+def copy_tree(src_fd: int, dst_fd: int) -> None:
+    """Copy a directory's contents (files, dirs, symlinks, devices; modes and owners) by fd,
+    never following a symlink: the source is the container's image, not trusted."""
+    import stat
+
+    for entry in os.scandir(src_fd):
+        name = entry.name
+        st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
+        elif stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, mode, dir_fd=dst_fd)
+            sub_src = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd
+            )
+            sub_dst = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_fd
+            )
+            try:
+                copy_tree(sub_src, sub_dst)
+            finally:
+                os.close(sub_src)
+                os.close(sub_dst)
+        elif stat.S_ISREG(st.st_mode):
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dst_fd)
+            try:
+                while chunk := os.read(src, 1 << 20):
+                    os.write(dst, chunk)
+            finally:
+                os.close(src)
+                os.close(dst)
+        else:  # devices, fifos, sockets
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_fd)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, mode, dir_fd=dst_fd)
 
 
 # --- /dev -----------------------------------------------------------------------------------------

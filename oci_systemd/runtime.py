@@ -166,6 +166,8 @@ class Runtime:
         dirfd = self.store.claim(cid)
         try:
             fault_point("create:claimed")
+            if record.get("notify_socket"):
+                os.mkdir(os.path.join(self.store.dir(cid), NOTIFY_DIR), 0o755)
             self.store.write(cid, record)
             self.store.write_config(cid, plan["config"])
             builder = _Builder(self, cid, plan, record, props)
@@ -249,6 +251,9 @@ class Runtime:
                 list(proc.get("env") or []), inherited.count, list(inherited.names)
             )
             raw = {**raw, "process": proc}
+        notify = _notify_settings(raw)
+        if notify is not None:
+            raw = _with_notify_mount(raw, os.path.join(self.store.dir(cid), NOTIFY_DIR))
         plan: dict[str, Any] = {
             "id": cid,
             "config": raw,
@@ -278,6 +283,8 @@ class Runtime:
             oci_version=str(raw.get("ociVersion", "1.2.0")),
             systemd_cgroup=self.systemd_cgroup,
         )
+        if notify is not None:
+            record["notify_socket"], record["notify_mode"] = notify
         try:
             import pwd
 
@@ -289,15 +296,29 @@ class Runtime:
     # -- start -------------------------------------------------------------------------
 
     def start(self, cid: str) -> None:
+        proxy = self._start(cid)
+        if proxy is not None:
+            proxy.close()
+
+    def _start(self, cid: str) -> Any:
+        """Start; with sd_notify passthrough, returns the proxy still bound (for `run`)."""
         with self.store.locked(cid) as record:
             status = self._status(record)
             if status is not Status.CREATED:
                 raise _cannot("start", status)
-            _start_idler(self.store.dir(cid), cid)
+            proxy = self._bind_notify_proxy(cid, record)
+            try:
+                _start_idler(self.store.dir(cid), cid)
+            except BaseException:
+                if proxy is not None:
+                    proxy.close()
+                raise
             fault_point("start:sent")
             record["phase"] = "started"
             self.store.write(cid, record)
             fault_point("start:recorded")
+        if proxy is not None:
+            self._announce_ready(record, proxy)
         _events().log_event(
             _events().Event.STARTED,
             container_id=cid,
@@ -321,6 +342,35 @@ class Runtime:
                 unit=record["scope"],
                 message=str(exc),
             )
+        return proxy
+
+    def _bind_notify_proxy(self, cid: str, record: Record) -> Any:
+        """Bind the container's notify socket (bind-mounted at /run/notify) before the
+        program can run: it may send READY=1 at once."""
+        if not record.get("notify_socket"):
+            return None
+        from oci_systemd.sdnotify import NotifyProxy
+
+        proxy = NotifyProxy()
+        proxy.bind(os.path.join(self.store.dir(cid), NOTIFY_DIR))
+        return proxy
+
+    @staticmethod
+    def _announce_ready(record: Record, proxy: Any) -> None:
+        """Tell the caller's systemd that the service is ready, with MAINPID = the init.
+
+        mode "container": forward what the program sends until its READY=1 (runc's way);
+        mode "started": the runtime says READY=1 once the program runs (for programs
+        that don't speak sd_notify).
+        """
+        host = record["notify_socket"]
+        try:
+            if record.get("notify_mode") == "started":
+                proxy.forward(host, "READY=1", mainpid=record["pid"])
+            else:
+                proxy.run_until_ready(host, record["pid"])
+        except OSError as exc:
+            log.warning(f"cannot reach NOTIFY_SOCKET {host}: {exc.strerror or exc}")
 
     # -- state -------------------------------------------------------------------------
 
@@ -467,14 +517,20 @@ class Runtime:
             preserve_fds=preserve_fds,
         )
         try:
-            self.start(cid)
+            proxy = self._start(cid)
         except BaseException:
             if not detach:
                 self.delete(cid, force=True)
             raise
         if detach:
+            if proxy is not None:
+                proxy.close()
             return 0
+        forwarder = _forward_notifications(proxy, record) if proxy is not None else None
         status = _wait_forwarding_signals(record["pid"])
+        if forwarder is not None:
+            forwarder.join(timeout=1)
+            proxy.close()
         _events().log_event(
             _events().Event.EXITED,
             container_id=cid,
@@ -512,6 +568,103 @@ class Runtime:
                 if status is Status.STOPPED:
                     return []
                 return sorted(pid for _cg, pid, _cmd in sd.unit_processes(record["scope"]))
+
+    # -- update / pause / resume -------------------------------------------------------
+
+    def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Change resource limits live: the scope's unit properties, via SetUnitProperties."""
+        from oci_systemd import resources as res
+        from oci_systemd import spec
+        from oci_systemd.systemd import connect
+
+        parsed = spec.parse_resources(resources, path="")
+        props = res.update_properties(parsed, path="")
+        with self.store.locked(cid) as record, connect() as sd:
+            status = self._status(record, sd)
+            if status not in (Status.CREATED, Status.RUNNING, Status.PAUSED):
+                raise ContainerNotRunningError(cid, status.value)
+            if props:
+                sd.set_unit_properties(record["scope"], props, runtime=True)
+        for path in res.unsupported_settings(parsed, path=""):
+            log.warning(f"update: {path} has no systemd equivalent and was ignored")
+        _events().log_event(
+            _events().Event.UPDATED,
+            container_id=cid,
+            bundle=record["bundle"],
+            status=status.value,
+            unit=record["scope"],
+            message=f"Container {cid} resources updated: " + ", ".join(name for name, _sig, _v in props),
+        )
+
+    def pause(self, cid: str) -> None:
+        self._freeze(cid, freeze=True)
+
+    def resume(self, cid: str) -> None:
+        self._freeze(cid, freeze=False)
+
+    def _freeze(self, cid: str, *, freeze: bool) -> None:
+        """FreezeUnit/ThawUnit: systemd freezes the scope's cgroup (cgroup.freeze)."""
+        from oci_systemd.systemd import connect
+
+        with self.store.locked(cid) as record, connect() as sd:
+            status = self._status(record, sd)
+            if freeze and status not in (Status.RUNNING, Status.CREATED):
+                raise ContainerNotRunningError(cid, status.value)
+            if not freeze and status is not Status.PAUSED:
+                raise InvalidStateError(f"container {cid} is not paused", status=status.value)
+            if freeze:
+                sd.freeze_unit(record["scope"])
+            else:
+                sd.thaw_unit(record["scope"])
+        event = _events().Event.PAUSED if freeze else _events().Event.RESUMED
+        _events().log_event(
+            event,
+            container_id=cid,
+            bundle=record["bundle"],
+            status="paused" if freeze else "running",
+            unit=record["scope"],
+            message=f"Container {cid} {'paused' if freeze else 'resumed'}",
+        )
+
+    # -- events ------------------------------------------------------------------------
+
+    def stats(self, cid: str) -> dict[str, Any]:
+        from oci_systemd import cgroups
+
+        with self.store.locked(cid, shared=True) as record:
+            status = self._status(record)
+            if status is Status.STOPPED:
+                raise ContainerNotRunningError(cid, status.value)
+            return {"type": "stats", "id": cid, "data": cgroups.stats(record["pid"])}
+
+    def events(self, cid: str, *, interval: float, stats_only: bool, emit: Any) -> None:
+        """runc's `events`: stats every interval, an `oom` event when systemd reports one,
+        until the container stops. Unit changes arrive as D-Bus signals (dbus-next)."""
+        import asyncio
+
+        from oci_systemd.systemd import watch_unit
+
+        first = self.stats(cid)
+        emit(first)
+        if stats_only:
+            return
+        with self.store.locked(cid, shared=True) as record:
+            scope = record["scope"]
+
+        async def loop() -> None:
+            async for change in watch_unit(scope, interval=interval):
+                if change is None:
+                    try:
+                        emit(self.stats(cid))
+                    except ContainerNotRunningError:
+                        return
+                    continue
+                if change.get("Result") == "oom-kill":
+                    emit({"type": "oom", "id": cid})
+                if change.get("ActiveState") in ("inactive", "failed"):
+                    return
+
+        asyncio.run(loop())
 
     # -- exec --------------------------------------------------------------------------
 
@@ -854,6 +1007,66 @@ def _destroy(sd: Any, record: Record) -> None:
             os.kill(record["pid"], _signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+NOTIFY_DIR = "notify"
+NOTIFY_MODE_ANNOTATION = "io.github.oci-systemd.notify"
+
+
+def _notify_settings(raw: dict[str, Any]) -> tuple[str, str] | None:
+    """(host NOTIFY_SOCKET, mode) when our caller wants sd_notify, else None."""
+    host = os.environ.get("NOTIFY_SOCKET", "")
+    if not host:
+        return None
+    mode = (raw.get("annotations") or {}).get(NOTIFY_MODE_ANNOTATION) or os.environ.get(
+        "OCI_SYSTEMD_NOTIFY", "container"
+    )
+    if mode not in ("container", "started"):
+        raise SpecError(
+            f'annotations["{NOTIFY_MODE_ANNOTATION}"]', f"expected container or started, got {mode!r}"
+        )
+    return host, mode
+
+
+def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
+    """Bind our notify directory at /run/notify and point NOTIFY_SOCKET there (as runc)."""
+    from oci_systemd.sdnotify import CONTAINER_DIRECTORY, CONTAINER_NOTIFY_SOCKET
+
+    proc = dict(raw["process"])
+    env = [e for e in proc.get("env") or [] if not e.startswith("NOTIFY_SOCKET=")]
+    proc["env"] = [*env, f"NOTIFY_SOCKET={CONTAINER_NOTIFY_SOCKET}"]
+    mounts = [
+        *(raw.get("mounts") or []),
+        {
+            "destination": CONTAINER_DIRECTORY,
+            "type": "bind",
+            "source": host_dir,
+            "options": ["bind", "nosuid", "nodev", "noexec"],
+        },
+    ]
+    return {**raw, "process": proc, "mounts": mounts}
+
+
+def _forward_notifications(proxy: Any, record: Record) -> Any:
+    """`run` in the foreground: keep relaying STATUS=, WATCHDOG=1, ... until the init exits."""
+    import threading
+
+    from oci_systemd import linux
+
+    try:
+        pidfd = linux.pidfd_open(record["pid"])
+    except SyscallError:
+        return None
+
+    def relay() -> None:
+        try:
+            proxy.forward_forever(record["notify_socket"], record["pid"], pidfd)
+        finally:
+            os.close(pidfd)
+
+    thread = threading.Thread(target=relay, name="sd-notify-relay", daemon=True)
+    thread.start()
+    return thread
 
 
 def _reap_quietly(pid: int) -> None:

@@ -11,7 +11,6 @@ claims an id with mkdir, which is atomic.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -64,6 +63,8 @@ class Record(TypedDict, total=False):
     hooks: dict[str, Any]  # poststart / poststop, read back by start and delete
     oci_version: str
     systemd_cgroup: bool
+    notify_socket: str  # the caller's NOTIFY_SOCKET, when sd_notify is passed through
+    notify_mode: str  # "container" (wait for the program's READY=1) or "started"
 
 
 def validate_id(cid: str) -> None:
@@ -197,19 +198,17 @@ class Store:
         return config
 
     def remove(self, cid: str) -> None:
-        path = self.dir(cid)
+        """Remove the container's directory and everything in it (the notify directory too)."""
+        import shutil
+
+        def gone_is_fine(_func: Any, _path: str, info: Any) -> None:
+            if not isinstance(info[1], FileNotFoundError):
+                raise info[1]
+
         try:
-            names = os.listdir(path)
-        except FileNotFoundError:
-            return
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(path, name))
-        try:
-            os.rmdir(path)
+            shutil.rmtree(self.dir(cid), onerror=gone_is_fine)
         except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise SyscallError.from_oserror("rmdir", exc) from exc
+            raise SyscallError.from_oserror("remove state directory", exc) from exc
 
     def ids(self) -> list[str]:
         try:

@@ -14,7 +14,7 @@ command, see `watch_unit()`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -300,3 +300,65 @@ def connect() -> Iterator[Systemd]:
         yield bus
     finally:
         bus.close()
+
+
+async def watch_unit(name: str, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+    """Yield the unit's PropertiesChanged (as plain dicts) as they come, and None every
+    `interval` seconds of silence; ends when the unit is gone.
+
+    dbus-next, because this is a long-lived signal stream: asyncio fits it, and the
+    start-up cost that keeps it off the short commands' path doesn't matter here.
+    """
+    import asyncio
+
+    from dbus_next.aio.message_bus import MessageBus
+    from dbus_next.constants import BusType, MessageType
+    from dbus_next.message import Message
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination=DEST.decode(),
+                path=PATH.decode(),
+                interface=MANAGER.decode(),
+                member="GetUnit",
+                signature="s",
+                body=[name],
+            )
+        )
+        if reply is None or reply.message_type == MessageType.ERROR:
+            return
+        unit_path = reply.body[0]
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def on_message(msg: Any) -> None:
+            if (
+                msg.message_type == MessageType.SIGNAL
+                and msg.member == "PropertiesChanged"
+                and msg.path == unit_path
+            ):
+                _iface, changed, _invalidated = msg.body
+                queue.put_nowait({k: v.value for k, v in changed.items()})
+
+        bus.add_message_handler(on_message)
+        match = f"type='signal',interface='{PROPS.decode()}',member='PropertiesChanged',path='{unit_path}'"
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[match],
+            )
+        )
+        while True:
+            try:
+                change = await asyncio.wait_for(queue.get(), timeout=interval)
+            except TimeoutError:
+                yield None
+                continue
+            yield change
+    finally:
+        bus.disconnect()  # type: ignore[no-untyped-call]

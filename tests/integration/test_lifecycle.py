@@ -182,23 +182,34 @@ def test_stop_timeout_defaults_to_ten_seconds(sandbox: Sandbox, make: Callable[.
     assert systemctl_show(sandbox, d.scope, "TimeoutStopUSec") == "3s"
 
 
-def test_missing_binary_fails_start(sandbox: Sandbox, make: Callable[..., Container]) -> None:
+def test_missing_binary_fails_create(sandbox: Sandbox, make: Callable[..., Container]) -> None:
+    """As runc: a program that isn't there fails create, with the wording engines classify."""
     c = make(["/no/such/program"])
-    assert c.create().returncode == 0, c.output()
-    start = c.rt("start", c.id)
-    assert start.returncode != 0
-    assert "no such file or directory" in start.stderr
-    wait_for(lambda: c.status() == "stopped")
-    assert c.rt("delete", c.id).returncode == 0
+    assert c.create().returncode == 1
+    assert 'exec: "/no/such/program": no such file or directory' in c.output()
     no_trace_left(sandbox, c)
 
 
 def test_program_not_in_path(sandbox: Sandbox, make: Callable[..., Container]) -> None:
     c = make(["no-such-program"])
+    assert c.create().returncode == 1
+    assert 'exec: "no-such-program": executable file not found in $PATH' in c.output()
+    no_trace_left(sandbox, c)
+
+
+def test_program_vanishing_before_start_fails_start(
+    sandbox: Sandbox, make: Callable[..., Container]
+) -> None:
+    c = make(["/bin/vanishing"])
+    (c.host_bundle / "rootfs" / "bin" / "vanishing").symlink_to("busybox")
     assert c.create().returncode == 0, c.output()
+    (c.host_bundle / "rootfs" / "bin" / "vanishing").unlink()
     start = c.rt("start", c.id)
     assert start.returncode == 127
-    assert 'exec: "no-such-program": executable file not found in $PATH' in start.stderr
+    assert 'exec: "/bin/vanishing": no such file or directory' in start.stderr
+    wait_for(lambda: c.status() == "stopped")
+    assert c.rt("delete", c.id).returncode == 0
+    no_trace_left(sandbox, c)
 
 
 def test_failing_create_runtime_hook_leaves_nothing(

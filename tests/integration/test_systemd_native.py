@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: Apache-2.0
+"""systemd-native behaviour: socket activation, sd_notify, journald, unit properties, units/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bundles
+import pytest
+from test_lifecycle import Container, systemctl_show, wait_for
+
+from oci_systemd.sandbox import Sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "units"
+INIT_SRC = Path(__file__).parent / "init" / "oci-test-init.c"
+MESSAGE_IDS = {
+    "created": "ccf2b8b69f5148459daab01cd03ab129",
+    "started": "7bf0659a27c94c88bf76e4e12191df27",
+    "exited": "6168ebbaa6344acb99d99ad1bebd17b1",
+    "deleted": "6cfd6647967a47bbb762bc0f4512556a",
+}
+
+
+@pytest.fixture(scope="module")
+def test_init(sandbox: Sandbox) -> Path:
+    """The static helper (accept on fd 3, sd_notify), compiled once; host path."""
+    out = sandbox.host_path(f"{bundles.INNER_WORKDIR}/oci-test-init")
+    if not out.exists():
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(INIT_SRC)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def units(sandbox: Sandbox) -> Iterator[Path]:
+    """units/ installed into the private systemd, pointing at this checkout's runtime and at a
+    bundle directory in the sandbox's /tmp."""
+    unit_dir = sandbox.host_path("/run/systemd/system")
+    containers = f"{bundles.INNER_WORKDIR}/containers"
+    sandbox.host_path(containers).mkdir(parents=True, exist_ok=True)
+    runtime = " ".join(bundles.runtime_argv())
+    for unit in ("oci-container@.service", "oci-container@.socket"):
+        text = (UNITS / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
+        text = text.replace(
+            "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",
+            f"Environment=OCI_CONTAINERS_DIR={containers}",
+        )
+        (unit_dir / unit).write_text(text)
+    sandbox.run(["systemctl", "daemon-reload"], check=True)
+    yield sandbox.host_path(containers)
+    for unit in ("oci-container@.service", "oci-container@.socket"):
+        (unit_dir / unit).unlink(missing_ok=True)
+    sandbox.run(["systemctl", "daemon-reload"], check=True)
+
+
+def _install_bundle(
+    containers: Path, sandbox: Sandbox, name: str, init: Path, args: list[str], **overrides: Any
+) -> Path:
+    bundle = containers / name
+    shutil.rmtree(bundle, ignore_errors=True)
+    conf = bundles.merge(bundles.base_config(), overrides)
+    conf["process"]["args"] = args
+    bundles.make_bundle(bundle, conf, rootfs=bundles.ensure_rootfs(sandbox))
+    shutil.copy2(init, bundle / "rootfs" / "bin" / "oci-test-init")
+    return bundle
+
+
+def _connect(sandbox: Sandbox, path: str) -> str:
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(20)\n"
+        f"s.connect({path!r})\n"
+        "print(s.makefile().readline().strip())\n"
+    )
+    out = sandbox.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _stop_unit(sandbox: Sandbox, *units: str) -> None:
+    for unit in units:
+        sandbox.run(["systemctl", "stop", unit], timeout=60)
+        sandbox.run(["systemctl", "reset-failed", unit])
+
+
+def test_socket_activation(sandbox: Sandbox, units: Path, test_init: Path) -> None:
+    name = "sockact"
+    _install_bundle(units, sandbox, name, test_init, ["/bin/oci-test-init", "accept-fd3"])
+    try:
+        sandbox.run(["systemctl", "start", f"oci-container@{name}.socket"], check=True)
+        assert systemctl_show(sandbox, f"oci-container@{name}.service", "ActiveState") == "inactive"
+        answer = _connect(sandbox, f"/run/oci-container-{name}.sock")
+        # New pid namespace: the program is pid 1 and LISTEN_PID names it as it sees itself.
+        assert answer == f"LISTEN_FDS=1 LISTEN_FDNAMES={name} LISTEN_PID=1 PID=1"
+        assert systemctl_show(sandbox, f"oci-container@{name}.service", "ActiveState") == "active"
+        assert systemctl_show(sandbox, f"oci-systemd-{name}.scope", "ActiveState") == "active"
+        # The same container answers the next connection: the listening socket stays with it.
+        assert _connect(sandbox, f"/run/oci-container-{name}.sock").endswith("PID=1")
+    finally:
+        _stop_unit(sandbox, f"oci-container@{name}.service", f"oci-container@{name}.socket")
+    wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
+    assert not sandbox.host_path(f"/run/oci-systemd/{name}").exists()
+
+
+def test_listen_fds_not_ours_are_ignored(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sh", "-c", 'echo "fds=${LISTEN_FDS:-none}"; ls /proc/self/fd']
+    c = Container(sandbox, conf)
+    proc = c.rt(
+        "run",
+        "--bundle",
+        c.bundle,
+        c.id,
+        env={"LISTEN_FDS": "2", "LISTEN_PID": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fds=none" in proc.stdout
+
+
+def test_type_notify_waits_for_ready(sandbox: Sandbox, units: Path, test_init: Path) -> None:
+    name = "notifier"
+    _install_bundle(
+        units,
+        sandbox,
+        name,
+        test_init,
+        ["/bin/oci-test-init", "notify", "2", "READY=1"],
+        annotations={"io.github.oci-systemd.notify": "container"},
+    )
+    unit = f"oci-container@{name}.service"
+    try:
+        t0 = time.monotonic()
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        elapsed = time.monotonic() - t0
+        assert elapsed >= 2.0, f"systemctl start returned after {elapsed:.2f}s, before READY=1"
+        assert systemctl_show(sandbox, unit, "ActiveState") == "active"
+        state = json.loads(bundles.run_runtime(sandbox, ["state", name]).stdout)
+        assert state["status"] == "running"
+        assert systemctl_show(sandbox, unit, "MainPID") == str(state["pid"])
+    finally:
+        _stop_unit(sandbox, unit)
+    wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
+
+
+def test_type_notify_started_mode(sandbox: Sandbox, units: Path, test_init: Path) -> None:
+    name = "plainsvc"
+    _install_bundle(units, sandbox, name, test_init, ["sleep", "1000"])
+    unit = f"oci-container@{name}.service"
+    try:
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        assert systemctl_show(sandbox, unit, "ActiveState") == "active"
+        t0 = time.monotonic()
+        sandbox.run(["systemctl", "stop", unit], check=True, timeout=60)
+        assert time.monotonic() - t0 < 20
+    finally:
+        _stop_unit(sandbox, unit)
+    wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
+    assert not sandbox.host_path(f"/run/oci-systemd/{name}").exists()
+
+
+def _journal(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
+    out = sandbox.run(["journalctl", "--no-pager", "-o", "json", *args], capture_output=True, text=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_journal_lifecycle_entries(sandbox: Sandbox) -> None:
+    _out, cid = bundles.run_and_get_output(sandbox, bundles.base_config(), ["echo", "hi"])
+    scope = f"oci-systemd-{cid}.scope"
+    sandbox.run(["journalctl", "--sync"])
+    entries = [e for e in _journal(sandbox, "-u", scope) if e.get("CONTAINER_ID") == cid]
+    by_id = {e["MESSAGE_ID"]: e for e in entries}
+    for event, message_id in MESSAGE_IDS.items():
+        assert message_id in by_id, f"no {event} entry under journalctl -u {scope}"
+    created = by_id[MESSAGE_IDS["created"]]
+    assert created["OCI_STATUS"] == "created"
+    assert created["OCI_BUNDLE"].endswith(cid)
+    assert by_id[MESSAGE_IDS["exited"]]["EXIT_STATUS"] == "0"
+    found = _journal(sandbox, f"MESSAGE_ID={MESSAGE_IDS['deleted']}", f"CONTAINER_ID={cid}")
+    assert len(found) == 1
+
+
+def test_resources_become_unit_properties(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    conf["linux"]["resources"] = {
+        "memory": {"limit": 268435456},
+        "cpu": {"shares": 512, "cpus": "0"},
+        "pids": {"limit": 77},
+    }
+    conf["annotations"] = {"org.systemd.property.CPUQuotaPerSecUSec": "uint64 500000"}
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    try:
+        assert systemctl_show(sandbox, c.scope, "MemoryMax") == "268435456"
+        assert systemctl_show(sandbox, c.scope, "CPUWeight") == "20"  # 1 + (512-2)*9999/262142
+        assert systemctl_show(sandbox, c.scope, "TasksMax") == "77"
+        assert systemctl_show(sandbox, c.scope, "AllowedCPUs") == "0"
+        assert systemctl_show(sandbox, c.scope, "CPUQuotaPerSecUSec") == "500ms"
+        upd = c.rt("update", "--memory", "128m", "--pids-limit", "50", c.id)
+        assert upd.returncode == 0, upd.stderr
+        assert systemctl_show(sandbox, c.scope, "MemoryMax") == "134217728"
+        assert systemctl_show(sandbox, c.scope, "TasksMax") == "50"
+        res = c.rt(
+            "update", "--resources", "-", c.id, stdin=None, input=json.dumps({"cpu": {"shares": 1024}})
+        )
+        assert res.returncode == 0, res.stderr
+        assert systemctl_show(sandbox, c.scope, "CPUWeight") == "39"
+    finally:
+        c.rt("delete", "--force", c.id)
+
+
+def test_bad_property_is_named(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["annotations"] = {"org.systemd.property.NoSuchProperty": "uint64 1"}
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 1
+    assert "NoSuchProperty" in c.output()
+    assert systemctl_show(sandbox, c.scope, "LoadState") in ("not-found", "")
+
+
+def test_pause_resume_and_events(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0 and c.rt("start", c.id).returncode == 0
+    try:
+        assert c.rt("pause", c.id).returncode == 0
+        assert c.status() == "paused"
+        assert systemctl_show(sandbox, c.scope, "FreezerState") == "frozen"
+        assert c.rt("resume", c.id).returncode == 0
+        assert c.status() == "running"
+        stats = json.loads(c.rt("events", "--stats", c.id).stdout)
+        assert stats["type"] == "stats" and stats["id"] == c.id
+        assert stats["data"]["pids"]["current"] >= 1
+    finally:
+        c.rt("delete", "--force", c.id)
