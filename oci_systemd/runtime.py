@@ -88,6 +88,8 @@ def scope_for(cid: str, cgroups_path: str | None, *, systemd_cgroup: bool = True
             if prefix
             else f"{unit_name_escape(name)}.scope"
         )
+        if len(unit) > 255:
+            raise SpecError("linux.cgroupsPath", f"unit name {unit[:40]}... is longer than 255 characters")
         return unit, slice_
     return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
 
@@ -279,6 +281,7 @@ class Runtime:
             slice=slice_,
             phase="creating",
             creator_pid=os.getpid(),
+            creator_start=process_start_time(os.getpid()) or 0,
             hooks=dict(raw.get("hooks") or {}),
             oci_version=str(raw.get("ociVersion", "1.2.0")),
             systemd_cgroup=self.systemd_cgroup,

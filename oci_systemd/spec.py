@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from oci_systemd.errors import InvalidIdError, SpecError
+from oci_systemd.errors import SpecError
 
 T = TypeVar("T")
 
@@ -114,8 +114,6 @@ MEMORY_POLICY_FLAGS: Final = frozenset(
 _OCI_VERSION_RE: Final = re.compile(r"1\.[0-9]+(\.[0-9]+)?([-+][0-9A-Za-z.+-]*)?")
 _RLIMIT_RE: Final = re.compile(r"RLIMIT_[A-Z]+")
 # runc's rule (libcontainer/utils): ASCII word characters plus "+-."; Python's \w would take Unicode.
-_CONTAINER_ID_RE: Final = re.compile(r"[A-Za-z0-9_+\-.]+")
-_CONTAINER_ID_MAX: Final = 1024
 _CPU_LIST_RE: Final = re.compile(r"[0-9, -]*")
 _HUGEPAGE_RE: Final = re.compile(r"[1-9][0-9]*[KMG]B")
 
@@ -1167,17 +1165,13 @@ def load(bundle: Path) -> tuple[Spec, dict[str, Any]]:
 
 
 def validate_container_id(cid: str) -> None:
-    """Refuse ids runc refuses: they become file names, unit names and journal fields."""
-    if not isinstance(cid, str) or not cid:
-        raise InvalidIdError("invalid container id: must not be empty")
-    if len(cid) > _CONTAINER_ID_MAX:
-        raise InvalidIdError(f"invalid container id: longer than {_CONTAINER_ID_MAX} characters")
-    if cid in (".", "..") or not _CONTAINER_ID_RE.fullmatch(cid):
-        shown = cid if cid.isprintable() else repr(cid)
-        raise InvalidIdError(
-            f"invalid container id: {shown}",
-            hint="use only letters, digits, '_', '+', '-' and '.', and not '.' or '..'",
-        )
+    """Refuse ids runc refuses: they become file names, unit names and journal fields.
+
+    One rule for the whole runtime: `state.validate_id`.
+    """
+    from oci_systemd.state import validate_id
+
+    validate_id(cid)
 
 
 __all__ = [

@@ -26,8 +26,10 @@ CONFIG_FILE = "config.json"  # the config as created: exec's defaults, never re-
 NOTIFY_SOCKET = "notify.sock"
 
 # runc's rule for container ids; also keeps ids usable in paths and unit names.
-_ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
-MAX_ID_LEN = 1024
+_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
+# A unit name has at most 255 characters: "oci-systemd-" + the escaped id + ".scope".
+MAX_UNIT_NAME = 255
+_UNIT_OVERHEAD = len("oci-systemd-.scope")
 
 
 class Status(StrEnum):
@@ -60,6 +62,7 @@ class Record(TypedDict, total=False):
     slice: str
     phase: str  # "creating", "created", "started" (what the runtime did last)
     creator_pid: int
+    creator_start: int  # with creator_pid: a recycled pid never looks like a live create
     hooks: dict[str, Any]  # poststart / poststop, read back by start and delete
     oci_version: str
     systemd_cgroup: bool
@@ -67,14 +70,29 @@ class Record(TypedDict, total=False):
     notify_mode: str  # "container" (wait for the program's READY=1) or "started"
 
 
+def _escaped_len(cid: str) -> int:
+    """Length of the id inside a unit name: '+' and a leading '.' become \\xNN."""
+    return len(cid) + 3 * cid.count("+") + (3 if cid.startswith(".") else 0)
+
+
 def validate_id(cid: str) -> None:
-    """Reject ids that could escape the state directory or break unit names."""
-    if not cid:
+    """Reject ids that could escape the state directory or break unit names.
+
+    Checked before anything touches the filesystem. fullmatch, not `$`: `$` also matches
+    before a trailing newline, and "x\n" must not become a directory name.
+    """
+    if not isinstance(cid, str) or not cid:
         raise InvalidIdError("invalid container id: empty")
-    if len(cid) > MAX_ID_LEN:
-        raise InvalidIdError(f"invalid container id: longer than {MAX_ID_LEN} characters")
-    if cid in (".", "..") or not _ID_RE.match(cid):
-        raise InvalidIdError(f"invalid container id format: {cid!r}")
+    if cid in (".", "..") or not _ID_RE.fullmatch(cid):
+        shown = cid if cid.isprintable() else repr(cid)
+        raise InvalidIdError(
+            f"invalid container id format: {shown[:80]}", hint="use letters, digits, '_', '+', '-' and '.'"
+        )
+    if _escaped_len(cid) + _UNIT_OVERHEAD > MAX_UNIT_NAME:
+        raise InvalidIdError(
+            f"invalid container id: too long ({len(cid)} characters; its unit name "
+            f"oci-systemd-<id>.scope must fit in {MAX_UNIT_NAME})"
+        )
 
 
 def process_start_time(pid: int) -> int | None:
@@ -113,7 +131,8 @@ def derive_status(
     phase = record.get("phase", "creating")
     if phase == "creating":
         creator = record.get("creator_pid", 0)
-        if creator and process_start_time(creator) is not None:
+        started = process_start_time(creator) if creator else None
+        if started is not None and started == record.get("creator_start", started):
             return Status.CREATING
         return Status.STOPPED  # the create that claimed this id died half-way
     if unit_state not in ("active", "activating", "reloading") or not alive:
@@ -215,4 +234,4 @@ class Store:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if _ID_RE.match(n) and os.path.isdir(os.path.join(self.root, n)))
+        return sorted(n for n in names if _ID_RE.fullmatch(n) and os.path.isdir(os.path.join(self.root, n)))

@@ -646,7 +646,7 @@ def test_load_directory_instead_of_file(tmp_path: Path) -> None:
 # Container ids (runc's rule)
 
 
-@pytest.mark.parametrize("cid", ["a", "abc-123", "A_b.c+d", "x" * 1024, "...", ".a", "-"])
+@pytest.mark.parametrize("cid", ["a", "abc-123", "A_b.c+d", "x" * 237, "...", ".a", "-"])
 def test_valid_container_ids(cid: str) -> None:
     spec.validate_container_id(cid)
 
