@@ -42,7 +42,9 @@ INNER_DIR = "/tmp/oci-bench-profile"
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     t = time.perf_counter_ns()
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     return (time.perf_counter_ns() - t) / 1e6
 
 
@@ -115,8 +117,12 @@ def inner(plan_path: str) -> int:
     def call(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         # Never a pipe: a created container inherits create's stdio and would hold it open.
         return subprocess.run(
-            [*base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=env, check=check,
+            [*base, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            check=check,
         )
 
     # A created container for state.
@@ -147,7 +153,9 @@ def inner(plan_path: str) -> int:
             print(f"{label:<52}{_median_ms(argv, runs, env):>8.1f}")
 
         it = [python, "-X", "importtime", *plan["entry_script"]]
-        _print_importtime("oci-systemd state", _importtime([*it, "--systemd-cgroup", "--root", root, "state", idle], runs))
+        _print_importtime(
+            "oci-systemd state", _importtime([*it, "--systemd-cgroup", "--root", root, "state", idle], runs)
+        )
         data: dict[str, tuple[int, int, int]] = {}
         for i in range(runs):
             cid = f"prof-it-{i}-{secrets.token_hex(2)}"
@@ -205,8 +213,10 @@ def inner(plan_path: str) -> int:
             ex = extra[name]
             wall = statistics.median(ex["wall (outside)"])
             total = statistics.median(ex["in-process total"])
-            print(f"\n{name}: wall {wall:.1f} ms; interpreter start-up+site ~{wall - total:.1f}; "
-                  f"imports {statistics.median(ex['imports']):.1f}; in-process total {total:.1f}")
+            print(
+                f"\n{name}: wall {wall:.1f} ms; interpreter start-up+site ~{wall - total:.1f}; "
+                f"imports {statistics.median(ex['imports']):.1f}; in-process total {total:.1f}"
+            )
             for ph, vals in sorted(per_cmd[name].items(), key=lambda kv: -statistics.median(kv[1])):
                 print(f"  {ph:<44}{statistics.median(vals):>8.2f}")
 
@@ -221,9 +231,27 @@ def inner(plan_path: str) -> int:
                 args = ["create", "--bundle", b, cid] if name == "create" else ["start", cid]
                 report = f"{workdir}/pyinstrument-{name}.txt"
                 proc = subprocess.run(
-                    [python, "-m", "pyinstrument", "-o", report, "-i", "0.0002", "--show-all", "-r", "text",
-                     *plan["entry_script"], "--systemd-cgroup", "--root", root, *args],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=envp,
+                    [
+                        python,
+                        "-m",
+                        "pyinstrument",
+                        "-o",
+                        report,
+                        "-i",
+                        "0.0002",
+                        "--show-all",
+                        "-r",
+                        "text",
+                        *plan["entry_script"],
+                        "--systemd-cgroup",
+                        "--root",
+                        root,
+                        *args,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=envp,
                 )
                 print(f"\n### pyinstrument: {name} (exit {proc.returncode})\n")
                 text = Path(report).read_text() if os.path.exists(report) else ""
@@ -290,7 +318,10 @@ def main() -> int:
         shutil.copy(HERE / "phases.py", work / "phases.py")
         shutil.copy(Path(__file__).resolve(), work / "profile.py")
         (work / "plan.json").write_text(json.dumps(plan))
-        proc = sb.run([sys.executable, "-s", f"{INNER_DIR}/profile.py", "--inner", f"{INNER_DIR}/plan.json"], check=False)
+        proc = sb.run(
+            [sys.executable, "-s", f"{INNER_DIR}/profile.py", "--inner", f"{INNER_DIR}/plan.json"],
+            check=False,
+        )
         return proc.returncode
     finally:
         if own:

@@ -334,7 +334,7 @@ def throughput_phase(r: Runner, trueconf: dict[str, Any], count: int, parallel: 
                 r.call("start", cid)
                 wait_exit(pid)
                 r.delete(cid)
-            except Exception as exc:  # noqa: BLE001 - counted and reported
+            except Exception as exc:
                 errors.append(str(exc))
 
     threads = [threading.Thread(target=worker) for _ in range(parallel)]
@@ -450,7 +450,9 @@ def inner(plan_path: str) -> int:
         # Throughput: one runtime at a time (they would compete for the 2 cores), order rotated.
         for r in runners:
             log(f"throughput: {plan['throughput']} {r.name} containers, {plan['parallel']} in parallel")
-            results["throughput"][r.name] = throughput_phase(r, trueconf, plan["throughput"], plan["parallel"])
+            results["throughput"][r.name] = throughput_phase(
+                r, trueconf, plan["throughput"], plan["parallel"]
+            )
     finally:
         for r in runners:
             r.cleanup()
@@ -507,7 +509,9 @@ def render(results: dict[str, Any]) -> str:
             s = results["ops"][n][op]
             med[n] = s.get("median")
             row += f"{fmt_ms(s.get('median')):>16}{fmt_ms(s.get('p90')):>8}"
-        row += f"{ratio(med.get(SUBJECT), med.get('runc')):>10}{ratio(med.get(SUBJECT), med.get('crun')):>10}"
+        row += (
+            f"{ratio(med.get(SUBJECT), med.get('runc')):>10}{ratio(med.get(SUBJECT), med.get('crun')):>10}"
+        )
         lines.append(row)
     lines.append("")
     mem = results.get("memory", {})
@@ -549,7 +553,9 @@ def render(results: dict[str, Any]) -> str:
         if SUBJECT in tp:
             for peer in PEERS:
                 if peer in tp and tp[peer]["per_second"]:
-                    lines.append(f"  {SUBJECT} / {peer}: {tp[SUBJECT]['per_second'] / tp[peer]['per_second']:.2f}x")
+                    lines.append(
+                        f"  {SUBJECT} / {peer}: {tp[SUBJECT]['per_second'] / tp[peer]['per_second']:.2f}x"
+                    )
         lines.append("")
     for n, why in results.get("skipped", {}).items():
         lines.append(f"skipped {n}: {why}")
@@ -603,7 +609,11 @@ def outer(args: argparse.Namespace) -> int:
     for key in preset:
         if getattr(args, key, None) is not None:
             preset[key] = getattr(args, key)
-    oci = shlex.split(args.oci_systemd) if args.oci_systemd else [os.fspath(Path(sys.executable).with_name("oci-systemd"))]
+    oci = (
+        shlex.split(args.oci_systemd)
+        if args.oci_systemd
+        else [os.fspath(Path(sys.executable).with_name("oci-systemd"))]
+    )
     all_runtimes = {
         SUBJECT: oci,
         "runc": [shutil.which("runc") or "/usr/sbin/runc"],
@@ -684,13 +694,21 @@ def outer(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: few iterations, few containers")
-    p.add_argument("--iterations", type=int, help=f"timed iterations per runtime (default {FULL['iterations']})")
+    p.add_argument(
+        "--iterations", type=int, help=f"timed iterations per runtime (default {FULL['iterations']})"
+    )
     p.add_argument("--warmup", type=int, help=f"untimed iterations first (default {FULL['warmup']})")
-    p.add_argument("--memory", type=int, help=f"containers created at once for memory (default {FULL['memory']})")
-    p.add_argument("--throughput", type=int, help=f"containers for throughput (default {FULL['throughput']})")
+    p.add_argument(
+        "--memory", type=int, help=f"containers created at once for memory (default {FULL['memory']})"
+    )
+    p.add_argument(
+        "--throughput", type=int, help=f"containers for throughput (default {FULL['throughput']})"
+    )
     p.add_argument("--parallel", type=int, help=f"throughput workers (default {FULL['parallel']})")
     p.add_argument("--runtimes", help="comma-separated subset of oci-systemd,runc,crun")
-    p.add_argument("--oci-systemd", help="the oci-systemd command to time (default: this venv's entry point)")
+    p.add_argument(
+        "--oci-systemd", help="the oci-systemd command to time (default: this venv's entry point)"
+    )
     p.add_argument("--sandbox", help="use this running sandbox instead of booting (and stopping) one")
     p.add_argument("--json", help="write the JSON here instead of benchmarks/results/<timestamp>.json")
     p.add_argument("--no-json", action="store_true", help="print the table only")

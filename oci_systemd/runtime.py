@@ -370,8 +370,12 @@ class Runtime:
         try:
             if record.get("notify_mode") == "started":
                 proxy.forward(host, "READY=1", mainpid=record["pid"])
-            else:
-                proxy.run_until_ready(host, record["pid"])
+                return
+            # Forward until READY=1, but never wait for a program that has already exited.
+            while not proxy.run_until_ready(host, record["pid"], timeout=0.25):
+                if process_start_time(record["pid"]) != record.get("pid_start"):
+                    log.warning("the container exited before it sent READY=1")
+                    return
         except OSError as exc:
             log.warning(f"cannot reach NOTIFY_SOCKET {host}: {exc.strerror or exc}")
 

@@ -6,6 +6,7 @@
  *   notify SECONDS MSG   sleep, then send MSG (e.g. READY=1) to $NOTIFY_SOCKET, then pause
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,14 @@ static int notify(int seconds, const char *msg) {
         pause();
 }
 
+static void on_term(int sig) {
+    (void)sig;
+    _exit(0);
+}
+
 int main(int argc, char **argv) {
+    /* As a pid namespace's init, SIGTERM would be ignored without a handler: stop promptly. */
+    signal(SIGTERM, on_term);
     if (argc >= 2 && strcmp(argv[1], "accept-fd3") == 0)
         return accept_fd3();
     if (argc >= 4 && strcmp(argv[1], "notify") == 0)
