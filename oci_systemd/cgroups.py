@@ -61,12 +61,12 @@ def scope_dir(pid: int) -> str | None:
     return os.path.join(mount, path.lstrip("/"))
 
 
-def enter_leaf(pid: int) -> str | None:
-    """Move `pid` into `<its scope>/container`; returns that directory, or None without cgroup2."""
+def enter_leaf(pid: int, leaf_name: str = LEAF) -> str | None:
+    """Move `pid` into `<its scope>/<leaf_name>`; returns that directory, or None without cgroup2."""
     base = scope_dir(pid)
     if base is None:
         return None
-    leaf = os.path.join(base, LEAF)
+    leaf = os.path.join(base, leaf_name)
     try:
         os.makedirs(leaf, exist_ok=True)
         with open(os.path.join(leaf, "cgroup.procs"), "w", encoding="ascii") as f:

@@ -412,3 +412,31 @@ def forward_stream(
             if partial:
                 fields["CONTAINER_PARTIAL_MESSAGE"] = "true"
             _send_payload(sock, socket_path, serialize(fields))
+
+
+def run_forwarder(argv: list[str]) -> None:
+    """Entry of the log forwarder process: `<stdout fd> <stderr fd> <container id> <unit>`.
+
+    One thread per stream; returns when both pipes reach EOF, i.e. when every process
+    holding the container's stdout/stderr has exited.
+    """
+    import threading
+
+    out_fd, err_fd, container_id, unit = int(argv[0]), int(argv[1]), argv[2], argv[3]
+    threads = [
+        threading.Thread(
+            target=forward_stream,
+            args=(fd,),
+            kwargs={
+                "container_id": container_id,
+                "identifier": container_id,
+                "unit": unit,
+                "stream_name": name,
+            },
+        )
+        for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

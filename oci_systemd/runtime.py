@@ -774,6 +774,7 @@ class _Builder:
         self.idler_pid = 0
         self.init_pid = 0
         self.scope_started = False
+        self.forwarder_pid = 0
         self.chan: Channel | None = None
 
     def build(self) -> None:
@@ -821,8 +822,55 @@ class _Builder:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
     def _spawn_idler(self) -> Channel:
-        chan, self.idler_pid = spawn_idler(int(self.plan["extra_fds"]))
+        stdio = self._start_log_forwarder()
+        try:
+            chan, self.idler_pid = spawn_idler(int(self.plan["extra_fds"]), stdio)
+        finally:
+            if stdio is not None:
+                os.close(stdio[0])
+                os.close(stdio[1])
         return chan
+
+    def _start_log_forwarder(self) -> tuple[int, int] | None:
+        """With the annotation io.github.oci-systemd.log=journald, the container's stdout and
+        stderr become journal entries (SYSLOG_IDENTIFIER and CONTAINER_ID = the id,
+        OBJECT_SYSTEMD_UNIT = the scope) through a small forwarder that lives in the scope."""
+        annotations = self.plan["config"].get("annotations") or {}
+        target = annotations.get(LOG_ANNOTATION)
+        if target is None:
+            return None
+        if target != "journald":
+            raise SpecError(f'annotations["{LOG_ANNOTATION}"]', f"expected journald, got {target!r}")
+        if (self.plan["config"].get("process") or {}).get("terminal"):
+            raise SpecError(
+                f'annotations["{LOG_ANNOTATION}"]', "a terminal's output goes to the console socket"
+            )
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = (
+            f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+            "from oci_systemd.journal import run_forwarder; run_forwarder(sys.argv[1:])"
+        )
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(out_r, 3, inheritable=True)
+                os.dup2(err_r, 4, inheritable=True)
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.closerange(5, 65536)
+                os.execv(
+                    sys.executable,
+                    [sys.executable, "-I", "-S", "-c", code, "3", "4", self.cid, self.record["scope"]],
+                )
+            finally:
+                os._exit(127)
+        os.close(out_r)
+        os.close(err_r)
+        self.forwarder_pid = pid
+        return out_w, err_w
 
     def _reap_idler_if_forked(self) -> None:
         if self.idler_pid and self.idler_pid != self.init_pid:
@@ -842,7 +890,7 @@ class _Builder:
             ("Description", "s", f"oci-systemd container {self.cid}"),
             ("Slice", "s", self.record["slice"]),
             *_SCOPE_BASE,
-            ("PIDs", "au", [self.init_pid]),
+            ("PIDs", "au", [self.init_pid, *([self.forwarder_pid] if self.forwarder_pid else [])]),
             *self.props,
         ]
         with connect() as sd:
@@ -855,6 +903,8 @@ class _Builder:
         from oci_systemd import cgroups
 
         cgroups.enter_leaf(self.init_pid)
+        if self.forwarder_pid:
+            cgroups.enter_leaf(self.forwarder_pid, "log")
 
     def _setup_network(self) -> None:
         linux = self.plan["config"].get("linux") or {}
@@ -866,7 +916,7 @@ class _Builder:
 
     def abort(self) -> None:
         """Undo a failed create: no process, no scope, nothing of ours left."""
-        for pid in (self.init_pid, self.idler_pid):
+        for pid in (self.init_pid, self.idler_pid, self.forwarder_pid):
             if pid:
                 try:
                     os.kill(pid, _signal.SIGKILL)
@@ -892,7 +942,7 @@ class _Builder:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def spawn_idler(extra_fds: int) -> tuple[Channel, int]:
+def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[Channel, int]:
     """fork + exec `python -I -S` on the idler module with one channel fd; (channel, pid).
 
     fds 3..3+extra_fds-1 (LISTEN_FDS, --preserve-fds) are inherited; the channel sits
@@ -907,6 +957,11 @@ def spawn_idler(extra_fds: int) -> tuple[Channel, int]:
         try:
             target = 3 + extra_fds + 16
             os.dup2(child_fd, target, inheritable=True)
+            if stdio is not None:  # the container's stdout/stderr go to the journal forwarder
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(stdio[0], 1)
+                os.dup2(stdio[1], 2)
             for fd in range(3, 3 + extra_fds):
                 os.set_inheritable(fd, True)
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, str(target)])
@@ -1017,6 +1072,7 @@ def _destroy(sd: Any, record: Record) -> None:
 
 
 NOTIFY_DIR = "notify"
+LOG_ANNOTATION = "io.github.oci-systemd.log"
 NOTIFY_MODE_ANNOTATION = "io.github.oci-systemd.notify"
 
 

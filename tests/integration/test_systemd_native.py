@@ -190,6 +190,24 @@ def test_journal_lifecycle_entries(sandbox: Sandbox) -> None:
     assert len(found) == 1
 
 
+def test_container_output_to_journal(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
+    out, cid = bundles.run_and_get_output(sandbox, conf, ["sh", "-c", "echo to-stdout; echo to-stderr >&2"])
+    assert "to-stdout" not in out and "to-stderr" not in out
+    sandbox.run(["journalctl", "--sync"])
+    entries = _journal(sandbox, f"CONTAINER_ID={cid}", f"SYSLOG_IDENTIFIER={cid}")
+    lines = {e["MESSAGE"]: e for e in entries if "OCI_STREAM" in e}
+    assert lines["to-stdout"]["OCI_STREAM"] == "stdout" and lines["to-stdout"]["PRIORITY"] == "6"
+    assert lines["to-stderr"]["OCI_STREAM"] == "stderr" and lines["to-stderr"]["PRIORITY"] == "3"
+    shown = sandbox.run(
+        ["journalctl", "--no-pager", "-o", "cat", "-u", f"oci-systemd-{cid}.scope"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "to-stdout" in shown
+
+
 def test_resources_become_unit_properties(sandbox: Sandbox) -> None:
     conf = bundles.base_config()
     conf["process"]["args"] = ["sleep", "1000"]
