@@ -26,6 +26,7 @@ PID = "pid"  # idler -> runtime: host pid of the container's init
 SCOPED = "scoped"  # runtime -> idler: init is in its scope, go on building
 CREATED = "created"  # idler -> runtime: environment ready, waiting for start
 START = "start"  # start -> idler: exec the program
+EXEC = "exec"  # idler -> start: calling execve now; EOF next means it worked
 ERROR = "error"
 
 

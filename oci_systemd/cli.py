@@ -466,31 +466,22 @@ def _register_lazy(name: str, module: str, attr: str) -> None:
 _register_lazy("sandbox", "oci_systemd.sandbox", "sandbox")
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
+def run_click(argv: list[str]) -> int:
+    """Parse with click and run; click's own errors map to its exit codes (2 for usage)."""
     try:
         cli.main(args=argv, prog_name="oci-systemd", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except click.ClickException as exc:
         log.error(exc.format_message())
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except click.exceptions.Abort:
-        sys.exit(130)
-    except OciSystemdError as exc:
-        log.error(exc.message)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        if log.debug_enabled:
-            import traceback
+        return 130
+    return 0
 
-            traceback.print_exc()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # a bug: still one error line for podman/containerd, then the trace
-        log.error(f"internal error: {type(exc).__name__}: {exc}")
-        import traceback
 
-        traceback.print_exc()
-        sys.exit(1)
-    sys.exit(0)
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry used by `python -m oci_systemd` and tests: the fast path first, click otherwise."""
+    from oci_systemd import entry
+
+    entry.main(argv)

@@ -273,6 +273,8 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    # Announce the exec: EOF after this means success, EOF before it means we died.
+    peer.send(channel.EXEC)
     try:
         os.execve(path, argv, environ)
     except OSError as exc:

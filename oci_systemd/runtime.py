@@ -306,7 +306,7 @@ class Runtime:
     def _start(self, cid: str) -> Any:
         """Start; with sd_notify passthrough, returns the proxy still bound (for `run`)."""
         with self.store.locked(cid) as record:
-            status = self._status(record)
+            status = self._start_status(record)
             if status is not Status.CREATED:
                 raise _cannot("start", status)
             proxy = self._bind_notify_proxy(cid, record)
@@ -346,6 +346,18 @@ class Runtime:
                 message=str(exc),
             )
         return proxy
+
+    def _start_status(self, record: Record) -> Status:
+        """start's precondition without a D-Bus round trip: created means the init we recorded
+        is alive (pid + start time) and still waits on its notify socket. Whatever systemd
+        thinks of the scope, a live waiting idler is a created container (and if the scope is
+        being stopped, the idler dies with it and start reports that)."""
+        from oci_systemd.state import pid_alive
+
+        if record.get("phase") != "created" or not pid_alive(record):
+            return self._status(record)
+        waiting = os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
+        return Status.CREATED if waiting else Status.RUNNING
 
     def _bind_notify_proxy(self, cid: str, record: Record) -> Any:
         """Bind the container's notify socket (bind-mounted at /run/notify) before the
@@ -556,9 +568,12 @@ class Runtime:
     def list_containers(self) -> list[dict[str, Any]]:
         from oci_systemd.systemd import connect
 
-        out = []
+        out: list[dict[str, Any]] = []
+        ids = self.store.ids()
+        if not ids:
+            return out  # nothing to ask systemd about
         with connect() as sd:
-            for cid in self.store.ids():
+            for cid in ids:
                 try:
                     with self.store.locked(cid, shared=True) as record:
                         out.append(self._state_json(record, self._status(record, sd)))
@@ -721,10 +736,9 @@ class Runtime:
             cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
-                chan.recv()
-                raise IdlerError("unexpected answer from the idler")
+                await_exec(chan)
             except channel.ChannelClosed:
-                pass  # close-on-exec: the program runs
+                raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
             _reap_quietly(child or idler)
             if exc.kind == "exec":
@@ -999,6 +1013,18 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 
+def await_exec(peer: Channel) -> None:
+    """The idler announces EXEC just before execve(); its socket is close-on-exec, so EOF after
+    the announcement means the program runs, an error message means exec failed, and EOF
+    before it means the idler died (ChannelClosed)."""
+    peer.recv(channel.EXEC)
+    try:
+        peer.recv()
+    except channel.ChannelClosed:
+        return
+    raise IdlerError("unexpected answer from the idler")
+
+
 def _start_idler(state_dir: str, cid: str) -> None:
     """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
     try:
@@ -1008,9 +1034,10 @@ def _start_idler(state_dir: str, cid: str) -> None:
     peer = Channel(sock)
     try:
         peer.send(channel.START)
-        peer.recv()
-    except channel.ChannelClosed:
+        await_exec(peer)
         return
+    except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
+        raise ContainerNotRunningError(cid) from exc
     except RemoteError as exc:
         if exc.kind == "exec":
             raise ExecFailedError(exc.message, err=exc.errno) from None
@@ -1019,7 +1046,6 @@ def _start_idler(state_dir: str, cid: str) -> None:
         raise IdlerError(exc.message) from None
     finally:
         peer.close()
-    raise IdlerError("unexpected answer from the idler")
 
 
 def _signal_init(sd: Any, record: Record, signum: int) -> None:

@@ -53,8 +53,35 @@ def _dbus_error(exc: Exception, what: str) -> SystemdError:
     return SystemdError(f"{what}: {message}", dbus_name=name or None)
 
 
+def _dbuslib() -> Any:
+    """pystemd's sd-bus binding, without running pystemd's package __init__.
+
+    That __init__ imports the whole high-level API, lxml included (~12 ms at every start of a
+    short-lived command); we only need the Cython `dbuslib` module and what it imports.
+    """
+    import sys
+
+    mod = sys.modules.get("pystemd.dbuslib")
+    if mod is not None:
+        return mod
+    if "pystemd" not in sys.modules:
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("pystemd")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemdError("pystemd is not installed", hint="pip install pystemd")
+        pkg = types.ModuleType("pystemd")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__spec__ = spec
+        sys.modules["pystemd"] = pkg
+    import pystemd.dbuslib
+
+    return pystemd.dbuslib
+
+
 def _encode_properties(props: Sequence[UnitProperty]) -> list[tuple[int, Any]]:
-    from pystemd.dbuslib import apply_signature
+    apply_signature = _dbuslib().apply_signature
 
     args: list[tuple[int, Any]] = [(ord("a"), b"(sv)")]
     for name, signature, value in props:
@@ -98,9 +125,7 @@ class Systemd:
     """A connection to the system bus with the Manager calls the runtime needs."""
 
     def __init__(self) -> None:
-        from pystemd.dbuslib import DBus
-
-        self._bus = DBus()
+        self._bus = _dbuslib().DBus()
         try:
             self._bus.open()
         except Exception as exc:  # pystemd raises its own hierarchy
