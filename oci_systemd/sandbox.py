@@ -263,14 +263,36 @@ def _write_units(unit_dir: Path) -> None:
 # Boot
 
 
+_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
+
+
+def _open_paths_to_keep() -> list[tuple[str, int]]:
+    """O_PATH fds of the checkout, the interpreter's prefix and the cwd when they sit in a
+    directory the sandbox makes private; bound back at the same place once it is."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wanted = {os.path.realpath(p) for p in (here, sys.prefix, os.getcwd())}
+    kept = []
+    for path in sorted(wanted):
+        if any(path == d or path.startswith(d + "/") for d in _PRIVATE_DIRS) and path not in _PRIVATE_DIRS:
+            kept.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
+    return kept
+
+
 def _setup_inner_mounts(console_log: Path) -> None:
     """Runs as PID 1 of the new namespaces, before exec'ing systemd."""
     # Nothing mounted here may propagate back to the host.
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # This checkout and its venv may live under /tmp (a CI clone, say): keep them reachable
+    # through the private tmpfs, or the runtime could not run inside.
+    kept = _open_paths_to_keep()
     mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for path, fd in kept:
+        os.makedirs(path, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
     # The tmpfs hides the host's v1 controller mounts; inside the cgroup namespace the cgroup2
     # root is our own subtree.
     mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
