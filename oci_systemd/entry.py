@@ -10,6 +10,7 @@ in the `--log` file, the exit status from the exception.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -110,7 +111,9 @@ def _dispatch(argv: list[str]) -> int | None:
 
     from oci_systemd.runtime import Runtime
 
-    rt = Runtime(root=gopts.get("root", DEFAULT_ROOT), systemd_cgroup=bool(gopts.get("systemd_cgroup")))
+
+    root = gopts.get("root") or os.environ.get("OCI_SYSTEMD_ROOT") or DEFAULT_ROOT  # as click's envvar
+    rt = Runtime(root=root, systemd_cgroup=bool(gopts.get("systemd_cgroup")))
     command, cid = rest[0], pos[0]
     if command == "state":
         import json

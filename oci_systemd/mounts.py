@@ -611,9 +611,13 @@ def prepare_rootfs(cfg: dict[str, Any], *, rootfs: str, bundle: str) -> None:
     `rootfs` and `bundle` are absolute host paths; relative bind sources are relative to `bundle`.
     """
     rootfs = os.path.realpath(rootfs)
+    check_sysctls(cfg)
     prop = _root_propagation(cfg)
     # Stop our mounts from propagating to the host; "shared" variants keep / shared but then the
-    # rootfs' parent mount must be private for pivot_root(2).
+    # rootfs' parent mount must be private for pivot_root(2). An unbindable rootfs could not be
+    # bound onto itself: it stays private here and finish_rootfs() makes it unbindable.
+    if prop and prop & linux.MS_UNBINDABLE:
+        prop = None
     root_flag = linux.MS_REC | (prop & ~linux.MS_REC if prop else linux.MS_PRIVATE)
     _trace(f"propagation of / = {linux.propagation_name(root_flag)}")
     linux.mount(None, "/", None, root_flag)
@@ -725,6 +729,50 @@ def sysctl_path(key: str) -> str:
     if not rel or rel.startswith("/") or any(c in ("", ".", "..") for c in rel.split("/")):
         raise OciSystemdError(f"invalid sysctl key {key!r}")
     return rel
+
+
+# IPC-namespaced sysctls besides fs/mqueue/* (runc's validator list).
+_IPC_SYSCTLS = frozenset(
+    f"kernel/{name}"
+    for name in ("msgmax", "msgmnb", "msgmni", "sem", "shmall", "shmmax", "shmmni", "shm_rmid_forced")
+)
+
+
+def _same_ns(kind: str, pid: int) -> bool:
+    """Whether we share namespace `kind` (a /proc/<pid>/ns name) with `pid`; False if unknown."""
+    try:
+        own, other = os.stat(f"/proc/self/ns/{kind}"), os.stat(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return False
+    return (own.st_dev, own.st_ino) == (other.st_dev, other.st_ino)
+
+
+def check_sysctls(cfg: dict[str, Any]) -> None:
+    """Refuse `linux.sysctl` keys that would change the host (runc's validator): net.* needs a
+    network namespace, IPC keys an ipc namespace, kernel.{hostname,domainname} a uts namespace,
+    and nothing else is namespaced. Call it before pivot_root: a namespace joined by path is
+    also refused when it turns out to be the one of the outer /proc's pid 1."""
+    lin = cfg.get("linux") or {}
+    sysctl = lin.get("sysctl") or {}
+    if not sysctl:
+        return
+    kinds = {ns.get("type"): ns for ns in lin.get("namespaces") or ()}
+    for key in sysctl:
+        rel = sysctl_path(key)
+        if rel in _IPC_SYSCTLS or rel.startswith("fs/mqueue/"):
+            kind, proc_name = "ipc", "ipc"
+        elif rel.startswith("net/"):
+            kind, proc_name = "network", "net"
+        elif rel in ("kernel/hostname", "kernel/domainname"):
+            kind, proc_name = "uts", "uts"
+        else:
+            raise OciSystemdError(f"sysctl {key!r} is not in a separate kernel namespace")
+        ns = kinds.get(kind)
+        if ns is None or (ns.get("path") and _same_ns(proc_name, 1)):
+            raise OciSystemdError(
+                f"sysctl {key!r} is not allowed in the host's {kind} namespace",
+                hint=f"add a new {kind} namespace to linux.namespaces",
+            )
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:

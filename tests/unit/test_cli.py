@@ -153,3 +153,19 @@ def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path) -> None:
         env=env,
     )
     assert out.returncode == 1 and "invalid container id" in out.stderr
+
+
+def test_root_from_environment_on_both_paths(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "c1").mkdir(parents=True)
+    (root / "c1" / "state.json").write_text("{not json")
+    env = dict(os.environ, OCI_SYSTEMD_ROOT=str(root))
+    fast = subprocess.run(
+        [sys.executable, "-m", "oci_systemd", "state", "c1"], capture_output=True, text=True, env=env
+    )
+    other = subprocess.run(
+        [sys.executable, "-m", "oci_systemd", "state", "c2"], capture_output=True, text=True, env=env
+    )
+    # Both read the same root: c1 is found (and unreadable), c2 does not exist there.
+    assert "c1" in fast.stderr and fast.returncode == 1
+    assert "container does not exist: c2" in other.stderr
