@@ -94,36 +94,27 @@ class Channel:
         return msg
 
 
-def connect_unix(path: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
-    """Connect to a unix socket whose path may exceed sun_path's 108 bytes."""
-    sock = socket.socket(socket.AF_UNIX, kind)
+def _with_address(sock: socket.socket, path: str, op: Any) -> socket.socket:
+    """Call `op(sock, address)`; a path longer than sun_path's 108 bytes goes through
+    /proc/self/fd/<dirfd>/<name>. Closes the socket on failure."""
     try:
         if len(path.encode()) < 100:
-            sock.connect(path)
+            op(sock, path)
         else:
             dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
             try:
-                sock.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+                op(sock, f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
             finally:
                 os.close(dirfd)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def connect_unix(path: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    return _with_address(socket.socket(socket.AF_UNIX, kind), path, socket.socket.connect)
 
 
 def bind_unix(path: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, kind)
-    try:
-        if len(path.encode()) < 100:
-            sock.bind(path)
-        else:
-            dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-            try:
-                sock.bind(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
-            finally:
-                os.close(dirfd)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return _with_address(socket.socket(socket.AF_UNIX, kind), path, socket.socket.bind)

@@ -111,7 +111,6 @@ def _dispatch(argv: list[str]) -> int | None:
 
     from oci_systemd.runtime import Runtime
 
-
     root = gopts.get("root") or os.environ.get("OCI_SYSTEMD_ROOT") or DEFAULT_ROOT  # as click's envvar
     rt = Runtime(root=root, systemd_cgroup=bool(gopts.get("systemd_cgroup")))
     command, cid = rest[0], pos[0]

@@ -69,8 +69,12 @@ def _report(chan: Channel, exc: BaseException) -> None:
     elif isinstance(exc, OciSystemdError):
         message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
     elif isinstance(exc, OSError):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_name}: " if tb is not None else ""  # which step failed
         message, err, kind = (
-            f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            f"{where}{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
             exc.errno or 0,
             "OSError",
         )
@@ -115,6 +119,18 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         # Before a user namespace: a sealed process can't write its own /proc files there.
         process.set_oom_score_adj(int(proc["oomScoreAdj"]))
 
+    # While still the host's root in the host's namespaces: in a new user namespace we become
+    # the mapped uid, which may not enter the state directory, reach the console socket or
+    # read the interpreter's files. Past enter_rootfs() those are out of reach anyway.
+    listener = channel.bind_unix(plan["notify_socket"])
+    listener.listen(4)
+    # Held across pivot_root, so the socket's name can be removed once start has come:
+    # its absence is what tells `state` that the container runs (runc's exec.fifo idea).
+    state_dirfd = os.open(os.path.dirname(plan["notify_socket"]), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+    process.preload(cfg)
+    _preload_for_after_pivot(cfg, tty_wanted=console is not None)
+
     def sync_user_ns() -> None:
         chan.send(channel.USERNS, pid=os.getpid())
         chan.recv(channel.MAPPED)
@@ -138,17 +154,6 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     if entered.new_net_ns:
         namespaces.loopback_up()
 
-    listener = channel.bind_unix(plan["notify_socket"])
-    listener.listen(4)
-    # Held across pivot_root, so the socket's name can be removed once start has come:
-    # its absence is what tells `state` that the container runs (runc's exec.fifo idea).
-    state_dirfd = os.open(os.path.dirname(plan["notify_socket"]), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
-
-    # Past enter_rootfs() the host's interpreter files are out of reach: import and load
-    # now whatever the rest of the idler needs.
-    process.preload(cfg)
-    _preload_for_after_pivot(cfg, tty_wanted=console is not None)
     rootfs = plan["rootfs"]
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
     hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
@@ -157,6 +162,8 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # Like runc, a program that isn't there fails create, not start: podman and containerd
     # classify "executable file not found" from create's error as exit 127.
     _check_program(proc)
+    # Also like runc: a limit this host can't grant fails create (applied again before exec).
+    process.set_rlimits(proc.get("rlimits") or [])
     if not plan.get("no_new_keyring"):
         namespaces.join_session_keyring(plan["id"])
 

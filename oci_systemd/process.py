@@ -266,7 +266,10 @@ def set_io_priority(io: dict[str, Any]) -> None:
     if cls is None:
         raise OciSystemdError(f"invalid ioPriority class {io.get('class')!r}")
     prio = int(io.get("priority", 0))
-    linux.ioprio_set(linux.IOPRIO_WHO_PROCESS, 0, cls << linux.IOPRIO_CLASS_SHIFT | prio)
+    try:
+        linux.ioprio_set(linux.IOPRIO_WHO_PROCESS, 0, cls << linux.IOPRIO_CLASS_SHIFT | prio)
+    except SyscallError as e:
+        raise SyscallError("ioprio_set", f"process.ioPriority {io.get('class')} {prio}", e.errno) from e
 
 
 def set_scheduler(sched: dict[str, Any]) -> None:
@@ -279,16 +282,19 @@ def set_scheduler(sched: dict[str, Any]) -> None:
         if bit is None:
             raise OciSystemdError(f"invalid scheduler flag {f!r}")
         flags |= bit
-    linux.sched_setattr(
-        0,
-        policy,
-        flags=flags,
-        nice=int(sched.get("nice", 0)),
-        priority=int(sched.get("priority", 0)),
-        runtime=int(sched.get("runtime", 0)),
-        deadline=int(sched.get("deadline", 0)),
-        period=int(sched.get("period", 0)),
-    )
+    try:
+        linux.sched_setattr(
+            0,
+            policy,
+            flags=flags,
+            nice=int(sched.get("nice", 0)),
+            priority=int(sched.get("priority", 0)),
+            runtime=int(sched.get("runtime", 0)),
+            deadline=int(sched.get("deadline", 0)),
+            period=int(sched.get("period", 0)),
+        )
+    except SyscallError as e:
+        raise SyscallError("sched_setattr", f"process.scheduler {sched.get('policy')}", e.errno) from e
 
 
 def set_personality(pers: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ kill:    Manager.KillUnit; delete: stop and reset the scope, poststop hooks, dro
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal as _signal
@@ -130,11 +131,40 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), _signal.SIGKILL)
 
 
-def _events() -> Any:
-    """The journal module, imported on first use (it only needs the stdlib)."""
+def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
+    """AppArmor/SELinux settings are accepted, and applied by nobody: say so when the host
+    has no such LSM (this runtime doesn't load profiles or set labels)."""
+    try:
+        with open("/sys/kernel/security/lsm", encoding="ascii") as f:
+            active = set(f.read().strip().split(","))
+    except OSError:
+        active = set()
+    wanted = {
+        "process.apparmorProfile": ("apparmor", proc.get("apparmorProfile")),
+        "process.selinuxLabel": ("selinux", proc.get("selinuxLabel")),
+        "linux.mountLabel": ("selinux", linux.get("mountLabel")),
+    }
+    for field, (lsm, value) in wanted.items():
+        if value:
+            state = "is not active on this host" if lsm not in active else "is not applied by oci-systemd"
+            log.warning(f"{field} {value!r} ignored: {lsm} {state}")
+
+
+def _log_event(
+    event: str, record: Record, status: str, message: str, extra: dict[str, Any] | None = None
+) -> None:
+    """One lifecycle entry in the journal (the journal module is imported on first use)."""
     from oci_systemd import journal
 
-    return journal
+    journal.log_event(
+        journal.Event[event],
+        container_id=record["id"],
+        bundle=record.get("bundle", ""),
+        status=status,
+        unit=record.get("scope", ""),
+        message=message,
+        extra=extra,
+    )
 
 
 class Runtime:
@@ -178,14 +208,7 @@ class Runtime:
             except BaseException as exc:
                 builder.abort()
                 self.store.remove(cid)
-                _events().log_event(
-                    _events().Event.ERROR,
-                    container_id=cid,
-                    bundle=record["bundle"],
-                    status="stopped",
-                    unit=record["scope"],
-                    message=f"create failed: {exc}",
-                )
+                _log_event("ERROR", record, "stopped", f"create failed: {exc}")
                 raise
             record = builder.record
             fault_point("create:built")
@@ -193,13 +216,11 @@ class Runtime:
                 _write_pid_file(pid_file, record["pid"])
         finally:
             os.close(dirfd)
-        _events().log_event(
-            _events().Event.CREATED,
-            container_id=cid,
-            bundle=record["bundle"],
-            status="created",
-            unit=record["scope"],
-            message=f"Container {cid} created (pid {record['pid']})",
+        _log_event(
+            "CREATED",
+            record,
+            "created",
+            f"Container {cid} created (pid {record['pid']})",
             extra={"OCI_PID": record["pid"]},
         )
         return record
@@ -239,6 +260,7 @@ class Runtime:
             raise SpecError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
 
         linux = raw.get("linux") or {}
+        _warn_about_labels(proc, linux)
         unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
         props = list(
             resources.scope_properties(
@@ -317,19 +339,16 @@ class Runtime:
                     proxy.close()
                 raise
             fault_point("start:sent")
+            # The idler removes the socket itself; as the mapped uid of a user namespace it
+            # may lack the right to, so make sure here too.
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.unlink(os.path.join(self.store.dir(cid), NOTIFY_SOCKET))
             record["phase"] = "started"
             self.store.write(cid, record)
             fault_point("start:recorded")
         if proxy is not None:
             self._announce_ready(record, proxy)
-        _events().log_event(
-            _events().Event.STARTED,
-            container_id=cid,
-            bundle=record["bundle"],
-            status="running",
-            unit=record["scope"],
-            message=f"Container {cid} started",
-        )
+        _log_event("STARTED", record, "running", f"Container {cid} started")
         try:
             from oci_systemd import hooks
 
@@ -337,14 +356,7 @@ class Runtime:
         except HookError as exc:
             # The spec: a failing poststart hook is logged, the container keeps running.
             log.warning(str(exc))
-            _events().log_event(
-                _events().Event.HOOK_FAILED,
-                container_id=cid,
-                bundle=record["bundle"],
-                status="running",
-                unit=record["scope"],
-                message=str(exc),
-            )
+            _log_event("HOOK_FAILED", record, "running", str(exc))
         return proxy
 
     def _start_status(self, record: Record) -> Status:
@@ -448,13 +460,11 @@ class Runtime:
                     sd.kill_unit(record["scope"], signum, who="all")
                 else:
                     _signal_init(sd, record, signum)
-        _events().log_event(
-            _events().Event.KILLED,
-            container_id=cid,
-            bundle=record["bundle"],
-            status=status.value,
-            unit=record["scope"],
-            message=f"Container {cid} sent signal {signum}{' (all processes)' if all_processes else ''}",
+        _log_event(
+            "KILLED",
+            record,
+            status.value,
+            f"Container {cid} sent signal {signum}{' (all processes)' if all_processes else ''}",
             extra={"SIGNAL": signum},
         )
 
@@ -489,22 +499,8 @@ class Runtime:
             hooks.run_stage("poststop", record.get("hooks"), self._state_json(record, Status.STOPPED))
         except HookError as exc:
             log.warning(str(exc))
-            _events().log_event(
-                _events().Event.HOOK_FAILED,
-                container_id=cid,
-                bundle=record.get("bundle", ""),
-                status="stopped",
-                unit=record.get("scope", ""),
-                message=str(exc),
-            )
-        _events().log_event(
-            _events().Event.DELETED,
-            container_id=cid,
-            bundle=record.get("bundle", ""),
-            status="stopped",
-            unit=record.get("scope", ""),
-            message=f"Container {cid} deleted",
-        )
+            _log_event("HOOK_FAILED", record, "stopped", str(exc))
+        _log_event("DELETED", record, "stopped", f"Container {cid} deleted")
 
     # -- run ---------------------------------------------------------------------------
 
@@ -550,13 +546,11 @@ class Runtime:
         if forwarder is not None:
             forwarder.join(timeout=1)
             proxy.close()
-        _events().log_event(
-            _events().Event.EXITED,
-            container_id=cid,
-            bundle=record["bundle"],
-            status="stopped",
-            unit=record["scope"],
-            message=f"Container {cid} exited with status {status}",
+        _log_event(
+            "EXITED",
+            record,
+            "stopped",
+            f"Container {cid} exited with status {status}",
             extra={"EXIT_STATUS": status},
         )
         if not keep:
@@ -609,13 +603,11 @@ class Runtime:
                 sd.set_unit_properties(record["scope"], props, runtime=True)
         for path in res.unsupported_settings(parsed, path=""):
             log.warning(f"update: {path} has no systemd equivalent and was ignored")
-        _events().log_event(
-            _events().Event.UPDATED,
-            container_id=cid,
-            bundle=record["bundle"],
-            status=status.value,
-            unit=record["scope"],
-            message=f"Container {cid} resources updated: " + ", ".join(name for name, _sig, _v in props),
+        _log_event(
+            "UPDATED",
+            record,
+            status.value,
+            f"Container {cid} resources updated: " + ", ".join(name for name, _sig, _v in props),
         )
 
     def pause(self, cid: str) -> None:
@@ -638,15 +630,8 @@ class Runtime:
                 sd.freeze_unit(record["scope"])
             else:
                 sd.thaw_unit(record["scope"])
-        event = _events().Event.PAUSED if freeze else _events().Event.RESUMED
-        _events().log_event(
-            event,
-            container_id=cid,
-            bundle=record["bundle"],
-            status="paused" if freeze else "running",
-            unit=record["scope"],
-            message=f"Container {cid} {'paused' if freeze else 'resumed'}",
-        )
+        word = "paused" if freeze else "resumed"
+        _log_event(word.upper(), record, "paused" if freeze else "running", f"Container {cid} {word}")
 
     # -- events ------------------------------------------------------------------------
 
@@ -755,13 +740,11 @@ class Runtime:
             raise
         finally:
             chan.close()
-        _events().log_event(
-            _events().Event.EXEC,
-            container_id=cid,
-            bundle=record["bundle"],
-            status="running",
-            unit=record["scope"],
-            message=f"Process {child} exec'd in container {cid}",
+        _log_event(
+            "EXEC",
+            record,
+            "running",
+            f"Process {child} exec'd in container {cid}",
             extra={"COMMAND": " ".join(process.get("args") or []), "EXEC_PID": child},
         )
         if pid_file:

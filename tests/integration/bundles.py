@@ -8,7 +8,6 @@ files are written through `Sandbox.host_path()` and the runtime is handed the in
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import secrets
@@ -19,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oci_systemd.default_config import default_config
 from oci_systemd.sandbox import Sandbox
 
 BUSYBOX = Path("/bin/busybox")
@@ -32,91 +32,10 @@ PENDING: list[tuple[Sandbox, str]] = []
 _rootfs_cache: dict[tuple[str, int], Path] = {}
 
 
-def _runc_spec() -> dict[str, Any]:
-    """`runc spec` (runc 1.1) with terminal off, for when oci_systemd.default_config is missing."""
-    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    return {
-        "ociVersion": "1.0.2-dev",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": True},
-        "hostname": "runc",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
-            {
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
-            },
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": [
-                "/proc/acpi",
-                "/proc/asound",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-            ],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-        },
-    }
-
-
 def base_config() -> dict[str, Any]:
-    """The default config.json as a fresh dict, with a non-terminal process (tests capture stdio)."""
-    try:
-        module = importlib.import_module("oci_systemd.default_config")
-    except ImportError:
-        # TODO: drop the fallback once oci_systemd/default_config.py has landed everywhere.
-        conf = _runc_spec()
-    else:
-        conf = copy.deepcopy(module.default_config())
+    """The default config.json (`oci-systemd spec`) as a fresh dict, with a non-terminal process
+    (tests capture stdio)."""
+    conf = default_config()
     conf["process"]["terminal"] = False
     return conf
 

@@ -61,6 +61,41 @@ def test_sysctl_path() -> None:
             mounts.sysctl_path(bad)
 
 
+@pytest.mark.parametrize(
+    ("key", "namespaces", "error"),
+    [
+        ("net.ipv4.ip_forward", ["network"], None),
+        ("net/ipv4/conf/eth0.100/forwarding", ["network"], None),
+        ("kernel.msgmax", ["ipc"], None),
+        ("fs.mqueue.msg_max", ["ipc"], None),
+        ("kernel.domainname", ["uts"], None),
+        ("net.ipv4.ip_forward", ["ipc", "uts"], "host's network namespace"),
+        ("kernel.shmmax", ["network"], "host's ipc namespace"),
+        ("kernel.domainname", ["network"], "host's uts namespace"),
+        ("vm.overcommit_memory", ["network", "ipc", "uts"], "not in a separate kernel namespace"),
+        ("kernel.core_pattern", ["network", "ipc", "uts"], "not in a separate kernel namespace"),
+    ],
+)
+def test_check_sysctls(key: str, namespaces: list[str], error: str | None) -> None:
+    cfg = {"linux": {"namespaces": [{"type": t} for t in namespaces], "sysctl": {key: "1"}}}
+    if error is None:
+        mounts.check_sysctls(cfg)
+    else:
+        with pytest.raises(OciSystemdError, match=error):
+            mounts.check_sysctls(cfg)
+
+
+def test_check_sysctls_refuses_a_joined_namespace_that_is_pid_1s(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = {
+        "linux": {"namespaces": [{"type": "network", "path": "/x"}], "sysctl": {"net.core.somaxconn": "1"}}
+    }
+    monkeypatch.setattr(mounts, "_same_ns", lambda kind, pid: True)
+    with pytest.raises(OciSystemdError, match="host's network namespace"):
+        mounts.check_sysctls(cfg)
+    monkeypatch.setattr(mounts, "_same_ns", lambda kind, pid: False)
+    mounts.check_sysctls(cfg)
+
+
 def test_needs_dev_setup() -> None:
     assert mounts._needs_dev_setup({"mounts": [{"destination": "/dev", "type": "tmpfs"}]})
     assert not mounts._needs_dev_setup(
