@@ -18,7 +18,6 @@ host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid names
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -35,6 +34,21 @@ from typing import Any, NoReturn
 import click
 
 from oci_systemd.errors import SandboxError
+from oci_systemd.linux import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_REC,
+    mount,
+    unshare,
+)
 
 RECORD_ROOT = Path("/var/lib/oci-systemd/sandbox")
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
@@ -64,48 +78,6 @@ _STANDIN_TARGETS = (
     "slices", "network", "halt", "poweroff", "reboot", "emergency", "rescue", "default",
     "multi-user", "umount",
 )  # fmt: skip
-
-# From the Linux kernel headers (include/uapi/linux/sched.h, include/uapi/linux/mount.h).
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWPID = 0x20000000
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.unshare.argtypes = (ctypes.c_int,)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
-
-
-def _oserror(call: str, target: str | None = None) -> OSError:
-    err = ctypes.get_errno()
-    return OSError(err, f"{call}: {os.strerror(err)}", target)
-
-
-def unshare(flags: int) -> None:
-    if _libc.unshare(flags) != 0:
-        raise _oserror("unshare")
-
-
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    if (
-        _libc.mount(
-            source.encode(),
-            target.encode(),
-            fstype.encode() if fstype is not None else None,
-            flags,
-            data.encode() if data is not None else None,
-        )
-        != 0
-    ):
-        raise _oserror("mount", target)
-
 
 # ---------------------------------------------------------------------------------------------------
 # Names, paths and checks
