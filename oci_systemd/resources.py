@@ -15,10 +15,10 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from oci_systemd.errors import SpecError
+from oci_systemd.records import record
 from oci_systemd.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
 
 UnitProperty = tuple[str, str, Any]
@@ -306,7 +306,7 @@ def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) ->
 _WILD = -1
 
 
-@dataclass(frozen=True)
+@record
 class _DevKey:
     type: str  # "c" or "b"
     major: int  # _WILD for any

@@ -236,12 +236,11 @@ class Runtime:
         preserve_fds: int,
     ) -> tuple[dict[str, Any], Record, list[Any]]:
         """Everything that can fail on bad input, before anything is created."""
-        from pathlib import Path
 
         from oci_systemd import listen_fds, resources, spec
 
         bundle = os.path.abspath(bundle)
-        parsed, raw = spec.load(Path(bundle))
+        parsed, raw = spec.load(bundle)
         proc = raw.get("process")
         if not proc:
             raise SpecError("process", "required to create a container")
