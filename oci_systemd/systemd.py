@@ -1,11 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """The one module that talks to systemd over D-Bus.
 
-The lifecycle's calls go through pystemd's raw sd-bus binding: it is synchronous and
-connects in well under a millisecond, which matters because every `state` and `kill`
-is a fresh process. pystemd's high-level `StartTransientUnit` refuses properties it does
-not know (`PIDs` among them), so we encode `a(sv)` ourselves from explicit signatures
-and hand the flat argument stream to `DBus.call_method`.
+Two bindings of libsystemd's sd-bus sit behind `Systemd`, both synchronous (every `state`
+and `kill` is a fresh process, so connecting must cost well under a millisecond):
+
+- ctypes, straight onto `libsystemd.so.0`, for the calls with flat signatures that the
+  short commands make: GetUnit, Properties.Get, KillUnit, ResetFailedUnit, FreezeUnit,
+  ThawUnit, StopUnit and its JobRemoved wait. Loading it costs `import ctypes` (~1-2 ms);
+  pystemd's Python layer costs ~14 ms (pprint -> dataclasses -> inspect, uuid, pathlib).
+- pystemd's raw binding, imported on first use, for the rest: StartTransientUnit (its
+  high-level API refuses properties it does not know, `PIDs` among them, so we encode
+  `a(sv)` ourselves from explicit signatures and hand the flat argument stream to
+  `DBus.call_method`), SetUnitProperties, GetUnitProcesses, GetAll. When libsystemd
+  cannot be loaded through ctypes, pystemd serves every call.
 
 dbus-next (asyncio, any signature, signal streams) serves the long-running `events`
 command, see `watch_unit()`.
@@ -42,15 +49,258 @@ def _dbus_error(exc: Exception, what: str) -> SystemdError:
     """Turn a pystemd error into ours, keeping the D-Bus error name."""
     name = getattr(exc, "err_name", "") or ""
     message = getattr(exc, "err_message", "") or str(exc)
+    if not name and type(exc).__name__ == "DBusNoSuchUnitError":
+        name = "org.freedesktop.systemd1.NoSuchUnit"
+    return _error(name, message, what)
+
+
+def _error(name: str | bytes, message: str | bytes, what: str) -> SystemdError:
     if isinstance(name, bytes):
         name = name.decode(errors="replace")
     if isinstance(message, bytes):
         message = message.decode(errors="replace")
-    if not name and type(exc).__name__ == "DBusNoSuchUnitError":
-        name = "org.freedesktop.systemd1.NoSuchUnit"
     if name == "org.freedesktop.systemd1.NoSuchUnit":
         return NoSuchUnit(f"{what}: {message}", dbus_name=name)
     return SystemdError(f"{what}: {message}", dbus_name=name or None)
+
+
+# -- libsystemd through ctypes ----------------------------------------------------------
+
+# Variant contents the fast Properties.Get reads, with the ctypes type each is read into
+# (by name: ctypes is imported only when libsystemd is loaded).
+_SIMPLE_VARIANTS = {
+    b"s": "c_char_p",
+    b"o": "c_char_p",
+    b"g": "c_char_p",
+    b"b": "c_int",
+    b"y": "c_uint8",
+    b"n": "c_int16",
+    b"q": "c_uint16",
+    b"i": "c_int32",
+    b"u": "c_uint32",
+    b"x": "c_int64",
+    b"t": "c_uint64",
+    b"d": "c_double",
+}
+
+
+class _Lib:
+    """libsystemd.so.0's sd-bus, loaded once per process (`_libsystemd()`)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        lib = ctypes.CDLL("libsystemd.so.0")
+        vp = ctypes.c_void_p
+
+        class Error(ctypes.Structure):  # sd_bus_error
+            _fields_ = [
+                ("name", ctypes.c_char_p),
+                ("message", ctypes.c_char_p),
+                ("_need_free", ctypes.c_int),
+            ]
+
+        def declare(name: str, restype: Any, *argtypes: Any) -> Any:
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = list(argtypes)
+            return fn
+
+        def variadic(name: str) -> Any:
+            # Only the return type: ctypes would convert the variadic arguments by the
+            # declared ones, so callers pass ctypes-typed values for every argument.
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            return fn
+
+        self.ct = ctypes
+        self.Error = Error
+        # int (*)(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+        self.Handler = ctypes.CFUNCTYPE(ctypes.c_int, vp, vp, vp)
+        self.open_system = declare("sd_bus_open_system", ctypes.c_int, ctypes.POINTER(vp))
+        self.flush_close_unref = declare("sd_bus_flush_close_unref", vp, vp)
+        self.call_method = variadic("sd_bus_call_method")
+        self.message_read = variadic("sd_bus_message_read")
+        self.message_peek_type = declare(
+            "sd_bus_message_peek_type", ctypes.c_int, vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)
+        )
+        self.message_unref = declare("sd_bus_message_unref", vp, vp)
+        self.error_free = declare("sd_bus_error_free", None, ctypes.POINTER(Error))
+        self.match_signal = declare(
+            "sd_bus_match_signal",
+            ctypes.c_int,
+            vp,
+            vp,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            self.Handler,
+            vp,
+        )
+        self.process = declare("sd_bus_process", ctypes.c_int, vp, vp)
+        self.wait = declare("sd_bus_wait", ctypes.c_int, vp, ctypes.c_uint64)
+
+
+_LIB: _Lib | None = None
+_LIB_TRIED = False
+
+
+def _libsystemd() -> _Lib | None:
+    """The ctypes binding, or None when libsystemd.so.0 (or a symbol of it) is missing."""
+    global _LIB, _LIB_TRIED
+    if not _LIB_TRIED:
+        _LIB_TRIED = True
+        try:
+            _LIB = _Lib()
+        except (OSError, AttributeError, ImportError):
+            _LIB = None
+    return _LIB
+
+
+def _strerror(r: int) -> str:
+    import os
+
+    return os.strerror(-r) if r < 0 else f"error {r}"
+
+
+class _SdBus:
+    """One sd-bus connection to the system bus, and the flat calls over it."""
+
+    def __init__(self, lib: _Lib) -> None:
+        self.lib = lib
+        ct = lib.ct
+        self.bus = ct.c_void_p()
+        r = lib.open_system(ct.byref(self.bus))
+        if r < 0:
+            raise OSError(-r, _strerror(r))
+
+    def close(self) -> None:
+        if self.bus:
+            self.lib.flush_close_unref(self.bus)
+            self.bus = self.lib.ct.c_void_p()
+
+    def call(self, path: bytes, interface: bytes, method: bytes, what: str, types: bytes, *args: Any) -> Any:
+        """sd_bus_call_method; returns the reply (a sd_bus_message*, to `unref`).
+
+        `args` are ctypes values matching `types` (c_char_p for s/o, c_int32 for i, ...).
+        """
+        lib = self.lib
+        ct = lib.ct
+        err = lib.Error()
+        reply = ct.c_void_p()
+        r = lib.call_method(
+            self.bus,
+            ct.c_char_p(DEST),
+            ct.c_char_p(path),
+            ct.c_char_p(interface),
+            ct.c_char_p(method),
+            ct.byref(err),
+            ct.byref(reply),
+            ct.c_char_p(types),
+            *args,
+        )
+        try:
+            if r < 0:
+                raise _error(err.name or b"", err.message or _strerror(r), what)
+        finally:
+            lib.error_free(ct.byref(err))
+        return reply
+
+    def unref(self, reply: Any) -> None:
+        self.lib.message_unref(reply)
+
+    def read(self, reply: Any, types: bytes, *refs: Any) -> None:
+        r = self.lib.message_read(reply, self.lib.ct.c_char_p(types), *refs)
+        if r < 0:
+            raise SystemdError(f"cannot read a D-Bus reply ({types.decode()}): {_strerror(r)}")
+
+    def call_s(self, method: bytes, *strings: str, what: str) -> None:
+        """A Manager method taking only strings and returning nothing we need."""
+        c_char_p = self.lib.ct.c_char_p
+        reply = self.call(
+            PATH, MANAGER, method, what, b"s" * len(strings), *(c_char_p(s.encode()) for s in strings)
+        )
+        self.unref(reply)
+
+    def call_o(self, method: bytes, *args: Any, types: bytes, what: str) -> bytes:
+        """A Manager method returning one object path (GetUnit, StopUnit's job)."""
+        c_char_p = self.lib.ct.c_char_p
+        reply = self.call(PATH, MANAGER, method, what, types, *args)
+        try:
+            out = c_char_p()
+            self.read(reply, b"o", self.lib.ct.byref(out))
+            return out.value or b""
+        finally:
+            self.unref(reply)
+
+    def get(self, path: bytes, interface: bytes, prop: str, what: str) -> tuple[bool, Any]:
+        """Properties.Get: (True, value) for a variant of a basic type, else (False, None).
+
+        Strings come back as bytes, as pystemd gives them.
+        """
+        lib = self.lib
+        ct = lib.ct
+        reply = self.call(
+            path, PROPS, b"Get", what, b"ss", ct.c_char_p(interface), ct.c_char_p(prop.encode())
+        )
+        try:
+            kind = ct.c_char()
+            contents = ct.c_char_p()
+            r = lib.message_peek_type(reply, ct.byref(kind), ct.byref(contents))
+            ctype = _SIMPLE_VARIANTS.get(contents.value or b"") if r > 0 and kind.value == b"v" else None
+            if ctype is None:
+                return False, None
+            out = getattr(ct, ctype)()
+            self.read(reply, b"v", ct.c_char_p(contents.value), ct.byref(out))
+            value = out.value
+            if contents.value == b"b":
+                return True, bool(value)
+            if value is None:  # an empty string
+                return True, b""
+            return True, value
+        finally:
+            self.unref(reply)
+
+    def subscribe_jobs(self, jobs: dict[str, str]) -> Any:
+        """Record every JobRemoved (job path -> result) in `jobs`; returns the callback, which
+        must live as long as the bus."""
+        lib = self.lib
+        ct = lib.ct
+
+        def on_job_removed(msg: Any, _userdata: Any, _error: Any) -> int:
+            id_ = ct.c_uint32()
+            job, unit, result = ct.c_char_p(), ct.c_char_p(), ct.c_char_p()
+            r = lib.message_read(
+                ct.c_void_p(msg),
+                ct.c_char_p(b"uoss"),
+                ct.byref(id_),
+                ct.byref(job),
+                ct.byref(unit),
+                ct.byref(result),
+            )
+            if r >= 0:
+                jobs[(job.value or b"").decode()] = (result.value or b"").decode()
+            return 0
+
+        callback = lib.Handler(on_job_removed)
+        r = lib.match_signal(self.bus, None, DEST, PATH, MANAGER, b"JobRemoved", callback, None)
+        if r < 0:
+            raise SystemdError(f"cannot subscribe to systemd's JobRemoved: {_strerror(r)}")
+        return callback
+
+    def process(self) -> None:
+        while True:
+            r = self.lib.process(self.bus, None)
+            if r < 0:
+                raise SystemdError(f"D-Bus connection failed: {_strerror(r)}")
+            if r == 0:
+                return
+
+    def wait(self, usec: int) -> None:
+        r = self.lib.wait(self.bus, usec)
+        if r < 0 and r != -4:  # -EINTR
+            raise SystemdError(f"D-Bus connection failed: {_strerror(r)}")
 
 
 def _dbuslib() -> Any:
@@ -122,23 +372,52 @@ def unit_name_escape(text: str) -> str:
 
 
 class Systemd:
-    """A connection to the system bus with the Manager calls the runtime needs."""
+    """A connection to the system bus with the Manager calls the runtime needs.
+
+    The flat calls go over `_sd` (ctypes; None when libsystemd can't be loaded), the others
+    over pystemd's bus, opened on first use (`_py()`): the short commands never import it.
+    """
 
     def __init__(self) -> None:
-        self._bus = _dbuslib().DBus()
+        self._jobs: dict[str, str] = {}
+        self._subscribed = False
+        self._job_callback: Any = None
+        self._sd_job_callback: Any = None
+        self._pybus: Any = None
+        self._sd: _SdBus | None = None
+        lib = _libsystemd()
         try:
-            self._bus.open()
-        except Exception as exc:  # pystemd raises its own hierarchy
+            if lib is not None:
+                self._sd = _SdBus(lib)
+            else:
+                self._py()
+        except SystemdError:
+            raise
+        except Exception as exc:  # OSError from sd_bus_open_system; pystemd's own hierarchy
             raise SystemdError(
                 f"cannot connect to the systemd system bus: {exc}",
                 hint="run inside a host booted with systemd or `oci-systemd sandbox exec NAME ...`",
             ) from exc
-        self._jobs: dict[str, str] = {}
-        self._subscribed = False
-        self._job_callback: Any = None
+
+    def _py(self) -> Any:
+        """pystemd's bus, connected on first use."""
+        if self._pybus is None:
+            bus = _dbuslib().DBus()
+            try:
+                bus.open()
+            except Exception as exc:  # pystemd raises its own hierarchy
+                raise SystemdError(
+                    f"cannot connect to the systemd system bus: {exc}",
+                    hint="run inside a host booted with systemd or `oci-systemd sandbox exec NAME ...`",
+                ) from exc
+            self._pybus = bus
+        return self._pybus
 
     def close(self) -> None:
-        self._bus.close()
+        if self._sd is not None:
+            self._sd.close()
+        if self._pybus is not None:
+            self._pybus.close()
 
     def __enter__(self) -> Systemd:
         return self
@@ -146,7 +425,7 @@ class Systemd:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- raw calls -------------------------------------------------------------------
+    # -- raw calls (pystemd) -------------------------------------------------------------
 
     def _call(
         self,
@@ -157,15 +436,17 @@ class Systemd:
         interface: bytes = MANAGER,
         what: str | None = None,
     ) -> Any:
+        bus = self._py()
         try:
-            reply = self._bus.call_method(DEST, path, interface, method.encode(), args)
+            reply = bus.call_method(DEST, path, interface, method.encode(), args)
         except Exception as exc:
             raise _dbus_error(exc, what or method) from exc
         return reply.body
 
     def _get(self, path: bytes, interface: bytes, prop: str, signature: str) -> Any:
+        bus = self._py()
         try:
-            return self._bus.get_property(DEST, path, interface, prop.encode(), signature.encode())
+            return bus.get_property(DEST, path, interface, prop.encode(), signature.encode())
         except Exception as exc:
             raise _dbus_error(exc, f"get {prop}") from exc
 
@@ -184,20 +465,23 @@ class Systemd:
             _id, job, _unit, result = msg.body
             jobs[_text(job)] = _text(result)
 
+        bus = self._py()
         self._job_callback = on_job_removed
-        self._bus.match_signal(DEST, PATH, MANAGER, b"JobRemoved", on_job_removed)
+        bus.match_signal(DEST, PATH, MANAGER, b"JobRemoved", on_job_removed)
         self._subscribed = True
 
-    def _wait_job(self, job: str, unit: str, timeout: float = JOB_TIMEOUT_S) -> str:
+    def _wait_job(self, job: str, unit: str, timeout: float = JOB_TIMEOUT_S, *, fast: bool = False) -> str:
+        """Wait for JobRemoved of `job`: on the ctypes bus with `fast`, else on pystemd's."""
+        bus: Any = self._sd if fast else self._py()
         deadline = time.monotonic() + timeout
         while job not in self._jobs:
-            self._bus.process()
+            bus.process()
             if job in self._jobs:
                 break
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SystemdError(f"timed out waiting for systemd job {job} on {unit}")
-            self._bus.wait(int(min(left, 1.0) * 1_000_000))
+            bus.wait(int(min(left, 1.0) * 1_000_000))
         return self._jobs.pop(job)
 
     # -- units -----------------------------------------------------------------------
@@ -237,6 +521,9 @@ class Systemd:
 
     def unit_path(self, name: str) -> bytes | None:
         try:
+            if self._sd is not None:
+                c_name = self._sd.lib.ct.c_char_p(name.encode())
+                return self._sd.call_o(b"GetUnit", c_name, types=b"s", what=f"get unit {name}")
             path = self._call("GetUnit", [(ord("s"), name.encode())], what=f"get unit {name}")
         except NoSuchUnit:
             return None
@@ -247,21 +534,55 @@ class Systemd:
         path = self.unit_path(name)
         if path is None:
             return None
+        if self._sd is not None:
+            ok, value = self._sd.get(path, UNIT, "ActiveState", "get ActiveState")
+            if ok:
+                return _text(value)
         return _text(self._get(path, UNIT, "ActiveState", "s"))
 
     def unit_properties(self, name: str, interface: str, names: Iterable[str]) -> dict[str, Any]:
         path = self.unit_path(name)
         if path is None:
             raise NoSuchUnit(f"unit {name} is not loaded", dbus_name="org.freedesktop.systemd1.NoSuchUnit")
+        wanted = set(names)
+        if self._sd is not None and len(wanted) <= 4:
+            # A few properties of basic types: one Get each. Anything else (a container
+            # type, an unknown property, which GetAll would leave out) goes to GetAll.
+            out: dict[str, Any] = {}
+            try:
+                for prop in sorted(wanted):
+                    ok, value = self._sd.get(path, interface.encode(), prop, f"get properties of {name}")
+                    if not ok:
+                        break
+                    out[prop] = value
+                else:
+                    return out
+            except NoSuchUnit:
+                raise
+            except SystemdError:
+                pass  # GetAll decides, with its own error if there is one
         try:
-            reply = self._bus.call_method(DEST, path, PROPS, b"GetAll", [(ord("s"), interface.encode())])
+            reply = self._py().call_method(DEST, path, PROPS, b"GetAll", [(ord("s"), interface.encode())])
         except Exception as exc:
             raise _dbus_error(exc, f"get properties of {name}") from exc
-        wanted = set(names)
         body = reply.body if isinstance(reply.body, dict) else dict(reply.body or [])
         return {_text(k): v for k, v in body.items() if _text(k) in wanted}
 
     def kill_unit(self, name: str, signal: int, *, who: str = "all") -> None:
+        if self._sd is not None:
+            ct = self._sd.lib.ct
+            reply = self._sd.call(
+                PATH,
+                MANAGER,
+                b"KillUnit",
+                f"kill {name}",
+                b"ssi",
+                ct.c_char_p(name.encode()),
+                ct.c_char_p(who.encode()),
+                ct.c_int32(signal),
+            )
+            self._sd.unref(reply)
+            return
         self._call(
             "KillUnit",
             [(ord("s"), name.encode()), (ord("s"), who.encode()), (ord("i"), signal)],
@@ -269,6 +590,23 @@ class Systemd:
         )
 
     def stop_unit(self, name: str, *, wait: bool = True) -> None:
+        if self._sd is not None:
+            if self._sd_job_callback is None:  # subscribe before enqueueing
+                self._sd_job_callback = self._sd.subscribe_jobs(self._jobs)
+            ct = self._sd.lib.ct
+            try:
+                job = self._sd.call_o(
+                    b"StopUnit",
+                    ct.c_char_p(name.encode()),
+                    ct.c_char_p(b"replace"),
+                    types=b"ss",
+                    what=f"stop {name}",
+                ).decode()
+            except NoSuchUnit:
+                return
+            if wait:
+                self._wait_job(job, name, fast=True)
+            return
         self._subscribe_jobs()
         try:
             job = _text(
@@ -283,7 +621,10 @@ class Systemd:
 
     def reset_failed(self, name: str) -> None:
         try:
-            self._call("ResetFailedUnit", [(ord("s"), name.encode())], what=f"reset {name}")
+            if self._sd is not None:
+                self._sd.call_s(b"ResetFailedUnit", name, what=f"reset {name}")
+            else:
+                self._call("ResetFailedUnit", [(ord("s"), name.encode())], what=f"reset {name}")
         except SystemdError:
             pass  # not loaded or not failed: nothing to reset
 
@@ -303,10 +644,16 @@ class Systemd:
             raise _property_error(exc, properties) from exc
 
     def freeze_unit(self, name: str) -> None:
-        self._call("FreezeUnit", [(ord("s"), name.encode())], what=f"freeze {name}")
+        if self._sd is not None:
+            self._sd.call_s(b"FreezeUnit", name, what=f"freeze {name}")
+        else:
+            self._call("FreezeUnit", [(ord("s"), name.encode())], what=f"freeze {name}")
 
     def thaw_unit(self, name: str) -> None:
-        self._call("ThawUnit", [(ord("s"), name.encode())], what=f"thaw {name}")
+        if self._sd is not None:
+            self._sd.call_s(b"ThawUnit", name, what=f"thaw {name}")
+        else:
+            self._call("ThawUnit", [(ord("s"), name.encode())], what=f"thaw {name}")
 
 
 def _property_error(exc: SystemdError, properties: Sequence[UnitProperty]) -> SystemdError:
