@@ -13,6 +13,7 @@ line per call, to a log file and then execs the runtime under test (`bundles.run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -20,7 +21,7 @@ import subprocess
 import tarfile
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +346,12 @@ class Containerd:
         assert saved.returncode == 0, text(saved)
         imported = self.ctr("images", "import", "--snapshotter", "native", archive)
         assert imported.returncode == 0, text(imported)
+
+
+@contextlib.contextmanager
+def no_new_scopes(sandbox: Sandbox) -> Iterator[None]:
+    """No scope that the engine calls inside the block created outlives it (others' are not ours)."""
+    before = set(leftover_scopes(sandbox))
+    yield
+    # conmon's own scope may end a moment after podman returns.
+    wait_for(lambda: set(leftover_scopes(sandbox)) <= before, timeout=10, what="no new scope left")

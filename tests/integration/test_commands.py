@@ -8,22 +8,13 @@ import subprocess
 import time
 
 import bundles
-from test_lifecycle import Container, wait_for
+from test_lifecycle import start_sleeping, wait_for
 
 from oci_systemd.sandbox import Sandbox
 
 
-def _running(sandbox: Sandbox) -> Container:
-    conf = bundles.base_config()
-    conf["process"]["args"] = ["sleep", "1000"]
-    c = Container(sandbox, conf)
-    assert c.create().returncode == 0, c.output()
-    assert c.rt("start", c.id).returncode == 0
-    return c
-
-
 def test_list_table_and_quiet(sandbox: Sandbox) -> None:
-    c = _running(sandbox)
+    c = start_sleeping(sandbox)
     try:
         table = bundles.run_runtime(sandbox, ["list"]).stdout.splitlines()
         assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
@@ -36,7 +27,7 @@ def test_list_table_and_quiet(sandbox: Sandbox) -> None:
 
 
 def test_ps_table(sandbox: Sandbox) -> None:
-    c = _running(sandbox)
+    c = start_sleeping(sandbox)
     try:
         out = c.rt("ps", c.id).stdout.splitlines()
         assert "PID" in out[0].split()
@@ -48,7 +39,7 @@ def test_ps_table(sandbox: Sandbox) -> None:
 
 
 def test_events_stream_ends_when_the_container_stops(sandbox: Sandbox) -> None:
-    c = _running(sandbox)
+    c = start_sleeping(sandbox)
     try:
         proc = subprocess.Popen(
             [*sandbox.nsenter_argv(), *bundles.runtime_argv(), "events", "--interval", "200ms", c.id],

@@ -48,13 +48,8 @@ def containerd(sandbox: Sandbox) -> Iterator[Containerd]:
 
 @pytest.fixture(autouse=True)
 def _no_leftovers(sandbox: Sandbox) -> Iterator[None]:
-    """No scope that the test's engine calls created outlives the test (others' are not ours)."""
-    before = set(engines.leftover_scopes(sandbox))
-    yield
-    # conmon's own scope may end a moment after podman returns.
-    engines.wait_for(
-        lambda: set(engines.leftover_scopes(sandbox)) <= before, timeout=10, what="no new scope left"
-    )
+    with engines.no_new_scopes(sandbox):
+        yield
 
 
 def _new_id(prefix: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import bundles
 import pytest
-from test_lifecycle import Container, wait_for
+from test_lifecycle import Container, start_sleeping, wait_for
 
 from oci_systemd.sandbox import Sandbox
 
@@ -41,11 +41,7 @@ with open(out, "wb") as f:
 
 @pytest.fixture
 def running(sandbox: Sandbox) -> Iterator[Container]:
-    conf = bundles.base_config()
-    conf["process"]["args"] = ["sleep", "1000"]
-    c = Container(sandbox, conf)
-    assert c.create().returncode == 0, c.output()
-    assert c.rt("start", c.id).returncode == 0
+    c = start_sleeping(sandbox)
     yield c
     c.rt("delete", "--force", c.id)
 

@@ -72,6 +72,16 @@ class Container:
         (self.host_bundle / "rootfs" / inner.lstrip("/")).touch()
 
 
+def start_sleeping(sandbox: Sandbox) -> Container:
+    """A created and started container running `sleep 1000` (delete it with --force)."""
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    assert c.rt("start", c.id).returncode == 0
+    return c
+
+
 def systemctl_show(sb: Sandbox, unit: str, prop: str) -> str:
     out = sb.run(["systemctl", "show", unit, "-p", prop, "--value"], capture_output=True, text=True)
     return out.stdout.strip()
