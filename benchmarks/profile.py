@@ -290,15 +290,7 @@ def main() -> int:
     own = args.sandbox is None
     name = args.sandbox or f"bench-prof-{os.getpid()}-{secrets.token_hex(3)}"
     try:
-        if own:
-            sb = sandboxes.up(name)
-        else:
-            pid = int((sandboxes.record_dir(name) / "pid").read_text().split()[0])
-            sb = sandboxes.Sandbox(name, pid)
-        work = sb.host_path(INNER_DIR)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        bundles.build_rootfs(work / "rootfs")
+        sb, work = bench.sandbox_with_rootfs(name, own=own, inner_dir=INNER_DIR)
         entry = os.fspath(Path(sys.executable).with_name("oci-systemd"))
         import sysconfig
 

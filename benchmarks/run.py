@@ -468,6 +468,21 @@ def inner(plan_path: str) -> int:
 # Outer side: sandbox, bundle, plan, table, JSON.
 
 
+def sandbox_with_rootfs(name: str, *, own: bool, inner_dir: str) -> tuple[Any, Path]:
+    """Boot the sandbox `name` (own) or use the running one, and lay a fresh busybox rootfs in
+    `inner_dir` (a path inside it); returns (sandbox, host path of inner_dir)."""
+    import bundles
+
+    from oci_systemd import sandbox as sandboxes
+
+    sb = sandboxes.up(name) if own else sandboxes.get(name)
+    work = sb.host_path(inner_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    bundles.build_rootfs(work / "rootfs")
+    return sb, work
+
+
 def bench_config(base: dict[str, Any], rootfs: str) -> dict[str, Any]:
     """The one config all three runtimes get (cgroupsPath and args are set per container)."""
     conf = copy.deepcopy(base)
@@ -638,14 +653,7 @@ def outer(args: argparse.Namespace) -> int:
     try:
         if own_sandbox:
             print(f"booting sandbox {name} ...", file=sys.stderr, flush=True)
-            sb = sandboxes.up(name)
-        else:
-            pid = int((sandboxes.record_dir(name) / "pid").read_text().split()[0])
-            sb = sandboxes.Sandbox(name, pid)
-        work = sb.host_path(INNER_DIR)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        bundles.build_rootfs(work / "rootfs")
+        sb, work = sandbox_with_rootfs(name, own=own_sandbox, inner_dir=INNER_DIR)
         conf = bench_config(bundles.base_config(), f"{INNER_DIR}/rootfs")
         plan = {
             **preset,

@@ -15,10 +15,9 @@ from typing import Any, NoReturn
 import click
 
 from oci_systemd import OCI_VERSION, __version__
+from oci_systemd.entry import DEFAULT_ROOT
 from oci_systemd.errors import OciSystemdError
 from oci_systemd.log import log
-
-DEFAULT_ROOT = "/run/oci-systemd"
 
 
 def _commit() -> str:

@@ -14,6 +14,7 @@ nothing imported that the work does not need.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -191,7 +192,7 @@ def _check_program(proc: dict[str, Any]) -> None:
     try:
         process.find_executable(name, proc.get("env") or [])
     except ExecFailedError as exc:
-        if exc.errno in (2, 20):  # ENOENT, ENOTDIR: permissions may still change with the user
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # permissions may still change with the user
             raise
         return
 

@@ -16,7 +16,6 @@ import errno
 import os
 import signal as _signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -843,10 +842,8 @@ class _Builder:
             )
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = (
-            f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-            "from oci_systemd.journal import run_forwarder; run_forwarder(sys.argv[1:])"
+        argv = _minimal_python(
+            "oci_systemd.journal", "run_forwarder", "sys.argv[1:]", "3", "4", self.cid, self.record["scope"]
         )
         pid = os.fork()
         if pid == 0:
@@ -857,10 +854,7 @@ class _Builder:
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.closerange(5, 65536)
-                os.execv(
-                    sys.executable,
-                    [sys.executable, "-I", "-S", "-c", code, "3", "4", self.cid, self.record["scope"]],
-                )
+                os.execv(sys.executable, argv)
             finally:
                 os._exit(127)
         os.close(out_r)
@@ -938,6 +932,17 @@ class _Builder:
 # -- helpers -----------------------------------------------------------------------------
 
 
+def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
+    """argv for `python -I -S` (no site, no environment: fast and with little memory) running
+    `module.function(call_args)`, with this package importable and `args` in sys.argv[1:]."""
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+        f"from {module} import {function}; {function}({call_args})"
+    )
+    return [sys.executable, "-I", "-S", "-c", code, *args]
+
+
 def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[Channel, int]:
     """fork + exec `python -I -S` on the idler module with one channel fd; (channel, pid).
 
@@ -946,12 +951,11 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     """
     ours, theirs = Channel.pair()
     child_fd = theirs.fileno()
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.path.insert(0, {pkg_parent!r}); from oci_systemd.idler import main; main()"
+    target = 3 + extra_fds + 16
+    argv = _minimal_python("oci_systemd.idler", "main", "", str(target))
     pid = os.fork()
     if pid == 0:  # child: nothing but fd shuffling until exec
         try:
-            target = 3 + extra_fds + 16
             os.dup2(child_fd, target, inheritable=True)
             if stdio is not None:  # the container's stdout/stderr go to the journal forwarder
                 null = os.open(os.devnull, os.O_RDONLY)
@@ -960,7 +964,7 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
                 os.dup2(stdio[1], 2)
             for fd in range(3, 3 + extra_fds):
                 os.set_inheritable(fd, True)
-            os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code, str(target)])
+            os.execv(sys.executable, argv)
         finally:
             os._exit(127)
     theirs.close()
@@ -1191,7 +1195,3 @@ def _wait_forwarding_signals(pid: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return 1
-
-
-def wait_deadline(seconds: float) -> float:
-    return time.monotonic() + seconds
