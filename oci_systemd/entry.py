@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
 
 from oci_systemd.errors import OciSystemdError
 from oci_systemd.log import log
+
+TYPE_CHECKING = False  # typing and collections.abc cost ~8 ms: annotations only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 DEFAULT_ROOT = "/run/oci-systemd"
 
@@ -115,9 +118,9 @@ def _dispatch(argv: list[str]) -> int | None:
     rt = Runtime(root=root, systemd_cgroup=bool(gopts.get("systemd_cgroup")))
     command, cid = rest[0], pos[0]
     if command == "state":
-        import json
+        from oci_systemd import jsonio
 
-        sys.stdout.write(json.dumps(rt.state(cid), indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(rt.state(cid), indent=2) + "\n")
     elif command == "start":
         rt.start(cid)
     elif command == "kill":

@@ -13,19 +13,24 @@
 - `forward_stream()` therefore is how container stdio gets CONTAINER_ID: a helper process
   reads the container's pipe and sends each line as a native entry.
 
-Import-light on purpose (this module may be imported by the idler): only os, socket, struct,
-sys and enum at import time; fcntl is loaded when the memfd fallback is needed.
+Import-light on purpose (start, kill and delete log an event each; the idler may import it):
+errno, os, sys and the C module `_socket` at import time (socket, struct, enum and
+collections.abc would add ~5 ms to every command); fcntl is loaded for the memfd fallback.
 """
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
-import socket
-import struct
 import sys
-from collections.abc import Iterator, Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Iterator, Mapping
+    from typing import ClassVar
+else:
+    import _socket as socket  # same constants and socket type, without socket.py's enums
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 STDOUT_SOCKET = "/run/systemd/journal/stdout"
@@ -49,20 +54,40 @@ _SUN_PATH_MAX = 107  # sizeof(sun_path) is 108, minus the NUL
 FieldValue = str | bytes | int
 
 
-class Event(enum.StrEnum):
-    """Lifecycle events, one MESSAGE_ID each; values are the wire strings (OCI_EVENT=)."""
+class Event(str):
+    """A lifecycle event, one MESSAGE_ID each; the str is the wire string (OCI_EVENT=).
 
-    CREATED = "created"
-    STARTED = "started"
-    EXEC = "exec"
-    KILLED = "killed"
-    EXITED = "exited"
-    DELETED = "deleted"
-    HOOK_FAILED = "hook-failed"
-    ERROR = "error"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    UPDATED = "updated"
+    The events are singletons (`Event.CREATED`, `event_named("CREATED")`); `EVENTS` lists them.
+    A str subclass, not enum.StrEnum: enum costs every command ~1 ms at import.
+    """
+
+    __slots__ = ()
+
+    CREATED: ClassVar[Event]
+    STARTED: ClassVar[Event]
+    EXEC: ClassVar[Event]
+    KILLED: ClassVar[Event]
+    EXITED: ClassVar[Event]
+    DELETED: ClassVar[Event]
+    HOOK_FAILED: ClassVar[Event]
+    ERROR: ClassVar[Event]
+    PAUSED: ClassVar[Event]
+    RESUMED: ClassVar[Event]
+    UPDATED: ClassVar[Event]
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return self.value.upper().replace("-", "_")
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"<Event.{self.name}>"
 
     @property
     def message_id(self) -> str:
@@ -71,6 +96,38 @@ class Event(enum.StrEnum):
     @property
     def priority(self) -> int:
         return PRIORITIES.get(self, LOG_INFO)
+
+
+Event.CREATED = Event("created")
+Event.STARTED = Event("started")
+Event.EXEC = Event("exec")
+Event.KILLED = Event("killed")
+Event.EXITED = Event("exited")
+Event.DELETED = Event("deleted")
+Event.HOOK_FAILED = Event("hook-failed")
+Event.ERROR = Event("error")
+Event.PAUSED = Event("paused")
+Event.RESUMED = Event("resumed")
+Event.UPDATED = Event("updated")
+EVENTS = (
+    Event.CREATED,
+    Event.STARTED,
+    Event.EXEC,
+    Event.KILLED,
+    Event.EXITED,
+    Event.DELETED,
+    Event.HOOK_FAILED,
+    Event.ERROR,
+    Event.PAUSED,
+    Event.RESUMED,
+    Event.UPDATED,
+)
+_BY_NAME = {event.name: event for event in EVENTS}
+
+
+def event_named(name: str) -> Event:
+    """The event called `name` ("HOOK_FAILED"); KeyError for an unknown one."""
+    return _BY_NAME[name]
 
 
 LOG_ERR = 3
@@ -133,7 +190,7 @@ def serialize(fields: Mapping[str, FieldValue]) -> bytes:
         key = name.encode("ascii")
         data = _value_bytes(value)
         if b"\n" in data or b"\0" in data:
-            parts += (key, b"\n", struct.pack("<Q", len(data)), data, b"\n")
+            parts += (key, b"\n", len(data).to_bytes(8, "little"), data, b"\n")
         else:
             parts += (key, b"=", data, b"\n")
     return b"".join(parts)
@@ -183,7 +240,8 @@ def _send_memfd(sock: socket.socket, address: str, payload: bytes) -> None:
             fcntl.F_ADD_SEALS,
             fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL,
         )
-        sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))], 0, address)
+        rights = fd.to_bytes(4, sys.byteorder, signed=True)  # one C int
+        sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)], 0, address)
     finally:
         os.close(fd)
 
@@ -219,8 +277,10 @@ def send(fields: Mapping[str, FieldValue], *, socket_path: str = JOURNAL_SOCKET)
         sock = _new_socket()
     except OSError:  # EMFILE and friends: still not the caller's problem
         return False
-    with sock:
+    try:
         return _send_payload(sock, socket_path, payload)
+    finally:
+        sock.close()
 
 
 def _caller_location(depth: int) -> dict[str, FieldValue]:
@@ -406,12 +466,15 @@ def forward_stream(
     if unit:
         base["OBJECT_SYSTEMD_UNIT"] = unit
     serialize(base)  # validate once, up front
-    with _new_socket() as sock:
+    sock = _new_socket()
+    try:
         for line, partial in _lines(read_fd, line_max):
             fields = dict(base, MESSAGE=line)
             if partial:
                 fields["CONTAINER_PARTIAL_MESSAGE"] = "true"
             _send_payload(sock, socket_path, serialize(fields))
+    finally:
+        sock.close()
 
 
 def run_forwarder(argv: list[str]) -> None:

@@ -48,6 +48,12 @@ def loads(text: str | bytes) -> Any:
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"Expecting value: char {exc.value}") from None
+    except SystemError:
+        # The scanner builds its JSONDecodeError from json.decoder in sys.modules and, when
+        # that was never imported, fails without one. Bad input only: let json explain.
+        import json
+
+        return json.loads(text)
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"Extra data: char {end}")
     return value

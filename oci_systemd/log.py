@@ -9,10 +9,11 @@ one line there; warnings and debug lines go to the file only with --debug.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from oci_systemd import jsonio
 
 LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3}
 
@@ -48,8 +49,8 @@ class Logger:
     def format(self, level: str, msg: str) -> str:
         now = rfc3339()
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": now}, separators=(",", ":"))
-        return f'time="{now}" level={level} msg={json.dumps(msg)}'
+            return jsonio.dumps({"level": level, "msg": msg, "time": now})
+        return f'time="{now}" level={level} msg={jsonio.dumps(msg)}'
 
     def write(self, level: str, msg: str) -> None:
         ident = self._journald_ident()

@@ -11,17 +11,10 @@ kill:    Manager.KillUnit; delete: stop and reset the scope, poststop hooks, dro
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal as _signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-from oci_systemd import channel
-from oci_systemd.channel import Channel, RemoteError
 from oci_systemd.errors import (
     ContainerNotFoundError,
     ContainerNotRunningError,
@@ -43,6 +36,17 @@ from oci_systemd.state import (
     process_start_time,
     validate_id,
 )
+
+# state/kill/delete import this module: no typing, contextlib or channel (socket) at import
+# time. channel is imported by the paths that talk to an idler (create, start, exec).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from typing import Any
+
+    from oci_systemd.channel import Channel
+else:
+    import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
 DEFAULT_SLICE = "system.slice"
 UNIT_PREFIX = "oci-systemd"
@@ -114,10 +118,18 @@ def parse_signal(text: str) -> int:
         if _signal.SIGRTMIN <= num <= _signal.SIGRTMAX:
             return num
         raise OciSystemdError(f"invalid signal: {text}")
-    try:
-        return int(_signal.Signals[name])
-    except KeyError:
-        raise OciSystemdError(f"unknown signal {text!r}") from None
+    found = _signal_number(name)
+    if found is None:
+        raise OciSystemdError(f"unknown signal {text!r}")
+    return found
+
+
+def _signal_number(name: str) -> int | None:
+    """SIGTERM -> 15, as signal.Signals[name] (aliases such as SIGIOT included)."""
+    if name.startswith("SIG_") or not name.isupper():  # SIG_DFL, SIG_BLOCK... are not signals
+        return None
+    value = getattr(_signal, name, None)
+    return int(value) if isinstance(value, int) else None
 
 
 def fault_point(name: str) -> None:
@@ -156,7 +168,7 @@ def _log_event(
     from oci_systemd import journal
 
     journal.log_event(
-        journal.Event[event],
+        journal.event_named(event),
         container_id=record["id"],
         bundle=record.get("bundle", ""),
         status=status,
@@ -339,8 +351,10 @@ class Runtime:
             fault_point("start:sent")
             # The idler removes the socket itself; as the mapped uid of a user namespace it
             # may lack the right to, so make sure here too.
-            with contextlib.suppress(FileNotFoundError, PermissionError):
+            try:
                 os.unlink(os.path.join(self.store.dir(cid), NOTIFY_SOCKET))
+            except (FileNotFoundError, PermissionError):
+                pass
             record["phase"] = "started"
             self.store.write(cid, record)
             fault_point("start:recorded")
@@ -684,7 +698,8 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, linux
+        from oci_systemd import cgroups, channel, linux
+        from oci_systemd.channel import RemoteError
 
         with self.store.locked(cid, shared=True) as record:
             status = self._status(record)
@@ -773,7 +788,7 @@ class _Builder:
         self.chan: Channel | None = None
 
     def build(self) -> None:
-        from oci_systemd import hooks
+        from oci_systemd import channel, hooks
 
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
@@ -806,6 +821,9 @@ class _Builder:
         self.runtime.store.write(self.cid, self.record)
 
     def _recv(self, *kinds: str) -> dict[str, Any]:
+        from oci_systemd import channel
+        from oci_systemd.channel import RemoteError
+
         assert self.chan is not None
         try:
             return self.chan.recv(*kinds)
@@ -949,6 +967,8 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     fds 3..3+extra_fds-1 (LISTEN_FDS, --preserve-fds) are inherited; the channel sits
     above them. Everything else we hold is close-on-exec.
     """
+    from oci_systemd.channel import Channel
+
     ours, theirs = Channel.pair()
     child_fd = theirs.fileno()
     target = 3 + extra_fds + 16
@@ -971,15 +991,25 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     return ours, pid
 
 
-@contextmanager
-def _maybe_bus(bus: Any) -> Iterator[Any]:
-    if bus is not None:
-        yield bus
-        return
-    from oci_systemd.systemd import connect
+class _maybe_bus:  # lower case: used like the context manager function it replaced
+    """`with _maybe_bus(bus) as sd`: the caller's connection, or a new one closed at the end.
+    (A class: contextlib would cost every short command its import.)"""
 
-    with connect() as sd:
-        yield sd
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+        self.own: Any = None
+
+    def __enter__(self) -> Any:
+        if self.bus is not None:
+            return self.bus
+        from oci_systemd.systemd import Systemd
+
+        self.own = Systemd()
+        return self.own
+
+    def __exit__(self, *exc: object) -> None:
+        if self.own is not None:
+            self.own.close()
 
 
 def _is_frozen(sd: Any, scope: str) -> bool:
@@ -1003,6 +1033,8 @@ def await_exec(peer: Channel) -> None:
     """The idler announces EXEC just before execve(); its socket is close-on-exec, so EOF after
     the announcement means the program runs, an error message means exec failed, and EOF
     before it means the idler died (ChannelClosed)."""
+    from oci_systemd import channel
+
     peer.recv(channel.EXEC)
     try:
         peer.recv()
@@ -1013,6 +1045,9 @@ def await_exec(peer: Channel) -> None:
 
 def _start_idler(state_dir: str, cid: str) -> None:
     """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
+    from oci_systemd import channel
+    from oci_systemd.channel import Channel, RemoteError
+
     try:
         sock = channel.connect_unix(os.path.join(state_dir, NOTIFY_SOCKET))
     except OSError as exc:

@@ -20,7 +20,7 @@ import pytest
 
 from oci_systemd import journal
 from oci_systemd.errors import SyscallError
-from oci_systemd.journal import Event
+from oci_systemd.journal import EVENTS, Event
 
 
 def parse_native(data: bytes) -> dict[str, bytes]:
@@ -223,13 +223,13 @@ def test_send_memfd_path_after_emsgsize(journald: FakeJournald, monkeypatch: pyt
 
 
 def test_every_event_has_a_distinct_message_id() -> None:
-    ids = [event.message_id for event in Event]
-    assert len(set(ids)) == len(Event) == 11
+    ids = [event.message_id for event in EVENTS]
+    assert len(set(ids)) == len(EVENTS) == 11
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
 def test_event_values_and_priorities() -> None:
-    assert [e.value for e in Event] == [
+    assert [e.value for e in EVENTS] == [
         "created",
         "started",
         "exec",
@@ -245,7 +245,7 @@ def test_event_values_and_priorities() -> None:
     assert Event.ERROR.priority == 3
     assert Event.HOOK_FAILED.priority == 3
     assert Event.KILLED.priority == 5
-    assert {e.priority for e in Event if e not in (Event.ERROR, Event.HOOK_FAILED, Event.KILLED)} == {6}
+    assert {e.priority for e in EVENTS if e not in (Event.ERROR, Event.HOOK_FAILED, Event.KILLED)} == {6}
 
 
 def test_log_event_fields(journald: FakeJournald) -> None:
@@ -313,7 +313,7 @@ def catalog_ids(text: str) -> list[str]:
 def test_catalog_lists_every_event_once() -> None:
     text = Path(journal.CATALOG_PATH).read_text()
     ids = catalog_ids(text)
-    assert sorted(ids) == sorted(e.message_id for e in Event)
+    assert sorted(ids) == sorted(e.message_id for e in EVENTS)
     assert len(ids) == len(set(ids))
 
 
@@ -352,7 +352,7 @@ def test_catalog_accepted_by_journalctl(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout
-    for event in Event:
+    for event in EVENTS:
         assert f"{event.message_id} oci-systemd: " in listed
 
 

@@ -53,6 +53,17 @@ def test_bad_documents_raise_value_error(text: str) -> None:
         jsonio.loads(text)
 
 
+def test_bad_document_in_a_fresh_interpreter_is_a_value_error() -> None:
+    # The C scanner reports errors through json.decoder, which only this test's process has loaded.
+    code = (
+        "import sys\nfrom oci_systemd import jsonio\n"
+        "try:\n    jsonio.loads('{\"a\": \"unterminated')\nexcept ValueError as e:\n    print(type(e).__name__)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.stdout.strip() == "JSONDecodeError", out.stderr
+
+
 def test_unserialisable_values_raise_type_error() -> None:
     with pytest.raises(TypeError, match="set"):
         jsonio.dumps({"a": {1}})
