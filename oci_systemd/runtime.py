@@ -178,6 +178,16 @@ def _log_event(
     )
 
 
+def _run_record_hooks(stage: str, record: Record, status: Status) -> None:
+    """Run a stage's hooks from the record; the hooks module is imported only when there are
+    any (most containers have none, and start/delete should not pay for the import)."""
+    if not (record.get("hooks") or {}).get(stage):
+        return
+    from oci_systemd import hooks
+
+    hooks.run_stage(stage, record.get("hooks"), Runtime._state_json(record, status))
+
+
 class Runtime:
     def __init__(self, root: str, *, systemd_cgroup: bool = True) -> None:
         self.store = Store(root)
@@ -362,9 +372,7 @@ class Runtime:
             self._announce_ready(record, proxy)
         _log_event("STARTED", record, "running", f"Container {cid} started")
         try:
-            from oci_systemd import hooks
-
-            hooks.run_stage("poststart", record.get("hooks"), self._state_json(record, Status.RUNNING))
+            _run_record_hooks("poststart", record, Status.RUNNING)
         except HookError as exc:
             # The spec: a failing poststart hook is logged, the container keeps running.
             log.warning(str(exc))
@@ -506,9 +514,7 @@ class Runtime:
         finally:
             ctx.__exit__(None, None, None)
         try:
-            from oci_systemd import hooks
-
-            hooks.run_stage("poststop", record.get("hooks"), self._state_json(record, Status.STOPPED))
+            _run_record_hooks("poststop", record, Status.STOPPED)
         except HookError as exc:
             log.warning(str(exc))
             _log_event("HOOK_FAILED", record, "stopped", str(exc))

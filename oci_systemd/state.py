@@ -237,14 +237,8 @@ class Store:
 
     def remove(self, cid: str) -> None:
         """Remove the container's directory and everything in it (the notify directory too)."""
-        import shutil
-
-        def gone_is_fine(_func: Any, _path: str, info: Any) -> None:
-            if not isinstance(info[1], FileNotFoundError):
-                raise info[1]
-
         try:
-            shutil.rmtree(self.dir(cid), onerror=gone_is_fine)
+            _remove_tree(self.dir(cid))
         except OSError as exc:
             raise SyscallError.from_oserror("remove state directory", exc) from exc
 
@@ -256,6 +250,29 @@ class Store:
         return sorted(
             n for n in names if n and not n.strip(_ID_CHARS) and os.path.isdir(os.path.join(self.root, n))
         )
+
+
+def _remove_tree(path: str) -> None:
+    """rm -r for the state directory's few entries, without shutil (~2 ms of imports).
+
+    Symlinks are removed, never followed; what is already gone is fine (a racing delete).
+    """
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 class Locked:
