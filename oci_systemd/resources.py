@@ -11,20 +11,23 @@ devices for the I/O limits (injectable); no D-Bus import.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
 
+from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
 from oci_systemd.records import record
 from oci_systemd.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
 
-UnitProperty = tuple[str, str, Any]
-"""(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
+# create imports this module: typing, collections.abc, re and json (~10 ms) stay out of it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any, Final
 
-BlockDeviceResolver = Callable[[int, int], str | None]
+    UnitProperty = tuple[str, str, Any]
+    """(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
+
+    BlockDeviceResolver = Callable[[int, int], str | None]
 
 INFINITY: Final = U64_MAX  # systemd's CGROUP_LIMIT_MAX and USEC_INFINITY
 ANNOTATION_PREFIX: Final = "org.systemd.property."
@@ -403,7 +406,7 @@ _MEMORY_FILES: Final = {
 def unified_properties(unified: Mapping[str, str], *, path: str = f"{_RES}.unified") -> list[UnitProperty]:
     props: list[UnitProperty] = []
     for key, raw in unified.items():
-        at = f"{path}[{json.dumps(key)}]"
+        at = f"{path}[{jsonio.dumps(key)}]"
         value = raw.strip()  # the kernel tolerates surrounding whitespace; so do we
         if "/" in key or len(key.split(".", 1)) != 2:
             raise SpecError(at, "must be a cgroup file name of the form CONTROLLER.PARAMETER")
@@ -488,8 +491,9 @@ _UINT64_PROPERTIES: Final = frozenset(
         "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "TasksMax", "LogRateLimitBurst",
     }
 )  # fmt: skip
-_NUMBER_RE: Final = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|[0-9]+)")
-_FLOAT_RE: Final = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
+# Patterns for annotation values; compiled by `re` on first use (only annotations need them).
+_NUMBER_PATTERN: Final = r"[-+]?(0[xX][0-9a-fA-F]+|[0-9]+)"
+_FLOAT_PATTERN: Final = r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?"
 
 
 def annotation_properties(annotations: Mapping[str, str]) -> list[UnitProperty]:
@@ -607,10 +611,12 @@ class _Parser:
             return self._value(_KEYWORDS[word])
         if word in ("true", "false"):
             return self._typed(want, "b", word == "true")
-        if _NUMBER_RE.fullmatch(word):
+        import re
+
+        if re.fullmatch(_NUMBER_PATTERN, word):
             hex_ = word.lstrip("+-")[:2] in ("0x", "0X")
             return self._typed(want, "_int", int(word, 16 if hex_ else 10))
-        if _FLOAT_RE.fullmatch(word):
+        if re.fullmatch(_FLOAT_PATTERN, word):
             return self._typed(want, "d", float(word))
         raise ValueError(f"unrecognized token {word or self.s[self.i :]!r}")
 
