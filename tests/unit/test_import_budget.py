@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What each hot command imports: every module below is paid by every podman/containerd call.
+
+The heavy stdlib modules (each 1-6 ms at import on the benchmark machines, see
+docs/performance.md) must stay out of the modules the short commands and `create` load.
+The test imports exactly what a command imports (in a fresh `python -S`, as the entry
+point would after site) and lists what came in.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (struct is not listed: ctypes imports it, and the D-Bus path needs ctypes.)
+HEAVY = ("typing", "re", "json", "enum", "contextlib", "collections", "socket", "shutil")
+
+# What each command imports before it talks to systemd (oci_systemd.systemd has its own test
+# in test_sdbus_ctypes.py; channel is the idler protocol's, pinned with the idler).
+COMMANDS = {
+    "state": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.jsonio"],
+    "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.linux"],
+    "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
+    "create": [
+        "oci_systemd.entry",
+        "oci_systemd.runtime",
+        "oci_systemd.journal",
+        "oci_systemd.spec",
+        "oci_systemd.resources",
+        "oci_systemd.listen_fds",
+    ],
+}
+
+
+def _imported(modules: list[str]) -> set[str]:
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print(' '.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_hot_command_imports_no_heavy_module(command: str) -> None:
+    loaded = _imported(COMMANDS[command])
+    assert not loaded & set(HEAVY), f"{command} imports {sorted(loaded & set(HEAVY))}"
+
+
+def test_the_check_can_see_a_heavy_import() -> None:
+    assert {"json", "re"} <= _imported(["json"])
