@@ -1,31 +1,42 @@
 # SPDX-License-Identifier: Apache-2.0
 """The one module that talks to systemd over D-Bus.
 
-Two bindings of libsystemd's sd-bus sit behind `Systemd`, both synchronous (every `state`
-and `kill` is a fresh process, so connecting must cost well under a millisecond):
+Two bindings of libsystemd's sd-bus sit behind `Systemd`, both synchronous (every `create`,
+`state` and `kill` is a fresh process, so connecting must cost well under a millisecond):
 
-- ctypes, straight onto `libsystemd.so.0`, for the calls with flat signatures that the
-  short commands make: GetUnit, Properties.Get, KillUnit, ResetFailedUnit, FreezeUnit,
-  ThawUnit, StopUnit and its JobRemoved wait. Loading it costs `import ctypes` (~1-2 ms);
-  pystemd's Python layer costs ~14 ms (pprint -> dataclasses -> inspect, uuid, pathlib).
-- pystemd's raw binding, imported on first use, for the rest: StartTransientUnit (its
-  high-level API refuses properties it does not know, `PIDs` among them, so we encode
-  `a(sv)` ourselves from explicit signatures and hand the flat argument stream to
-  `DBus.call_method`), SetUnitProperties, GetUnitProcesses, GetAll. When libsystemd
-  cannot be loaded through ctypes, pystemd serves every call.
+- ctypes, straight onto `libsystemd.so.0`, for every call of the lifecycle commands:
+  StartTransientUnit (with its JobRemoved wait) and SetUnitProperties, whose `a(sv)` is encoded
+  from each property's D-Bus signature with sd_bus_message_open_container/append_basic/
+  append_array (`_SdBus.call_with_properties`), and the flat calls GetUnit, Properties.Get,
+  KillUnit, ResetFailedUnit, FreezeUnit, ThawUnit, StopUnit. Loading it costs `import ctypes`
+  (~1-2 ms); pystemd's Python layer costs ~14 ms (pprint -> dataclasses, uuid, pathlib).
+- pystemd's raw binding, imported on first use, for GetUnitProcesses (`ps`) and GetAll
+  (`events`, properties of container types): their replies are nested containers that pystemd
+  decodes for us, and neither command is on the hot path. When libsystemd cannot be loaded
+  through ctypes, pystemd serves every call (StartTransientUnit included, with `a(sv)`
+  hand-encoded by `_encode_properties`: pystemd's high-level API refuses properties it does
+  not know, `PIDs` among them).
 
 dbus-next (asyncio, any signature, signal streams) serves the long-running `events`
 command, see `watch_unit()`.
+
+No `typing`, `collections.abc` or `contextlib` at run time (~8 ms on every command):
+annotations are strings and the typing imports sit behind `TYPE_CHECKING`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
 
 from oci_systemd.errors import JobFailedError, SystemdError, UnsupportedPropertyError
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~5 ms per command
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Sequence
+    from typing import Any
+
+    # (name, D-Bus signature, value); the signature is the variant's contents.
+    UnitProperty = tuple[str, str, Any]
 
 DEST = b"org.freedesktop.systemd1"
 PATH = b"/org/freedesktop/systemd1"
@@ -33,9 +44,6 @@ MANAGER = b"org.freedesktop.systemd1.Manager"
 UNIT = b"org.freedesktop.systemd1.Unit"
 SCOPE = b"org.freedesktop.systemd1.Scope"
 PROPS = b"org.freedesktop.DBus.Properties"
-
-# (name, D-Bus signature, value); the signature is the variant's contents.
-UnitProperty = tuple[str, str, Any]
 
 # How long a job (start/stop of a scope) may take before we give up.
 JOB_TIMEOUT_S = 30.0
@@ -140,6 +148,30 @@ class _Lib:
         )
         self.process = declare("sd_bus_process", ctypes.c_int, vp, vp)
         self.wait = declare("sd_bus_wait", ctypes.c_int, vp, ctypes.c_uint64)
+        # Building a message value by value (the encoder of `_SdBus.call_with_properties`):
+        # every function here has fixed arguments, so ctypes converts them by the declared
+        # types and no C default promotion of a variadic argument can go wrong.
+        self.new_method_call = declare(
+            "sd_bus_message_new_method_call",
+            ctypes.c_int,
+            vp,
+            ctypes.POINTER(vp),
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+        )
+        self.append_basic = declare("sd_bus_message_append_basic", ctypes.c_int, vp, ctypes.c_char, vp)
+        self.append_array = declare(
+            "sd_bus_message_append_array", ctypes.c_int, vp, ctypes.c_char, vp, ctypes.c_size_t
+        )
+        self.open_container = declare(
+            "sd_bus_message_open_container", ctypes.c_int, vp, ctypes.c_char, ctypes.c_char_p
+        )
+        self.close_container = declare("sd_bus_message_close_container", ctypes.c_int, vp)
+        self.send_call = declare(
+            "sd_bus_call", ctypes.c_int, vp, vp, ctypes.c_uint64, ctypes.POINTER(Error), ctypes.POINTER(vp)
+        )
 
 
 _LIB: _Lib | None = None
@@ -162,6 +194,135 @@ def _strerror(r: int) -> str:
     import os
 
     return os.strerror(-r) if r < 0 else f"error {r}"
+
+
+# -- encoding values from their D-Bus signature (for the ctypes path) -------------------
+
+
+class PropertyEncodingError(SystemdError):
+    """A value does not fit its D-Bus signature, or the signature is not valid.
+
+    Found before anything is sent, so it is never taken for systemd refusing a property
+    (`_property_error`); the message names the property when there is one.
+    """
+
+
+# Fixed-size basic types: (ctypes type name, smallest, largest). 'b' travels as a 32-bit
+# int (sd-bus's `int` bool), 'h' as the fd number sd-bus dups into the message.
+_FIXED: dict[str, tuple[str, int, int]] = {
+    "y": ("c_uint8", 0, 2**8 - 1),
+    "b": ("c_int", 0, 1),
+    "n": ("c_int16", -(2**15), 2**15 - 1),
+    "q": ("c_uint16", 0, 2**16 - 1),
+    "i": ("c_int32", -(2**31), 2**31 - 1),
+    "u": ("c_uint32", 0, 2**32 - 1),
+    "x": ("c_int64", -(2**63), 2**63 - 1),
+    "t": ("c_uint64", 0, 2**64 - 1),
+    "h": ("c_int", 0, 2**31 - 1),
+    "d": ("c_double", 0, 0),  # no range check for doubles
+}
+_STRINGS = frozenset("sog")
+# Arrays of these go in with one sd_bus_message_append_array (a C array of the element
+# type). sd-bus refuses it for 'b' (it would have to check every value is 0 or 1) and 'h'
+# (each fd must be dup'ed into the message): those go element by element.
+_ARRAY_FIXED = frozenset("ynqiuxtd")
+# D-Bus allows 32 levels of arrays plus 32 of structs.
+_MAX_DEPTH = 64
+_SPLIT_CACHE: dict[str, list[str]] = {}
+
+
+def split_signature(signature: str) -> list[str]:
+    """The complete types of a D-Bus signature: "sa(st)v" -> ["s", "a(st)", "v"].
+
+    Raises PropertyEncodingError saying what is wrong with an invalid one.
+    """
+    parts = _SPLIT_CACHE.get(signature)
+    if parts is None:
+        if not signature.isascii() or len(signature) > 255:
+            raise PropertyEncodingError(f"invalid D-Bus signature {signature!r}: not ASCII or too long")
+        parts = []
+        i = 0
+        while i < len(signature):
+            end = _type_end(signature, i, 0)
+            parts.append(signature[i:end])
+            i = end
+        _SPLIT_CACHE[signature] = parts
+    return parts
+
+
+def _type_end(sig: str, i: int, depth: int) -> int:
+    """Where the complete type starting at sig[i] ends (one past its last character)."""
+    if depth > _MAX_DEPTH:
+        raise PropertyEncodingError(f"invalid D-Bus signature {sig!r}: nested too deeply")
+    if i >= len(sig):
+        raise PropertyEncodingError(f"invalid D-Bus signature {sig!r}: a container type is not complete")
+    code = sig[i]
+    if code in _FIXED or code in _STRINGS or code == "v":
+        return i + 1
+    if code == "a":
+        if not sig.startswith("{", i + 1):
+            return _type_end(sig, i + 1, depth + 1)
+        key = sig[i + 2 : i + 3]
+        if not key or (key not in _FIXED and key not in _STRINGS):
+            raise PropertyEncodingError(f"invalid D-Bus signature {sig!r}: a dict key must be a basic type")
+        end = _type_end(sig, i + 3, depth + 1)
+        if not sig.startswith("}", end):
+            raise PropertyEncodingError(
+                f"invalid D-Bus signature {sig!r}: a dict entry holds one key and one value"
+            )
+        return end + 1
+    if code == "(":
+        j = i + 1
+        if sig.startswith(")", j):
+            raise PropertyEncodingError(f"invalid D-Bus signature {sig!r}: empty struct")
+        while not sig.startswith(")", j):
+            j = _type_end(sig, j, depth + 1)
+        return j + 1
+    raise PropertyEncodingError(f"invalid D-Bus signature {sig!r}: unexpected {code!r} at offset {i}")
+
+
+def _single_type(signature: str) -> str:
+    """The signature of one variant's contents: exactly one complete type."""
+    if len(split_signature(signature)) != 1:
+        raise PropertyEncodingError(
+            f"invalid D-Bus signature {signature!r}: a variant holds exactly one complete type"
+        )
+    return signature
+
+
+def _fixed_value(code: str, value: Any) -> int | float:
+    """`value` checked against a fixed-size type: ctypes would silently wrap it."""
+    if code == "d":
+        if isinstance(value, int | float):
+            return float(value)
+        raise PropertyEncodingError(f"{value!r} is not a number (D-Bus type 'd')")
+    if not isinstance(value, int):
+        raise PropertyEncodingError(f"{value!r} is not an integer (D-Bus type {code!r})")
+    _ctype, lo, hi = _FIXED[code]
+    if code == "b":
+        return 1 if value else 0
+    if not lo <= value <= hi:
+        raise PropertyEncodingError(f"{value} is out of range for D-Bus type {code!r}")
+    return value
+
+
+def _string_value(code: str, value: Any) -> bytes:
+    if isinstance(value, str):
+        value = value.encode()
+    if not isinstance(value, bytes):
+        raise PropertyEncodingError(f"{value!r} is not a string (D-Bus type {code!r})")
+    if b"\0" in value:  # a C string would end there, silently
+        raise PropertyEncodingError(f"{value!r} contains a NUL byte (D-Bus type {code!r})")
+    return value
+
+
+def _items(sig: str, value: Any) -> Any:
+    """The elements of an array value: a list or tuple; a dict for `a{..}`."""
+    if sig.startswith("{") and isinstance(value, dict):
+        return value.items()
+    if isinstance(value, list | tuple):
+        return value
+    raise PropertyEncodingError(f"{value!r} is not a list (D-Bus type 'a{sig}')")
 
 
 class _SdBus:
@@ -200,12 +361,142 @@ class _SdBus:
             ct.c_char_p(types),
             *args,
         )
+        self._check_call(r, err, what)
+        return reply
+
+    def _check_call(self, r: int, err: Any, what: str) -> None:
+        """Raise the D-Bus error of a failed call (its name kept), and free it either way."""
         try:
             if r < 0:
                 raise _error(err.name or b"", err.message or _strerror(r), what)
         finally:
-            lib.error_free(ct.byref(err))
-        return reply
+            self.lib.error_free(self.lib.ct.byref(err))
+
+    # -- calls whose arguments are encoded from D-Bus signatures ------------------------
+
+    def call_with_properties(
+        self,
+        method: bytes,
+        head: Sequence[tuple[str, Any]],
+        properties: Sequence[UnitProperty],
+        tail: Sequence[tuple[str, Any]],
+        what: str,
+    ) -> Any:
+        """Call a Manager method taking `head`, then `a(sv)` unit properties, then `tail`
+        ((signature, value) pairs); returns the reply (to `unref`).
+
+        PropertyEncodingError when a value does not fit its signature (nothing is sent);
+        the D-Bus error, name kept, when systemd refuses the call.
+        """
+        lib = self.lib
+        ct = lib.ct
+        msg = ct.c_void_p()
+        r = lib.new_method_call(self.bus, ct.byref(msg), DEST, PATH, MANAGER, method)
+        if r < 0:
+            raise SystemdError(f"{what}: cannot build the D-Bus message: {_strerror(r)}")
+        try:
+            for sig, value in head:
+                self.append(msg, sig, value)
+            self.append_properties(msg, properties)
+            for sig, value in tail:
+                self.append(msg, sig, value)
+            err = lib.Error()
+            reply = ct.c_void_p()
+            # Timeout 0: sd-bus's default (25 s), as pystemd's call_method used.
+            r = lib.send_call(self.bus, msg, 0, ct.byref(err), ct.byref(reply))
+            self._check_call(r, err, what)
+            return reply
+        finally:
+            lib.message_unref(msg)
+
+    def append_properties(self, msg: Any, properties: Sequence[UnitProperty]) -> None:
+        """`a(sv)`: each (name, signature, value) as a struct of its name and a variant."""
+        self._open(msg, b"a", b"(sv)")
+        for name, sig, value in properties:
+            try:
+                self._open(msg, b"r", b"sv")
+                self._append_basic(msg, "s", name)
+                self._open(msg, b"v", _single_type(sig).encode())
+                self.append(msg, sig, value)
+                self._close(msg)
+                self._close(msg)
+            except PropertyEncodingError as exc:
+                raise PropertyEncodingError(
+                    f"cannot send unit property {name} as D-Bus type {sig!r}: {exc}"
+                ) from None
+        self._close(msg)
+
+    def append(self, msg: Any, sig: str, value: Any) -> None:
+        """Append `value` as the one complete type `sig`, recursing into containers.
+
+        Strings are str or bytes; integers int (range-checked); 'd' int or float; arrays
+        lists or tuples (`ay` also bytes, `a{..}` also a dict); structs and dict entries
+        sequences of their fields; a variant ('v') is a (signature, value) pair.
+        """
+        code = sig[0]
+        if code in _FIXED or code in _STRINGS:
+            self._append_basic(msg, code, value)
+        elif code == "a":
+            self._append_array(msg, sig[1:], value)
+        elif code == "v":
+            if not (isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[0], str)):
+                raise PropertyEncodingError(f"{value!r} is not a (signature, value) pair (D-Bus type 'v')")
+            inner = _single_type(value[0])
+            self._open(msg, b"v", inner.encode())
+            self.append(msg, inner, value[1])
+            self._close(msg)
+        else:  # "(...)" a struct, "{..}" a dict entry (only ever inside an array)
+            fields = split_signature(sig[1:-1])
+            if not isinstance(value, tuple | list) or len(value) != len(fields):
+                raise PropertyEncodingError(
+                    f"{value!r} does not have {len(fields)} fields (D-Bus type {sig!r})"
+                )
+            self._open(msg, b"r" if code == "(" else b"e", sig[1:-1].encode())
+            for field_sig, field in zip(fields, value, strict=True):
+                self.append(msg, field_sig, field)
+            self._close(msg)
+
+    def _append_array(self, msg: Any, elem: str, value: Any) -> None:
+        ct = self.lib.ct
+        if elem in _ARRAY_FIXED:
+            # One call for the whole array (PIDs, AllowedCPUs' bitmask, ...).
+            if elem == "y" and isinstance(value, bytes | bytearray):
+                data: Any = bytes(value)
+                size = len(data)
+            else:
+                values = [_fixed_value(elem, v) for v in _items(elem, value)]
+                ctype = getattr(ct, _FIXED[elem][0])
+                data = (ctype * len(values))(*values)
+                size = ct.sizeof(data)
+            self._check(self.lib.append_array(msg, elem.encode(), data, size), f"a{elem}")
+            return
+        items = _items(elem, value)
+        self._open(msg, b"a", elem.encode())
+        for item in items:
+            self.append(msg, elem, item)
+        self._close(msg)
+
+    def _append_basic(self, msg: Any, code: str, value: Any) -> None:
+        ct = self.lib.ct
+        if code in _STRINGS:
+            # For strings sd-bus wants the char* itself, not a pointer to it.
+            ref: Any = _string_value(code, value)
+        else:
+            ref = ct.byref(getattr(ct, _FIXED[code][0])(_fixed_value(code, value)))
+        self._check(self.lib.append_basic(msg, code.encode(), ref), code, value)
+
+    def _open(self, msg: Any, kind: bytes, contents: bytes) -> None:
+        self._check(self.lib.open_container(msg, kind, contents), contents.decode())
+
+    def _close(self, msg: Any) -> None:
+        self._check(self.lib.close_container(msg), "a container")
+
+    @staticmethod
+    def _check(r: int, sig: str, value: Any = None) -> None:
+        # sd-bus validates what Python can't cheaply: UTF-8, object paths, signatures.
+        if r < 0:
+            shown = "" if value is None else f"{value!r} as "
+            raise PropertyEncodingError(f"sd-bus refused {shown}D-Bus type {sig!r}: {_strerror(r)}")
 
     def unref(self, reply: Any) -> None:
         self.lib.message_unref(reply)
@@ -225,10 +516,12 @@ class _SdBus:
 
     def call_o(self, method: bytes, *args: Any, types: bytes, what: str) -> bytes:
         """A Manager method returning one object path (GetUnit, StopUnit's job)."""
-        c_char_p = self.lib.ct.c_char_p
-        reply = self.call(PATH, MANAGER, method, what, types, *args)
+        return self.read_o(self.call(PATH, MANAGER, method, what, types, *args))
+
+    def read_o(self, reply: Any) -> bytes:
+        """The object path a reply holds (a job, a unit); unrefs the reply."""
         try:
-            out = c_char_p()
+            out = self.lib.ct.c_char_p()
             self.read(reply, b"o", self.lib.ct.byref(out))
             return out.value or b""
         finally:
@@ -374,8 +667,9 @@ def unit_name_escape(text: str) -> str:
 class Systemd:
     """A connection to the system bus with the Manager calls the runtime needs.
 
-    The flat calls go over `_sd` (ctypes; None when libsystemd can't be loaded), the others
-    over pystemd's bus, opened on first use (`_py()`): the short commands never import it.
+    Every lifecycle call goes over `_sd` (ctypes; None when libsystemd can't be loaded);
+    GetUnitProcesses, GetAll and, without libsystemd, everything go over pystemd's bus,
+    opened on first use (`_py()`): create, state, kill and delete never import it.
     """
 
     def __init__(self) -> None:
@@ -470,6 +764,12 @@ class Systemd:
         bus.match_signal(DEST, PATH, MANAGER, b"JobRemoved", on_job_removed)
         self._subscribed = True
 
+    def _subscribe_sd_jobs(self) -> None:
+        # The same on the ctypes bus: sd_bus_match_signal waits for AddMatch's reply, so
+        # the match is in place before the call that enqueues the job.
+        if self._sd_job_callback is None and self._sd is not None:
+            self._sd_job_callback = self._sd.subscribe_jobs(self._jobs)
+
     def _wait_job(self, job: str, unit: str, timeout: float = JOB_TIMEOUT_S, *, fast: bool = False) -> str:
         """Wait for JobRemoved of `job`: on the ctypes bus with `fast`, else on pystemd's."""
         bus: Any = self._sd if fast else self._py()
@@ -492,22 +792,44 @@ class Systemd:
         A unit of that name left failed or inactive (an OOM-killed scope, say) would
         make systemd answer "Unit ... already exists": reset it and try once more.
         """
-        self._subscribe_jobs()
-        args = [
-            (ord("s"), name.encode()),
-            (ord("s"), b"fail"),
-            *_encode_properties(properties),
-            (ord("a"), b"(sa(sv))"),
-            (-1, None),
-        ]
+        what = f"start scope {name}"
+        if self._sd is None:
+            self._subscribe_jobs()
+            args = [
+                (ord("s"), name.encode()),
+                (ord("s"), b"fail"),
+                *_encode_properties(properties),
+                (ord("a"), b"(sa(sv))"),
+                (-1, None),
+            ]
+
+            def start() -> str:
+                return _text(self._call("StartTransientUnit", args, what=what))
+
+        else:
+            self._subscribe_sd_jobs()
+            sd = self._sd
+
+            def start() -> str:
+                reply = sd.call_with_properties(
+                    b"StartTransientUnit",
+                    [("s", name), ("s", "fail")],
+                    properties,
+                    [("a(sa(sv))", [])],  # no auxiliary units
+                    what,
+                )
+                return sd.read_o(reply).decode()
+
         try:
-            job = _text(self._call("StartTransientUnit", args, what=f"start scope {name}"))
+            job = start()
+        except PropertyEncodingError:
+            raise  # ours, found before sending: not systemd refusing a property
         except SystemdError as exc:
             if exc.dbus_name == "org.freedesktop.systemd1.UnitExists" and self._reset_if_dead(name):
-                job = _text(self._call("StartTransientUnit", args, what=f"start scope {name}"))
+                job = start()
             else:
                 raise _property_error(exc, properties) from exc
-        result = self._wait_job(job, name)
+        result = self._wait_job(job, name, fast=self._sd is not None)
         if result != "done":
             self.reset_failed(name)
             raise JobFailedError(name, result)
@@ -591,8 +913,7 @@ class Systemd:
 
     def stop_unit(self, name: str, *, wait: bool = True) -> None:
         if self._sd is not None:
-            if self._sd_job_callback is None:  # subscribe before enqueueing
-                self._sd_job_callback = self._sd.subscribe_jobs(self._jobs)
+            self._subscribe_sd_jobs()
             ct = self._sd.lib.ct
             try:
                 job = self._sd.call_o(
@@ -637,9 +958,18 @@ class Systemd:
     def set_unit_properties(
         self, name: str, properties: Sequence[UnitProperty], *, runtime: bool = True
     ) -> None:
-        args = [(ord("s"), name.encode()), (ord("b"), runtime), *_encode_properties(properties)]
+        what = f"set properties of {name}"
         try:
-            self._call("SetUnitProperties", args, what=f"set properties of {name}")
+            if self._sd is not None:
+                reply = self._sd.call_with_properties(
+                    b"SetUnitProperties", [("s", name), ("b", runtime)], properties, [], what
+                )
+                self._sd.unref(reply)
+            else:
+                args = [(ord("s"), name.encode()), (ord("b"), runtime), *_encode_properties(properties)]
+                self._call("SetUnitProperties", args, what=what)
+        except PropertyEncodingError:
+            raise
         except SystemdError as exc:
             raise _property_error(exc, properties) from exc
 
@@ -665,13 +995,10 @@ def _property_error(exc: SystemdError, properties: Sequence[UnitProperty]) -> Sy
     return exc
 
 
-@contextmanager
-def connect() -> Iterator[Systemd]:
-    bus = Systemd()
-    try:
-        yield bus
-    finally:
-        bus.close()
+def connect() -> Systemd:
+    """A connection for `with connect() as sd:` (a `Systemd` is its own context manager,
+    closed on exit; no contextlib, which costs ~1 ms to import)."""
+    return Systemd()
 
 
 async def watch_unit(name: str, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
