@@ -57,7 +57,8 @@ def test_bad_document_in_a_fresh_interpreter_is_a_value_error() -> None:
     # The C scanner reports errors through json.decoder, which only this test's process has loaded.
     code = (
         "import sys\nfrom oci_systemd import jsonio\n"
-        "try:\n    jsonio.loads('{\"a\": \"unterminated')\nexcept ValueError as e:\n    print(type(e).__name__)"
+        'try:\n    jsonio.loads(\'{"a": "unterminated\')\n'
+        "except ValueError as e:\n    print(type(e).__name__)"
     )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=root)
