@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
+import _socket
+import json
 import os
 import socket
 
@@ -44,6 +46,37 @@ def test_long_unix_paths(tmp_path: object) -> None:
     conn, _ = srv.accept()
     cli.sendall(b"x")
     assert conn.recv(1) == b"x"
+    assert not os.get_inheritable(conn.fileno())
     for s in (srv, cli, conn):
         s.close()
-    assert isinstance(srv, socket.socket)
+    assert isinstance(srv, _socket.socket) and isinstance(conn, channel.UnixSocket)
+
+
+def test_wire_format_is_json_dumps_compact_with_a_big_endian_length() -> None:
+    a, b = Channel.pair()
+    a.send(channel.PLAN, config={"args": ["sh", "é"], "n": 1.5, "t": True, "z": None})
+    raw = b.sock.recv(1 << 16)
+    body = json.dumps(
+        {"config": {"args": ["sh", "é"], "n": 1.5, "t": True, "z": None}, "type": "plan"},
+        separators=(",", ":"),
+    ).encode()
+    assert raw == len(body).to_bytes(4, "big") + body
+
+
+def test_a_non_object_message_is_refused() -> None:
+    a, b = Channel.pair()
+    a.sock.sendall((2).to_bytes(4, "big") + b"[]")
+    with pytest.raises(ValueError, match="not an object"):
+        b.recv()
+
+
+def test_send_fds_passes_a_descriptor() -> None:
+    a, b = Channel.pair()
+    r, w = os.pipe()
+    channel.send_fds(a.sock, b"/dev/ptmx", [w])
+    msg, fds, _flags, _addr = socket.recv_fds(socket.socket(fileno=os.dup(b.fileno())), 64, 1)
+    assert msg == b"/dev/ptmx" and len(fds) == 1
+    os.write(fds[0], b"ok")
+    assert os.read(r, 2) == b"ok"
+    for fd in (r, w, *fds):
+        os.close(fd)
