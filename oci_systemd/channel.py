@@ -99,7 +99,7 @@ class Channel:
         size = int.from_bytes(self._recv_exact(_HEADER_SIZE), "big")
         if size > MAX_MESSAGE:
             raise ValueError(f"channel message too large: {size} bytes")
-        msg = jsonio.loads(self._recv_exact(size))
+        msg = _parse(self._recv_exact(size))
         if not isinstance(msg, dict):
             raise ValueError(f"channel message is not an object: {type(msg).__name__}")
         kind = msg.get("type")
@@ -110,6 +110,17 @@ class Channel:
         if expected and kind not in expected:
             raise ValueError(f"unexpected message {kind!r} from peer (wanted {', '.join(expected)})")
         return msg
+
+
+def _parse(data: bytes) -> Any:
+    """jsonio.loads, with every malformed message as ValueError. For most syntax errors the C
+    scanner imports json.decoder to raise JSONDecodeError; in an idler past pivot_root that
+    import fails and the scanner surfaces a SystemError instead. The idler must still see a
+    junk connection to its notify socket as ValueError (ignored), not die of it."""
+    try:
+        return jsonio.loads(data)
+    except (SystemError, ImportError) as exc:
+        raise ValueError(f"channel message is not JSON ({type(exc).__name__})") from None
 
 
 def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:

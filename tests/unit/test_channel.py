@@ -3,6 +3,9 @@ import _socket
 import json
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +83,27 @@ def test_send_fds_passes_a_descriptor() -> None:
     assert os.read(r, 2) == b"ok"
     for fd in (r, w, *fds):
         os.close(fd)
+
+
+def test_malformed_json_is_value_error_even_without_the_json_package() -> None:
+    """Past pivot_root the idler cannot import json.decoder, which the C scanner wants for
+    its JSONDecodeError: a junk message must still be a ValueError the idler ignores."""
+    code = (
+        "import sys; sys.path.insert(0, {root!r}); from oci_systemd.channel import Channel\n"
+        "sys.path[:] = []; sys.meta_path[:] = [m for m in sys.meta_path if 'PathFinder' not in repr(m)]\n"
+        "for junk in (b'{{\"type\" 1}}', b'\"abc', b'{{\"a\":1', b'[1]'):\n"
+        "    a, b = Channel.pair(); a.sock.sendall(len(junk).to_bytes(4, 'big') + junk)\n"
+        "    try:\n"
+        "        b.recv()\n"
+        "    except ValueError as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code.format(root=root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ValueError"] * 4
