@@ -7,14 +7,14 @@ Used by the runtime (createRuntime, poststart, poststop) and by the idler
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
 
+from oci_systemd import jsonio
 from oci_systemd.errors import HookError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -27,7 +27,7 @@ def run_stage(stage: str, hooks: Mapping[str, Any] | None, state: Mapping[str, A
     entries: Sequence[Mapping[str, Any]] = hooks.get(stage) or ()
     if not entries:
         return
-    payload = json.dumps(state, separators=(",", ":")).encode()
+    payload = jsonio.dumps(state).encode()  # json.dumps' compact text, without json's re
     for hook in entries:
         run_hook(stage, hook, payload)
 

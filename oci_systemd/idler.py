@@ -16,28 +16,29 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import socket
 import sys
 
 from oci_systemd import channel
-from oci_systemd.channel import Channel, RemoteError
+from oci_systemd.channel import Channel, RemoteError, UnixSocket
 from oci_systemd.errors import ExecFailedError, OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
+    import signal as _signal  # same functions and constants; typeshed has no stub for _signal
     from typing import Any
+else:
+    import _signal  # not `signal`: its enum wrappers cost ~4 ms (enum, functools, collections)
 
 # Signals that end a waiting idler. As PID 1 of a pid namespace it would otherwise ignore
 # them (the kernel delivers only handled signals to a namespace's init), and
 # `oci-systemd kill <created container> TERM` must work.
 _EXIT_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
+    _signal.SIGTERM,
+    _signal.SIGINT,
+    _signal.SIGHUP,
+    _signal.SIGQUIT,
+    _signal.SIGUSR1,
+    _signal.SIGUSR2,
 )
 
 
@@ -112,7 +113,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     cfg: dict[str, Any] = plan["config"]
     linux: dict[str, Any] = cfg.get("linux") or {}
     for sig in _EXIT_SIGNALS:
-        signal.signal(sig, _die_on_signal)
+        _signal.signal(sig, _die_on_signal)
     _close_other_fds(_keep_fds(plan, chan.fileno()))
     # Not dumpable: a process in the container cannot open /proc/<idler>/exe, which is
     # the host's interpreter (CVE-2019-5736).
@@ -198,9 +199,9 @@ def _check_program(proc: dict[str, Any]) -> None:
 
 
 def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:
-    import fcntl  # noqa: F401
-    import struct  # noqa: F401
-    import termios  # noqa: F401
+    if tty_wanted:  # _send_pty and _make_controlling_tty; extension modules, so only if used
+        import fcntl  # noqa: F401
+        import termios  # noqa: F401
 
     hooks = cfg.get("hooks") or {}
     if hooks.get("startContainer"):
@@ -219,26 +220,27 @@ def _hook_state(plan: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def _send_pty(console: socket.socket, proc: dict[str, Any]) -> int:
+def _send_pty(console: UnixSocket, proc: dict[str, Any]) -> int:
     """Open a pty in the container's devpts and send its master the way runc does."""
     import fcntl
-    import struct
     import termios
 
     master, slave = os.openpty()
     size = proc.get("consoleSize")
     if size:
-        fcntl.ioctl(
-            slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0)
+        # struct winsize: four unsigned shorts (rows, cols, xpixel, ypixel) in host order
+        winsize = b"".join(
+            int(v).to_bytes(2, sys.byteorder) for v in (size.get("height", 0), size.get("width", 0), 0, 0)
         )
-    socket.send_fds(console, [b"/dev/ptmx"], [master])
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+    channel.send_fds(console, b"/dev/ptmx", [master])
     os.close(master)
     console.close()
     return slave
 
 
 def _wait_for_start(
-    listener: socket.socket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
+    listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
 ) -> None:
     from oci_systemd import hooks
 
@@ -283,7 +285,7 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
     )
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
+        _signal.signal(sig, _signal.SIG_DFL)
     # Announce the exec: EOF after this means success, EOF before it means we died.
     peer.send(channel.EXEC)
     try:

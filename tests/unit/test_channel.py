@@ -1,6 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
+import _socket
+import json
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +49,61 @@ def test_long_unix_paths(tmp_path: object) -> None:
     conn, _ = srv.accept()
     cli.sendall(b"x")
     assert conn.recv(1) == b"x"
+    assert not os.get_inheritable(conn.fileno())
     for s in (srv, cli, conn):
         s.close()
-    assert isinstance(srv, socket.socket)
+    assert isinstance(srv, _socket.socket) and isinstance(conn, channel.UnixSocket)
+
+
+def test_wire_format_is_json_dumps_compact_with_a_big_endian_length() -> None:
+    a, b = Channel.pair()
+    a.send(channel.PLAN, config={"args": ["sh", "é"], "n": 1.5, "t": True, "z": None})
+    raw = b.sock.recv(1 << 16)
+    body = json.dumps(
+        {"config": {"args": ["sh", "é"], "n": 1.5, "t": True, "z": None}, "type": "plan"},
+        separators=(",", ":"),
+    ).encode()
+    assert raw == len(body).to_bytes(4, "big") + body
+
+
+def test_a_non_object_message_is_refused() -> None:
+    a, b = Channel.pair()
+    a.sock.sendall((2).to_bytes(4, "big") + b"[]")
+    with pytest.raises(ValueError, match="not an object"):
+        b.recv()
+
+
+def test_send_fds_passes_a_descriptor() -> None:
+    a, b = Channel.pair()
+    r, w = os.pipe()
+    channel.send_fds(a.sock, b"/dev/ptmx", [w])
+    msg, fds, _flags, _addr = socket.recv_fds(socket.socket(fileno=os.dup(b.fileno())), 64, 1)
+    assert msg == b"/dev/ptmx" and len(fds) == 1
+    os.write(fds[0], b"ok")
+    assert os.read(r, 2) == b"ok"
+    for fd in (r, w, *fds):
+        os.close(fd)
+
+
+def test_malformed_json_is_value_error_even_without_the_json_package() -> None:
+    """Past pivot_root the idler cannot import json.decoder, which the C scanner wants for
+    its JSONDecodeError: a junk message must still be a ValueError the idler ignores."""
+    code = (
+        "import sys; sys.path.insert(0, {root!r}); from oci_systemd.channel import Channel\n"
+        "sys.path[:] = []; sys.meta_path[:] = [m for m in sys.meta_path if 'PathFinder' not in repr(m)]\n"
+        "for junk in (b'{{\"type\" 1}}', b'\"abc', b'{{\"a\":1', b'[1]'):\n"
+        "    a, b = Channel.pair(); a.sock.sendall(len(junk).to_bytes(4, 'big') + junk)\n"
+        "    try:\n"
+        "        b.recv()\n"
+        "    except ValueError as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code.format(root=root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ValueError"] * 4

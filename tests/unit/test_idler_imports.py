@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The idler's import set is pinned: every module it loads costs each `create` time (it runs
+before the runtime can go on) and costs every waiting container memory (benchmarked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+# What the idler must never load, with the reason it is costly: json (re: ~3 ms), re,
+# typing (~5 ms), enum and the `signal` wrapper (enum, functools, collections: ~4 ms),
+# socket (enum, selectors, array: ~3.5 ms), contextlib, collections.
+# `struct` is not in the list: ctypes imports it (`from struct import calcsize` in
+# ctypes/__init__.py), and linux.py needs ctypes for mount(2), pivot_root(2) and the other
+# syscalls os has no binding for. No idler module imports it itself.
+FORBIDDEN = {
+    "json",
+    "re",
+    "typing",
+    "enum",
+    "signal",
+    "socket",
+    "selectors",
+    "array",
+    "functools",
+    "contextlib",
+    "collections",
+}
+
+# The idler's launcher (runtime._minimal_python), then what create and exec import and
+# preload up to the point where the idler blocks, for a config without hooks, seccomp or tty.
+_CREATE_PATH = """
+import sys
+sys.path.insert(0, {root!r})
+import oci_systemd.idler as idler
+from oci_systemd import channel, hooks, mounts, namespaces, process
+process.preload({{}})
+idler._preload_for_after_pivot({{}}, tty_wanted=False)
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def _modules_after(code: str) -> set[str]:
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code.format(root=str(root))],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_the_create_path_imports_none_of_the_costly_modules() -> None:
+    loaded = _modules_after(_CREATE_PATH)
+    assert "oci_systemd.idler" in loaded and "oci_systemd.mounts" in loaded
+    assert sorted(FORBIDDEN & loaded) == []
+
+
+def test_seccomp_adds_no_costly_module() -> None:
+    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd import seccomp")
+    loaded = _modules_after(code)
+    assert "oci_systemd.seccomp" in loaded
+    assert sorted(FORBIDDEN & loaded) == []
+
+
+def test_struct_comes_only_from_ctypes() -> None:
+    """The one exemption above stays an exemption: without ctypes, no struct."""
+    code = "import sys; sys.path.insert(0, {root!r}); import oci_systemd.idler; print(*sys.modules)"
+    loaded = _modules_after(code)
+    assert "ctypes" not in loaded
+    assert "struct" not in loaded
