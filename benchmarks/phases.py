@@ -28,6 +28,7 @@ WRAP = {
         "_Builder._spawn_idler",
         "_Builder._recv",
         "_Builder._reap_idler_if_forked",
+        "_Builder._connect_bus",
         "_Builder._start_scope",
         "_Builder._enter_leaf_cgroup",
         "_Builder._setup_network",

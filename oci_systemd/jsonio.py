@@ -50,9 +50,12 @@ def loads(text: str | bytes) -> Any:
         raise ValueError(f"Expecting value: char {exc.value}") from None
     except SystemError:
         # The scanner builds its JSONDecodeError from json.decoder in sys.modules and, when
-        # that was never imported, fails without one. Bad input only: let json explain.
-        import json
-
+        # that was never imported, fails without one. Bad input only: let json explain,
+        # unless the stdlib is out of reach (the idler after pivot_root).
+        try:
+            import json
+        except ImportError:
+            raise ValueError("invalid JSON") from None
         return json.loads(text)
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"Extra data: char {end}")

@@ -792,6 +792,7 @@ class _Builder:
         self.scope_started = False
         self.forwarder_pid = 0
         self.chan: Channel | None = None
+        self.bus: Any = None  # systemd.Systemd, connected early by build()
 
     def build(self) -> None:
         from oci_systemd import channel, hooks
@@ -799,6 +800,9 @@ class _Builder:
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
         chan.send(channel.PLAN, **self.plan)
+        # While the idler starts its interpreter and namespaces (~15 ms), load libsystemd and
+        # connect to the bus, so the scope can be started the moment its pid is known.
+        self._connect_bus()
         msg = self._recv(channel.USERNS, channel.PID)
         if msg["type"] == channel.USERNS:
             self._write_id_maps(int(msg["pid"]))
@@ -821,6 +825,7 @@ class _Builder:
         hooks.run_stage("prestart", self.plan["config"].get("hooks"), state)
         hooks.run_stage("createRuntime", self.plan["config"].get("hooks"), state)
         chan.send(channel.SCOPED)
+        self._close_bus()
         self._recv(channel.CREATED)
         chan.close()
         self.record["phase"] = "created"
@@ -897,9 +902,17 @@ class _Builder:
         linux = self.plan["config"].get("linux") or {}
         namespaces.write_id_maps(pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
 
-    def _start_scope(self) -> None:
-        from oci_systemd.systemd import connect
+    def _connect_bus(self) -> None:
+        from oci_systemd.systemd import Systemd
 
+        self.bus = Systemd()
+
+    def _close_bus(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+
+    def _start_scope(self) -> None:
         props = [
             ("Description", "s", f"oci-systemd container {self.cid}"),
             ("Slice", "s", self.record["slice"]),
@@ -907,8 +920,9 @@ class _Builder:
             ("PIDs", "au", [self.init_pid, *([self.forwarder_pid] if self.forwarder_pid else [])]),
             *self.props,
         ]
-        with connect() as sd:
-            sd.start_transient_scope(self.record["scope"], props)
+        if self.bus is None:
+            self._connect_bus()
+        self.bus.start_transient_scope(self.record["scope"], props)
         self.scope_started = True
 
     def _enter_leaf_cgroup(self) -> None:
@@ -943,14 +957,15 @@ class _Builder:
                 pass
         if self.chan is not None:
             self.chan.close()
-        if self.scope_started:
-            from oci_systemd.systemd import connect
-
-            try:
-                with connect() as sd:
-                    _destroy(sd, self.record)
-            except OciSystemdError as exc:
-                log.warning(f"cleanup of scope {self.record['scope']} failed: {exc}")
+        try:
+            if self.scope_started:
+                if self.bus is None:
+                    self._connect_bus()
+                _destroy(self.bus, self.record)
+        except OciSystemdError as exc:
+            log.warning(f"cleanup of scope {self.record['scope']} failed: {exc}")
+        finally:
+            self._close_bus()
 
 
 # -- helpers -----------------------------------------------------------------------------
