@@ -27,10 +27,11 @@ MAX_MESSAGE = 16 * 1024 * 1024
 
 # Message types.
 PLAN = "plan"  # runtime -> idler: what to build
+JOINED = "joined"  # runtime -> idler: you are in the container's scope; make the namespaces
 USERNS = "userns"  # idler -> runtime: user namespace made, write the id maps
 MAPPED = "mapped"  # runtime -> idler: id maps written
 PID = "pid"  # idler -> runtime: host pid of the container's init
-SCOPED = "scoped"  # runtime -> idler: init is in its scope, go on building
+SCOPED = "scoped"  # runtime -> idler: network and runtime hooks done, go on building
 CREATED = "created"  # idler -> runtime: environment ready, waiting for start
 START = "start"  # start -> idler: exec the program
 EXEC = "exec"  # idler -> start: calling execve now; EOF next means it worked

@@ -140,6 +140,10 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         chan.send(channel.USERNS, pid=os.getpid())
         chan.recv(channel.MAPPED)
 
+    # In the container's scope before any namespace or child exists: the init is born there
+    # and a cgroup namespace is rooted there. (The runtime started the scope while this
+    # interpreter was starting: both wait, in parallel.)
+    chan.recv(channel.JOINED)
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
     if linux.get("timeOffsets"):
         namespaces.write_time_offsets(linux["timeOffsets"])

@@ -135,7 +135,7 @@ def _signal_number(name: str) -> int | None:
 def fault_point(name: str) -> None:
     """Die here with SIGKILL when OCI_SYSTEMD_FAULT names this point (fault-injection tests).
 
-    Points: create:claimed, create:spawned, create:pid, create:scoped, create:built,
+    Points: create:claimed, create:spawned, create:scoped, create:pid, create:built,
     start:sent, start:recorded, delete:killed, delete:stopped, delete:removed.
     """
     if os.environ.get("OCI_SYSTEMD_FAULT") == name:
@@ -800,9 +800,15 @@ class _Builder:
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
         chan.send(channel.PLAN, **self.plan)
-        # While the idler starts its interpreter and namespaces (~15 ms), load libsystemd and
-        # connect to the bus, so the scope can be started the moment its pid is known.
+        # The scope first, with the idler in it, while the idler's interpreter starts: the
+        # scope's job mostly waits for the kernel (moving a process between cgroups waits for
+        # an RCU grace period, ~10 ms here), and the two waits overlap. The idler makes its
+        # namespaces and forks the init only after JOINED, so the init is born in the scope.
         self._connect_bus()
+        self._start_scope()
+        fault_point("create:scoped")
+        self._enter_leaf_cgroup()
+        self._send(channel.JOINED)
         msg = self._recv(channel.USERNS, channel.PID)
         if msg["type"] == channel.USERNS:
             self._write_id_maps(int(msg["pid"]))
@@ -817,14 +823,11 @@ class _Builder:
         self.runtime.store.write(self.cid, self.record)
         fault_point("create:pid")
         self._reap_idler_if_forked()
-        self._start_scope()
-        fault_point("create:scoped")
-        self._enter_leaf_cgroup()
         self._setup_network()
         state = Runtime._state_json(self.record, Status.CREATING)
         hooks.run_stage("prestart", self.plan["config"].get("hooks"), state)
         hooks.run_stage("createRuntime", self.plan["config"].get("hooks"), state)
-        chan.send(channel.SCOPED)
+        self._send(channel.SCOPED)
         self._close_bus()
         self._recv(channel.CREATED)
         chan.close()
@@ -844,6 +847,36 @@ class _Builder:
             raise IdlerError(exc.message) from None
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
+
+    def _send(self, kind: str) -> None:
+        """Send to the idler; if it is gone, raise the error it reported before dying."""
+        assert self.chan is not None
+        try:
+            self.chan.send(kind)
+        except OSError:
+            raise self._idler_error() or IdlerError(
+                "the idler exited unexpectedly while creating the container"
+            ) from None
+
+    def _idler_error(self) -> OciSystemdError | None:
+        """The error the idler sent before it died, if any is waiting on the channel (it died
+        before JOINED: a console socket that can't be reached, say)."""
+        import select
+
+        from oci_systemd import channel
+
+        assert self.chan is not None
+        if not select.select([self.chan.fileno()], [], [], 0.1)[0]:
+            return None
+        try:
+            self._recv(channel.USERNS, channel.PID, channel.CREATED)
+        except IdlerError as exc:
+            if "exited unexpectedly" in exc.message:
+                return None  # EOF without a report: nothing better than the caller's error
+            return exc
+        except OciSystemdError as exc:
+            return exc
+        return None
 
     def _spawn_idler(self) -> Channel:
         stdio = self._start_log_forwarder()
@@ -917,20 +950,26 @@ class _Builder:
             ("Description", "s", f"oci-systemd container {self.cid}"),
             ("Slice", "s", self.record["slice"]),
             *_SCOPE_BASE,
-            ("PIDs", "au", [self.init_pid, *([self.forwarder_pid] if self.forwarder_pid else [])]),
+            ("PIDs", "au", [self.idler_pid, *([self.forwarder_pid] if self.forwarder_pid else [])]),
             *self.props,
         ]
         if self.bus is None:
             self._connect_bus()
-        self.bus.start_transient_scope(self.record["scope"], props)
+        try:
+            self.bus.start_transient_scope(self.record["scope"], props)
+        except OciSystemdError as exc:
+            # An idler that failed at once has left the scope without processes: its own
+            # report says why, systemd's error would only say that the scope is empty.
+            raise self._idler_error() or exc from None
         self.scope_started = True
 
     def _enter_leaf_cgroup(self) -> None:
-        """Move the init into `<scope>/container`: with Delegate=yes, controllers can only be
-        enabled for a cgroup without processes (systemd#26311), so they live in a leaf."""
+        """Move the idler into `<scope>/container` (its init is born there): with Delegate=yes,
+        controllers can only be enabled for a cgroup without processes (systemd#26311), so
+        they live in a leaf."""
         from oci_systemd import cgroups
 
-        cgroups.enter_leaf(self.init_pid)
+        cgroups.enter_leaf(self.idler_pid)
         if self.forwarder_pid:
             cgroups.enter_leaf(self.forwarder_pid, "log")
 
