@@ -805,9 +805,14 @@ class _Builder:
         # an RCU grace period, ~10 ms here), and the two waits overlap. The idler makes its
         # namespaces and forks the init only after JOINED, so the init is born in the scope.
         self._connect_bus()
-        self._start_scope()
-        fault_point("create:scoped")
-        self._enter_leaf_cgroup()
+        try:
+            self._start_scope()
+            fault_point("create:scoped")
+            self._enter_leaf_cgroup()
+        except OciSystemdError as exc:
+            # An idler that failed at once (its error is on the channel) leaves the scope
+            # empty or its process gone: its own report says why, these errors would not.
+            raise self._idler_error() or exc from None
         self._send(channel.JOINED)
         msg = self._recv(channel.USERNS, channel.PID)
         if msg["type"] == channel.USERNS:
@@ -955,12 +960,7 @@ class _Builder:
         ]
         if self.bus is None:
             self._connect_bus()
-        try:
-            self.bus.start_transient_scope(self.record["scope"], props)
-        except OciSystemdError as exc:
-            # An idler that failed at once has left the scope without processes: its own
-            # report says why, systemd's error would only say that the scope is empty.
-            raise self._idler_error() or exc from None
+        self.bus.start_transient_scope(self.record["scope"], props)
         self.scope_started = True
 
     def _enter_leaf_cgroup(self) -> None:
