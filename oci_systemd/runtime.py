@@ -391,6 +391,21 @@ class Runtime:
         waiting = os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
         return Status.CREATED if waiting else Status.RUNNING
 
+    def _local_status(self, record: Record) -> Status:
+        """The status from the record and the init alone, without D-Bus, for a plain kill: a
+        live init (pid + start time) is created (its idler still waits on the notify socket)
+        or running. Paused reads as running here: only systemd knows, and a signal is queued
+        for a frozen process either way."""
+        from oci_systemd.state import pid_alive
+
+        phase = record.get("phase", "creating")
+        if phase == "creating" or not pid_alive(record):
+            return self._status(record)  # creating or stopped: decided without D-Bus too
+        if phase == "started":
+            return Status.RUNNING
+        waiting = os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
+        return Status.CREATED if waiting else Status.RUNNING
+
     def _bind_notify_proxy(self, cid: str, record: Record) -> Any:
         """Bind the container's notify socket (bind-mounted at /run/notify) before the
         program can run: it may send READY=1 at once."""
@@ -468,18 +483,25 @@ class Runtime:
     # -- kill --------------------------------------------------------------------------
 
     def kill(self, cid: str, signal: str, *, all_processes: bool = False) -> None:
+        """`kill --all`: Manager.KillUnit on the scope. A plain kill signals the init through a
+        pidfd after the pid + start-time check, which is also the whole status check it needs:
+        a live init is a created, running or paused container (systemd 252 refuses
+        KillUnit(who=main) for scopes), so it does without D-Bus, as `start` does."""
         signum = parse_signal(signal)
         with self.store.locked(cid) as record:
-            from oci_systemd.systemd import connect
+            if all_processes:
+                from oci_systemd.systemd import connect
 
-            with connect() as sd:
-                status = self._status(record, sd)
-                if not status.can_kill() and not (all_processes and status is Status.STOPPED):
-                    raise ContainerNotRunningError(cid, status.value)
-                if all_processes:
+                with connect() as sd:
+                    status = self._status(record, sd)
+                    if not status.can_kill() and status is not Status.STOPPED:
+                        raise ContainerNotRunningError(cid, status.value)
                     sd.kill_unit(record["scope"], signum, who="all")
-                else:
-                    _signal_init(sd, record, signum)
+            else:
+                status = self._local_status(record)
+                if not status.can_kill():
+                    raise ContainerNotRunningError(cid, status.value)
+                _signal_init(record, signum)
         _log_event(
             "KILLED",
             record,
@@ -1129,7 +1151,7 @@ def _start_idler(state_dir: str, cid: str) -> None:
         peer.close()
 
 
-def _signal_init(sd: Any, record: Record, signum: int) -> None:
+def _signal_init(record: Record, signum: int) -> None:
     """Signal the container's init (the spec's target for a plain kill).
 
     A pidfd pins the process we checked (pid + start time), so a recycled pid can never

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
+import os
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +68,40 @@ def test_encode_properties_any_signature() -> None:
     opens = sum(1 for t, _ in args if t in (ord("a"), ord("r"), ord("v")))
     closes = sum(1 for t, _ in args if t == -1)
     assert opens == closes
+
+
+def test_every_signal_name_parses_as_the_signal_module_does() -> None:
+    names = [n for n in dir(signal) if n.startswith("SIG") and not n.startswith("SIG_")]
+    assert names
+    for name in names:
+        assert parse_signal(name) == int(getattr(signal, name)), name
+        assert parse_signal(name[3:].lower()) == int(getattr(signal, name)), name
+    with pytest.raises(OciSystemdError):
+        parse_signal("SIG_DFL")
+
+
+def test_plain_kill_signals_the_init_without_dbus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oci_systemd import systemd
+    from oci_systemd.runtime import Runtime
+    from oci_systemd.state import process_start_time
+
+    def no_bus(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a plain kill must not talk to systemd")
+
+    monkeypatch.setattr(systemd, "Systemd", no_bus)
+    monkeypatch.setattr(systemd, "connect", no_bus)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        rt = Runtime(str(tmp_path))
+        os.close(rt.store.claim("c1"))
+        start = process_start_time(child.pid)
+        rt.store.write(
+            "c1", {"id": "c1", "phase": "started", "pid": child.pid, "pid_start": start, "scope": "x.scope"}
+        )
+        rt.kill("c1", "KILL")
+        assert child.wait(timeout=10) == -signal.SIGKILL
+        with pytest.raises(OciSystemdError, match="not running"):
+            rt.kill("c1", "TERM")
+    finally:
+        child.kill()
+        child.wait()
