@@ -9,9 +9,12 @@ be enabled for children of a cgroup that holds no processes itself (systemd#2631
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oci_systemd.errors import SyscallError
+
+TYPE_CHECKING = False  # create imports this module: typing (~6 ms with re) for annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 LEAF = "container"
 

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # (struct is not listed: ctypes imports it, and the D-Bus path needs ctypes.)
 HEAVY = ("typing", "re", "json", "enum", "contextlib", "collections", "socket", "shutil")
 
-# What each command imports before it talks to systemd (oci_systemd.systemd has its own test
-# in test_sdbus_ctypes.py; channel is the idler protocol's, pinned with the idler).
+# What each command imports (the idler's own set is pinned in test_idler_imports.py).
 COMMANDS = {
-    "state": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.jsonio"],
+    "state": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.jsonio", "oci_systemd.systemd"],
+    "start": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.channel", "oci_systemd.journal"],
     "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.linux"],
-    "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
+    "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.systemd"],
     "create": [
         "oci_systemd.entry",
         "oci_systemd.runtime",
@@ -33,6 +33,9 @@ COMMANDS = {
         "oci_systemd.spec",
         "oci_systemd.resources",
         "oci_systemd.listen_fds",
+        "oci_systemd.cgroups",
+        "oci_systemd.channel",
+        "oci_systemd.systemd",
     ],
 }
 
