@@ -1179,8 +1179,9 @@ def _destroy(sd: Any, record: Record) -> None:
     from oci_systemd.state import pid_alive
 
     scope = record.get("scope", "")
-    if scope:
-        if sd.active_state(scope) in ("active", "activating", "reloading", "deactivating"):
+    state = sd.active_state(scope) if scope else None
+    if state is not None:  # None: systemd has no such unit (stopped and collected), nothing to reset
+        if state in ("active", "activating", "reloading", "deactivating"):
             try:
                 sd.thaw_unit(scope)
             except OciSystemdError:
