@@ -37,6 +37,14 @@ REPO = HERE.parent
 INNER_DIR = "/tmp/oci-bench-profile"
 
 
+def _pyenv_python() -> str:
+    """A pyenv interpreter for comparison (the venv runs on Debian's python3), else ours."""
+    import glob
+
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11*/bin/python3")))
+    return found[-1] if found else os.path.realpath(sys.executable)
+
+
 # -- inner -----------------------------------------------------------------------------------
 
 
@@ -130,29 +138,29 @@ def inner(plan_path: str) -> int:
     call("create", "--bundle", _bundle(workdir, plan["config"], idle, ["/bin/sleep", "3600"]), idle)
     try:
         print("## 1. start-up (median wall ms of", runs, "runs)")
-        launcher = (
+        # What pip's console script would cost (site first), next to the -IS launcher we ship.
+        console_script = (
             f"import sys; sys.path[:0] = [{plan['repo']!r}, {venv_site!r}]; "
-            "from oci_systemd.cli import main; main()"
+            "from oci_systemd.entry import main; main()"
         )
         rows = [
-            ("python -I -S -c pass", [python, "-I", "-S", "-c", "pass"]),
+            ("python -I -S -c pass  (the interpreter's floor)", [python, "-I", "-S", "-c", "pass"]),
             ("python -S -c pass", [python, "-S", "-c", "pass"]),
-            ("python -I -c pass  (venv site, editable finder)", [python, "-I", "-c", "pass"]),
-            ("python -c pass     (what the entry point pays)", [python, "-c", "pass"]),
-            ("pyenv python3 -c pass (certifi .pth)", [plan["base_python"], "-c", "pass"]),
-            ("pyenv python3 -I -S -c pass", [plan["base_python"], "-I", "-S", "-c", "pass"]),
-            ("oci-systemd --version (entry point)", [*oci, "--version"]),
-            ("python -I -S launcher --version", [python, "-I", "-S", "-c", launcher, "--version"]),
-            ("oci-systemd state (entry point)", [*base, "state", idle]),
+            ("python -I -c pass  (venv site)", [python, "-I", "-c", "pass"]),
+            ("python -c pass", [python, "-c", "pass"]),
+            ("pyenv python3 -c pass (certifi .pth)", [plan["pyenv_python"], "-c", "pass"]),
+            ("pyenv python3 -I -S -c pass", [plan["pyenv_python"], "-I", "-S", "-c", "pass"]),
+            ("oci-systemd --version (the -IS launcher)", [*oci, "--version"]),
+            ("oci-systemd state (the -IS launcher)", [*base, "state", idle]),
             (
-                "python -I -S launcher state",
-                [python, "-I", "-S", "-c", launcher, "--systemd-cgroup", "--root", root, "state", idle],
+                "python -c <console script> state (with site)",
+                [python, "-c", console_script, "--systemd-cgroup", "--root", root, "state", idle],
             ),
         ]
         for label, argv in rows:
             print(f"{label:<52}{_median_ms(argv, runs, env):>8.1f}")
 
-        it = [python, "-X", "importtime", *plan["entry_script"]]
+        it = [python, "-I", "-S", "-X", "importtime", *plan["entry_script"]]  # as the launcher runs
         _print_importtime(
             "oci-systemd state", _importtime([*it, "--systemd-cgroup", "--root", root, "state", idle], runs)
         )
@@ -301,7 +309,7 @@ def main() -> int:
             "oci": args.oci_systemd.split() if args.oci_systemd else [entry],
             "entry_script": [entry],
             "python": sys.executable,
-            "base_python": os.path.realpath(sys.executable),
+            "pyenv_python": _pyenv_python(),
             "repo": os.fspath(REPO),
             "venv_site": sysconfig.get_paths()["purelib"],
             "phases_py": f"{INNER_DIR}/phases.py",

@@ -24,7 +24,7 @@ HEAVY = ("typing", "re", "json", "enum", "contextlib", "collections", "socket", 
 COMMANDS = {
     "state": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.jsonio", "oci_systemd.systemd"],
     "start": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.channel", "oci_systemd.journal"],
-    "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.linux"],
+    "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
     "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.systemd"],
     "create": [
         "oci_systemd.entry",
@@ -46,6 +46,12 @@ def _imported(modules: list[str]) -> set[str]:
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     return set(out.stdout.split())
+
+
+def test_plain_kill_and_start_need_no_ctypes() -> None:
+    # Neither talks to systemd, and their syscalls (pidfd, a unix socket) are in the stdlib.
+    for command in ("kill", "start"):
+        assert "ctypes" not in _imported(COMMANDS[command]), command
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
