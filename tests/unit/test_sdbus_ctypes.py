@@ -206,19 +206,26 @@ def test_errors_keep_their_dbus_names(fake_systemd: list[tuple[Any, ...]]) -> No
             sd.unit_properties("nope.scope", "org.freedesktop.systemd1.Unit", ["FreezerState"])
 
 
-def test_short_commands_do_not_import_pystemd(fake_systemd: list[tuple[Any, ...]]) -> None:
+def _run_against_fake_systemd(body: str) -> subprocess.CompletedProcess[str]:
+    """Run `body` (indented statements using `sd`) in a fresh interpreter connected to the fake
+    systemd; it prints the heavy modules that got imported last."""
     code = (
         "import sys\n"
         "from oci_systemd.systemd import connect\n"
         "with connect() as sd:\n"
+        f"{body}"
+        "print(sorted(m for m in sys.modules if m.startswith(('pystemd', 'dataclasses', 'inspect'))))\n"
+    )
+    argv = [sys.executable, "-c", code]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+
+
+def test_short_commands_do_not_import_pystemd(fake_systemd: list[tuple[Any, ...]]) -> None:
+    out = _run_against_fake_systemd(
         "    print(sd.active_state('c1.scope'))\n"
         "    sd.kill_unit('c1.scope', 15)\n"
         "    sd.stop_unit('c1.scope')\n"
         "    sd.reset_failed('c1.scope')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pystemd', 'dataclasses', 'inspect'))))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.splitlines() == ["active", "[]"], out.stderr
 
@@ -413,17 +420,10 @@ def test_split_signature_rejects(signature: str, why: str) -> None:
 
 
 def test_create_path_does_not_import_pystemd(fake_systemd: list[tuple[Any, ...]]) -> None:
-    code = (
-        "import sys\n"
-        "from oci_systemd.systemd import connect\n"
-        "with connect() as sd:\n"
+    out = _run_against_fake_systemd(
         "    sd.start_transient_scope('c5.scope', [('Delegate', 'b', True), ('PIDs', 'au', [1]),\n"
         "                              ('DeviceAllow', 'a(ss)', [('/dev/null', 'rwm')])])\n"
         "    sd.set_unit_properties('c5.scope', [('CPUWeight', 't', 5)])\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pystemd', 'dataclasses', 'inspect'))))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.splitlines() == ["[]"], out.stderr
     assert [c[1] for c in fake_systemd if c[0] == "StartTransientUnit"] == ["c5.scope"]
