@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import signal as _signal
     from typing import Any
 
-    from oci_systemd.channel import Channel
+    from oci_systemd.channel import Channel, RemoteError
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -868,9 +868,7 @@ class _Builder:
         try:
             return self.chan.recv(*kinds)
         except RemoteError as exc:
-            if exc.kind == "HookError":
-                raise HookError("createContainer", "", exc.message) from None
-            raise IdlerError(exc.message) from None
+            raise _idler_failure(exc) from None
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
@@ -890,18 +888,17 @@ class _Builder:
         import select
 
         from oci_systemd import channel
+        from oci_systemd.channel import RemoteError
 
         assert self.chan is not None
         if not select.select([self.chan.fileno()], [], [], 0.1)[0]:
             return None
         try:
-            self._recv(channel.USERNS, channel.PID, channel.CREATED)
-        except IdlerError as exc:
-            if "exited unexpectedly" in exc.message:
-                return None  # EOF without a report: nothing better than the caller's error
-            return exc
-        except OciSystemdError as exc:
-            return exc
+            self.chan.recv()
+        except RemoteError as exc:
+            return _idler_failure(exc)
+        except (channel.ChannelClosed, ValueError, OSError):
+            pass  # EOF or noise without a report: the caller's own error is the best we have
         return None
 
     def _spawn_idler(self) -> Channel:
@@ -1029,6 +1026,13 @@ class _Builder:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def _idler_failure(exc: RemoteError) -> OciSystemdError:
+    """The runtime's error for an idler's `error` message."""
+    if exc.kind == "HookError":
+        return HookError("createContainer", "", exc.message)
+    return IdlerError(exc.message)
 
 
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
