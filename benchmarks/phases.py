@@ -36,8 +36,9 @@ WRAP = {
         "_start_idler",
         "_signal_init",
         "_destroy",
+        "pid_alive",  # imported into runtime by name: wrapped where it is called from
     ],
-    "oci_systemd.state": ["Store.claim", "Store.write", "Store.read", "Store.remove", "pid_alive"],
+    "oci_systemd.state": ["Store.claim", "Store.write", "Store.read", "Store.remove"],
     "oci_systemd.systemd": [
         "Systemd.__init__",
         "Systemd.start_transient_scope",

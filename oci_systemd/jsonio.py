@@ -62,11 +62,6 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-def load_file(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return loads(f.read())
-
-
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """The text of json.dumps: with `separators=(",", ":")` when indent is None, and
     json's `indent=N` layout ("," and ": ") otherwise."""

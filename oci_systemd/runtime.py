@@ -32,6 +32,7 @@ from oci_systemd.state import (
     Status,
     Store,
     derive_status,
+    pid_alive,
     process_start_time,
     validate_id,
 )
@@ -382,28 +383,27 @@ class Runtime:
         """start's precondition without a D-Bus round trip: created means the init we recorded
         is alive (pid + start time) and still waits on its notify socket. Whatever systemd
         thinks of the scope, a live waiting idler is a created container (and if the scope is
-        being stopped, the idler dies with it and start reports that)."""
-        from oci_systemd.state import pid_alive
-
-        if record.get("phase") != "created" or not pid_alive(record):
+        being stopped, the idler dies with it and start reports that). Only a started
+        container asks systemd, to name running or paused in the error."""
+        if record.get("phase") == "started":
             return self._status(record)
-        waiting = os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
-        return Status.CREATED if waiting else Status.RUNNING
+        return self._local_status(record)
 
     def _local_status(self, record: Record) -> Status:
         """The status from the record and the init alone, without D-Bus, for a plain kill: a
         live init (pid + start time) is created (its idler still waits on the notify socket)
         or running. Paused reads as running here: only systemd knows, and a signal is queued
         for a frozen process either way."""
-        from oci_systemd.state import pid_alive
-
         phase = record.get("phase", "creating")
         if phase == "creating" or not pid_alive(record):
             return self._status(record)  # creating or stopped: decided without D-Bus too
         if phase == "started":
             return Status.RUNNING
-        waiting = os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
-        return Status.CREATED if waiting else Status.RUNNING
+        return Status.CREATED if self._idler_waiting(record) else Status.RUNNING
+
+    def _idler_waiting(self, record: Record) -> bool:
+        """The idler still waits for start: it removes its notify socket when start comes."""
+        return os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
 
     def _bind_notify_proxy(self, cid: str, record: Record) -> Any:
         """Bind the container's notify socket (bind-mounted at /run/notify) before the
@@ -447,8 +447,6 @@ class Runtime:
         phase = record.get("phase", "creating")
         if phase == "creating":
             return derive_status(record, unit_state=None, alive=False)
-        from oci_systemd.state import pid_alive
-
         alive = pid_alive(record)
         if not alive:
             # No need to ask systemd: the init is gone, whatever the scope does.
@@ -458,9 +456,7 @@ class Runtime:
             frozen = False
             if unit_state == "active":
                 frozen = _is_frozen(sd, record["scope"])
-        waiting = phase == "created" and os.path.exists(
-            os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET)
-        )
+        waiting = phase == "created" and self._idler_waiting(record)
         return derive_status(record, unit_state=unit_state, alive=alive, frozen=frozen, waiting=waiting)
 
     @staticmethod
@@ -976,8 +972,7 @@ class _Builder:
             ("PIDs", "au", [self.idler_pid, *([self.forwarder_pid] if self.forwarder_pid else [])]),
             *self.props,
         ]
-        if self.bus is None:
-            self._connect_bus()
+        assert self.bus is not None, "build() connects before the scope is started"
         self.bus.start_transient_scope(self.record["scope"], props)
         self.scope_started = True
 
@@ -1183,8 +1178,6 @@ def _signal_init(record: Record, signum: int) -> None:
 
 def _destroy(sd: Any, record: Record) -> None:
     """Kill everything in the scope, stop it, and make sure systemd forgets it."""
-    from oci_systemd.state import pid_alive
-
     scope = record.get("scope", "")
     state = sd.active_state(scope) if scope else None
     if state is not None:  # None: systemd has no such unit (stopped and collected), nothing to reset
