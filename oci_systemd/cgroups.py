@@ -64,6 +64,20 @@ def scope_dir(pid: int) -> str | None:
     return os.path.join(mount, path.lstrip("/"))
 
 
+def frozen(pid: int) -> bool:
+    """The pid's cgroup is frozen or freezing: systemd's FreezeUnit writes `cgroup.freeze` of the
+    scope; a frozen ancestor shows as `frozen 1` in the cgroup's own `cgroup.events`."""
+    mount = unified_mount()
+    path = cgroup_of(pid)
+    if mount is None or path is None:
+        return False
+    own = os.path.join(mount, path.lstrip("/"))
+    if _read_kv(os.path.join(own, "cgroup.events")).get("frozen") == 1:
+        return True
+    scope = scope_dir(pid)
+    return scope is not None and _read_int(os.path.join(scope, "cgroup.freeze")) == 1
+
+
 def enter_leaf(pid: int, leaf_name: str = LEAF) -> str | None:
     """Move `pid` into `<its scope>/<leaf_name>`; returns that directory, or None without cgroup2."""
     base = scope_dir(pid)

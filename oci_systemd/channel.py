@@ -148,8 +148,13 @@ def _with_address(sock: UnixSocket, path: str, op: Any) -> UnixSocket:
     return sock
 
 
-def connect_unix(path: str, kind: int = _socket.SOCK_STREAM) -> UnixSocket:
-    return _with_address(UnixSocket(_socket.AF_UNIX, kind), path, _socket.socket.connect)
+def connect_unix(path: str, kind: int = _socket.SOCK_STREAM, *, timeout: float | None = None) -> UnixSocket:
+    """Connect; with `timeout` the connect and every later read and write are bounded by it
+    (TimeoutError), until `settimeout(None)`."""
+    sock = UnixSocket(_socket.AF_UNIX, kind)
+    if timeout is not None:
+        sock.settimeout(timeout)
+    return _with_address(sock, path, _socket.socket.connect)
 
 
 def bind_unix(path: str, kind: int = _socket.SOCK_STREAM) -> UnixSocket:

@@ -127,11 +127,10 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # While still the host's root in the host's namespaces: in a new user namespace we become
     # the mapped uid, which may not enter the state directory, reach the console socket or
     # read the interpreter's files. Past enter_rootfs() those are out of reach anyway.
-    listener = channel.bind_unix(plan["notify_socket"])
-    listener.listen(4)
-    # Held across pivot_root, so the socket's name can be removed once start has come:
-    # its absence is what tells `state` that the container runs (runc's exec.fifo idea).
-    state_dirfd = os.open(os.path.dirname(plan["notify_socket"]), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    listener = _listen_root_only(plan["notify_socket"])
+    # No fd of a host directory is kept: the waiting idler is the container's pid 1, and a
+    # container process with CAP_SYS_PTRACE could walk /proc/1/fd/N/.. onto the host. `start`
+    # removes the socket's name itself (its absence tells `state` that the container runs).
     console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
     process.preload(cfg)
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
@@ -145,6 +144,9 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # interpreter was starting: both wait, in parallel.)
     chan.recv(channel.JOINED)
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
+    # A new user namespace changes our credentials, and commit_creds() then resets dumpable
+    # to fs.suid_dumpable: seal again before any container process can exist.
+    process.seal_self()
     if linux.get("timeOffsets"):
         namespaces.write_time_offsets(linux["timeOffsets"])
     if entered.needs_fork:
@@ -167,6 +169,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
     hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
+    forbid_imports()
     mounts.finish_rootfs(cfg)
     # Like runc, a program that isn't there fails create, not start: podman and containerd
     # classify "executable file not found" from create's error as exit 127.
@@ -181,7 +184,30 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         tty = _send_pty(console, cfg.get("process") or {})
     chan.send(channel.CREATED)
     chan.close()
-    _wait_for_start(listener, plan, cfg, tty, state_dirfd)
+    _wait_for_start(listener, plan, cfg, tty)
+
+
+def _listen_root_only(path: str) -> UnixSocket:
+    """Bind and listen on the start socket, mode 0600 whatever the caller's umask: only root
+    may start a container (connecting to a unix socket needs write permission on it)."""
+    old = os.umask(0o177)
+    try:
+        listener = channel.bind_unix(path)
+    finally:
+        os.umask(old)
+    listener.listen(16)
+    return listener
+
+
+def forbid_imports() -> None:
+    """After pivot_root (or joining the container's mount namespace) every path on sys.path
+    names a file of the image: an import would run the image's code with our privileges.
+    Everything needed was imported before; from here on nothing can be (sys.modules still
+    serves what is loaded)."""
+    sys.path.clear()
+    sys.meta_path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
 
 
 def _check_program(proc: dict[str, Any]) -> None:
@@ -243,26 +269,40 @@ def _send_pty(console: UnixSocket, proc: dict[str, Any]) -> int:
     return slave
 
 
-def _wait_for_start(
-    listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
-) -> None:
-    from oci_systemd import hooks
+# How long one connection to the start socket may take to deliver its START: `start` sends
+# it in one write right after connecting, so only a stalled or junk client ever waits this.
+START_READ_TIMEOUT = 1.0
 
+
+def _accept_start(listener: UnixSocket) -> Channel:
+    """The first connection that sends START. Junk, errors and stalled clients are dropped:
+    every read is bounded, so one connection can never keep a real `start` waiting."""
     while True:
         conn, _ = listener.accept()
+        conn.settimeout(START_READ_TIMEOUT)
         peer = Channel(conn)
         try:
             peer.recv(channel.START)
-        except (ValueError, channel.ChannelClosed, RemoteError):
+        except (
+            ValueError,
+            RecursionError,
+            channel.ChannelClosed,
+            RemoteError,
+            OSError,
+        ):  # timeouts: OSError
             peer.close()
             continue
-        break
+        conn.settimeout(None)
+        return peer
+
+
+def _wait_for_start(
+    listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None
+) -> None:
+    from oci_systemd import hooks
+
+    peer = _accept_start(listener)
     listener.close()
-    try:
-        os.unlink(os.path.basename(plan["notify_socket"]), dir_fd=state_dirfd)
-    except OSError:
-        pass  # the state directory is gone: delete raced us, exec anyway and be killed
-    os.close(state_dirfd)
     try:
         hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
         _exec_process(cfg.get("process") or {}, plan, peer, tty)
@@ -330,6 +370,8 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     process.preload(cfg)
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
     namespaces.join_all(int(plan["target_pid"]), plan.get("namespaces") or [])
+    forbid_imports()
+    process.seal_self()  # joining a user namespace resets dumpable, as in _create
     child = os.fork()
     if child:
         chan.send(channel.PID, pid=child)

@@ -289,6 +289,7 @@ class Runtime:
         )
         inherited = listen_fds.inherited_fds(os.environ)
         extra_fds = inherited.count + preserve_fds
+        check_passed_fds(extra_fds)
         if inherited.count:
             proc = dict(proc)
             proc["env"] = listen_fds.container_env(
@@ -346,28 +347,33 @@ class Runtime:
             proxy.close()
 
     def _start(self, cid: str) -> Any:
-        """Start; with sd_notify passthrough, returns the proxy still bound (for `run`)."""
+        """Start; with sd_notify passthrough, returns the proxy still bound (for `run`).
+
+        The lock covers the status check and handing START to the idler, never the wait for
+        the exec (startContainer hooks, a frozen scope): kill, delete --force and state must
+        not wait behind a start that does not finish."""
         with self.store.locked(cid) as record:
             status = self._start_status(record)
             if status is not Status.CREATED:
                 raise _cannot("start", status)
             proxy = self._bind_notify_proxy(cid, record)
             try:
-                _start_idler(self.store.dir(cid), cid)
+                peer = _send_start(self.store.dir(cid), cid)
             except BaseException:
                 if proxy is not None:
                     proxy.close()
                 raise
+        try:
+            _await_started(peer, cid)
             fault_point("start:sent")
-            # The idler removes the socket itself; as the mapped uid of a user namespace it
-            # may lack the right to, so make sure here too.
-            try:
-                os.unlink(os.path.join(self.store.dir(cid), NOTIFY_SOCKET))
-            except (FileNotFoundError, PermissionError):
-                pass
-            record["phase"] = "started"
-            self.store.write(cid, record)
-            fault_point("start:recorded")
+            with self.store.locked(cid) as record:  # ContainerNotFoundError: deleted meanwhile
+                record["phase"] = "started"
+                self.store.write(cid, record)
+        except BaseException:
+            if proxy is not None:
+                proxy.close()
+            raise
+        fault_point("start:recorded")
         if proxy is not None:
             self._announce_ready(record, proxy)
         _log_event("STARTED", record, "running", f"Container {cid} started")
@@ -381,13 +387,20 @@ class Runtime:
 
     def _start_status(self, record: Record) -> Status:
         """start's precondition without a D-Bus round trip: created means the init we recorded
-        is alive (pid + start time) and still waits on its notify socket. Whatever systemd
+        is alive (pid + start time), still waits on its notify socket, and its cgroup is not
+        frozen (a paused created container: runc refuses to start it too). Whatever systemd
         thinks of the scope, a live waiting idler is a created container (and if the scope is
         being stopped, the idler dies with it and start reports that). Only a started
         container asks systemd, to name running or paused in the error."""
         if record.get("phase") == "started":
             return self._status(record)
-        return self._local_status(record)
+        status = self._local_status(record)
+        if status is Status.CREATED:
+            from oci_systemd import cgroups
+
+            if cgroups.frozen(record["pid"]):
+                return Status.PAUSED
+        return status
 
     def _local_status(self, record: Record) -> Status:
         """The status from the record and the init alone, without D-Bus, for a plain kill: a
@@ -724,6 +737,7 @@ class Runtime:
         from oci_systemd import cgroups, channel, linux
         from oci_systemd.channel import RemoteError
 
+        check_passed_fds(preserve_fds)
         with self.store.locked(cid, shared=True) as record:
             status = self._status(record)
             if status is Status.PAUSED:
@@ -1030,6 +1044,27 @@ def _idler_failure(exc: RemoteError) -> OciSystemdError:
     return IdlerError(exc.message)
 
 
+def check_passed_fds(count: int) -> None:
+    """fds 3..3+count-1 (LISTEN_FDS, then --preserve-fds) must be the caller's: open, and not
+    close-on-exec. Everything this runtime opens itself is close-on-exec (O_CLOEXEC; the log
+    file, the state directory's locked fd, the bus), so a close-on-exec fd in the range is one
+    of ours and is never handed to the container (the locked state directory fd would make
+    every later command on the id wait for the container); a hole is refused as runc does."""
+    for fd in range(3, 3 + count):
+        try:
+            inheritable = os.get_inheritable(fd)
+        except OSError:
+            raise OciSystemdError(
+                f"unable to stat preserved-fd {fd - 3} (of {count}): fd {fd} is not open",
+                hint="--preserve-fds N passes fds 3..N+2, which must all be open",
+            ) from None
+        if not inheritable:
+            raise OciSystemdError(
+                f"preserved-fd {fd - 3} (fd {fd}) was not passed by the caller",
+                hint="--preserve-fds N passes fds 3..N+2, which must all be open",
+            )
+
+
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
     """argv for `python -I -S` (no site, no environment: fast and with little memory) running
     `module.function(call_args)`, with this package importable and `args` in sys.argv[1:]."""
@@ -1106,6 +1141,8 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
         return InvalidStateError(f"cannot {op} a container that has stopped", status=status.value)
     if status is Status.RUNNING:
         return InvalidStateError(f"cannot {op} an already running container", status=status.value)
+    if status is Status.PAUSED:
+        return InvalidStateError(f"cannot {op} a container that is paused", status=status.value)
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 
@@ -1123,18 +1160,43 @@ def await_exec(peer: Channel) -> None:
     raise IdlerError("unexpected answer from the idler")
 
 
-def _start_idler(state_dir: str, cid: str) -> None:
-    """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
-    from oci_systemd import channel
-    from oci_systemd.channel import Channel, RemoteError
+# Connecting and handing START over happen under the container's lock: bounded. (A unix
+# socket's connect() blocks while the listener's backlog is full, e.g. a frozen idler.)
+START_CONNECT_TIMEOUT = 5.0
 
+
+def _send_start(state_dir: str, cid: str) -> Channel:
+    """Connect to the idler's start socket, send START and remove the socket's name (the idler
+    holds no fd of the state directory, so the host side does it): from here on `state`
+    reads running. Returns the connection for `_await_started`."""
+    from oci_systemd import channel
+    from oci_systemd.channel import Channel
+
+    path = os.path.join(state_dir, NOTIFY_SOCKET)
     try:
-        sock = channel.connect_unix(os.path.join(state_dir, NOTIFY_SOCKET))
+        sock = channel.connect_unix(path, timeout=START_CONNECT_TIMEOUT)
     except OSError as exc:
         raise ContainerNotRunningError(cid) from exc
     peer = Channel(sock)
     try:
         peer.send(channel.START)
+    except OSError as exc:  # the idler died under us (killed, scope stopped)
+        peer.close()
+        raise ContainerNotRunningError(cid) from exc
+    sock.settimeout(None)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return peer
+
+
+def _await_started(peer: Channel, cid: str) -> None:
+    """EOF on the idler's close-on-exec socket after EXEC means the exec succeeded."""
+    from oci_systemd import channel
+    from oci_systemd.channel import RemoteError
+
+    try:
         await_exec(peer)
         return
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
@@ -1270,13 +1332,34 @@ def _reap_quietly(pid: int) -> None:
 
 
 def _write_pid_file(path: str, pid: int) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Write `path` atomically without following a symlink: the pid file's directory may be
+    writable by someone else (an engine's per-container directory, a user's), who could plant
+    a symlink under any name we pick. The temporary file is created O_EXCL|O_NOFOLLOW next to
+    it, relative to a directory fd (so its parent cannot be swapped between the steps), and
+    renamed over `path` (rename replaces a symlink there, it never writes through it)."""
+    parent, name = os.path.split(os.path.abspath(path))
     try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
+        dirfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise SyscallError.from_oserror("write pid file", exc) from exc
+    try:
+        tmp = f".{name}.{os.urandom(8).hex()}.tmp"  # O_EXCL: a planted name fails, never follows
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirfd
+        )
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except OSError:
+            os.unlink(tmp, dir_fd=dirfd)
+            raise
+    except OSError as exc:
+        raise SyscallError.from_oserror("write pid file", exc) from exc
+    finally:
+        os.close(dirfd)
 
 
 def _wait_forwarding_signals(pid: int) -> int:

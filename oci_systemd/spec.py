@@ -1162,18 +1162,18 @@ def parse(raw: object) -> Spec:
     )
 
 
+# A real config.json is a few KB (a large seccomp profile and many mounts: ~100 KB); the
+# limit only stops a file that never ends (a symlink to /dev/zero, a huge file) from being
+# read whole, and stays well below the channel's 16 MiB per message.
+MAX_CONFIG_SIZE = 4 * 1024 * 1024
+
+
 def load(bundle: str | os.PathLike[str]) -> tuple[Spec, dict[str, Any]]:
     """Read and parse `bundle/config.json`; also return the raw dict (the idler works on it).
 
     os.path, not pathlib: importing pathlib costs `create` ~3 ms."""
     path = os.path.join(os.fspath(bundle), "config.json")
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise SpecError("", f"open {os.fspath(path)}: no such file or directory") from None
-    except OSError as e:
-        raise SpecError("", f"open {os.fspath(path)}: {os.strerror(e.errno or 0).lower()}") from e
+    text = _read_config(path)
     try:
         raw = jsonio.loads(text)
     except (ValueError, RecursionError):
@@ -1183,6 +1183,33 @@ def load(bundle: str | os.PathLike[str]) -> tuple[Spec, dict[str, Any]]:
             "", f"{os.fspath(path)}: expected a JSON object at the top level, got {_type_name(raw)}"
         )
     return parse(raw), raw
+
+
+def _read_config(path: str) -> bytes:
+    """The file's bytes, if it is a regular file (a symlink to one is followed, as runc does)
+    of at most MAX_CONFIG_SIZE. Opened O_PATH first and checked: opening a FIFO would block
+    and opening a device can have effects; the checked inode is then reopened for reading."""
+    try:
+        pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        raise SpecError("", f"open {path}: {os.strerror(e.errno or 0).lower()}") from None
+    try:
+        st = os.fstat(pfd)
+        if (st.st_mode & 0o170000) != 0o100000:
+            raise SpecError("", f"{path}: not a regular file")
+        if st.st_size > MAX_CONFIG_SIZE:
+            raise SpecError("", f"{path}: larger than {MAX_CONFIG_SIZE // (1024 * 1024)} MiB")
+        try:
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SpecError("", f"open {path}: {os.strerror(e.errno or 0).lower()}") from None
+    finally:
+        os.close(pfd)
+    with open(fd, "rb") as f:
+        text = f.read(MAX_CONFIG_SIZE + 1)  # a file that grows after the check still ends here
+    if len(text) > MAX_CONFIG_SIZE:
+        raise SpecError("", f"{path}: larger than {MAX_CONFIG_SIZE // (1024 * 1024)} MiB")
+    return text
 
 
 def _load_with_json(path: str, text: bytes) -> Any:

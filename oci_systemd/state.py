@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"  # the config as created: exec's defaults, never re-read from the bundle
 NOTIFY_SOCKET = "notify.sock"
+# Only root reads the state. The directories stay traversable (0711, not runc's 0700): an
+# idler in a new user namespace, no longer the host's root, still reaches <root>/<id>/notify
+# to bind-mount it. Nothing below can be listed or read by another user.
+DIR_MODE = 0o711
+FILE_MODE = 0o600
 
 # runc's rule for container ids ([\w+\-.]+ in ASCII); also keeps ids usable in paths and
 # unit names.
@@ -191,8 +196,8 @@ class Store:
         """
         path = self.dir(cid)
         try:
-            os.makedirs(self.root, mode=0o711, exist_ok=True)
-            os.mkdir(path, 0o711)
+            os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+            os.mkdir(path, DIR_MODE)
         except FileExistsError:
             raise ContainerExistsError(cid) from None
         except OSError as exc:
@@ -219,13 +224,11 @@ class Store:
     def write(self, cid: str, record: Record) -> None:
         path = os.path.join(self.dir(cid), STATE_FILE)
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(jsonio.dumps(record))
+        _write_private(tmp, jsonio.dumps(record))
         os.rename(tmp, path)
 
     def write_config(self, cid: str, config: dict[str, Any]) -> None:
-        with open(os.path.join(self.dir(cid), CONFIG_FILE), "w", encoding="utf-8") as f:
-            f.write(jsonio.dumps(config))
+        _write_private(os.path.join(self.dir(cid), CONFIG_FILE), jsonio.dumps(config))
 
     def read_config(self, cid: str) -> dict[str, Any]:
         try:
@@ -250,6 +253,14 @@ class Store:
         return sorted(
             n for n in names if n and not n.strip(_ID_CHARS) and os.path.isdir(os.path.join(self.root, n))
         )
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write a file only root can read, whatever the caller's umask: the record and the config
+    hold the container's environment (secrets), hooks and bundle path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _remove_tree(path: str) -> None:
