@@ -371,7 +371,7 @@ def test_pid_file_does_not_follow_planted_symlinks(sandbox: Sandbox) -> None:
     # One process plants them all (a shell loop would use up the pids it plants for).
     plant = as_local_user(
         sandbox,
-        f"cd {inner_dir} && python3 -I -S -c \"import os\n"
+        f'cd {inner_dir} && python3 -I -S -c "import os\n'
         f"os.symlink('{inner_victim}', 'pid')\n"
         f"for i in range({last}, {last + 3000}): os.symlink('{inner_victim}', f'pid.{{i}}.tmp')\n\" "
         "&& echo planted",
