@@ -174,9 +174,15 @@ def _userns(conf: dict[str, Any], rootfs: Path) -> None:
         os.lchown(path, host_id, host_id)
 
 
-@pytest.mark.parametrize("variant", ["plain", "userns-hooks", "tty"])
+@pytest.mark.parametrize("variant", ["plain", "seccomp-nnp", "userns-hooks", "tty"])
 def test_idler_imports_nothing_from_the_image(sandbox: Sandbox, variant: str) -> None:
     conf = _config(["sh", "-c", "echo program-ran; sleep 1000"])
+    if variant == "seccomp-nnp":
+        conf["process"]["noNewPrivileges"] = True
+        conf["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mknod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        }
     if variant == "userns-hooks":
         conf["hooks"] = {
             "createContainer": [{"path": "/bin/true"}],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from oci_systemd import runtime
 from oci_systemd.errors import OciSystemdError, SpecError
 from oci_systemd.runtime import parse_signal, scope_for
 from oci_systemd.systemd import _encode_properties, unit_name_escape
@@ -105,3 +106,53 @@ def test_plain_kill_signals_the_init_without_dbus(tmp_path: Path, monkeypatch: p
     finally:
         child.kill()
         child.wait()
+
+
+# -- --pid-file and --preserve-fds (issue 14.7, 14.8) -------------------------------------------
+
+
+def test_pid_file_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "pid").symlink_to(victim)
+    for pid in range(os.getpid() - 50, os.getpid() + 50):  # the old temporary names
+        (tmp_path / f"pid.{pid}.tmp").symlink_to(victim)
+    runtime._write_pid_file(str(tmp_path / "pid"), 1234)
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "pid").is_symlink() and (tmp_path / "pid").read_text() == "1234"
+    assert not list(tmp_path.glob(".pid.*.tmp")), "temporary file left behind"
+
+
+_FD_CHECK = """
+import os
+from oci_systemd import runtime
+from oci_systemd.errors import OciSystemdError
+os.dup2(0, 3)  # the caller's: open, inheritable; fd 4 is a hole
+try:
+    runtime.check_passed_fds(2)
+except OciSystemdError as e:
+    print("hole:", e)
+assert os.open("/dev/null", os.O_RDONLY) == 4  # the runtime's own: close-on-exec
+try:
+    runtime.check_passed_fds(2)
+except OciSystemdError as e:
+    print("ours:", e)
+os.set_inheritable(4, True)
+runtime.check_passed_fds(2)
+print("passed: ok")
+"""
+
+
+def test_passed_fds_must_be_open_and_the_callers() -> None:
+    """In a fresh interpreter, so that only 0-2 are open to begin with."""
+    import sys
+
+    root = str(Path(runtime.__file__).resolve().parent.parent)
+    code = f"import sys; sys.path.insert(0, {root!r})\n" + _FD_CHECK
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("hole: unable to stat preserved-fd 1 (of 2): fd 4 is not open"), out.stdout
+    assert lines[1].startswith("ours: preserved-fd 1 (fd 4) was not passed by the caller"), out.stdout
+    assert lines[2] == "passed: ok"

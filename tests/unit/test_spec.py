@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -658,3 +659,32 @@ def test_valid_container_ids(cid: str) -> None:
 def test_invalid_container_ids(cid: str) -> None:
     with pytest.raises(InvalidIdError, match="invalid container id"):
         spec.validate_container_id(cid)
+
+
+# -- config.json that never ends (issue 14.5) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory", "huge"])
+def test_endless_or_odd_config_files_are_refused(tmp_path: Path, kind: str) -> None:
+    config = tmp_path / "config.json"
+    if kind == "dev-zero":
+        config.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(config)  # opened for reading, it would block until a writer comes
+    elif kind == "directory":
+        config.mkdir()
+    else:
+        with config.open("wb") as f:
+            f.truncate(spec.MAX_CONFIG_SIZE + 1)
+    want = "larger than 4 MiB" if kind == "huge" else "not a regular file"
+    with pytest.raises(SpecError, match=want):
+        spec.load(tmp_path)
+
+
+def test_config_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
+    """As runc: a bundle may link its config.json elsewhere."""
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(default_config()))
+    (tmp_path / "config.json").symlink_to(real)
+    _parsed, raw = spec.load(tmp_path)
+    assert raw["ociVersion"] == default_config()["ociVersion"]

@@ -87,3 +87,20 @@ def test_store_rejects_bad_id_before_touching_fs(tmp_path: object) -> None:
     with pytest.raises(InvalidIdError):
         store.claim("../escape")
     assert not os.path.exists(os.path.join(str(tmp_path), "root"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_state_files_are_root_only_whatever_the_umask(tmp_path: str, umask: int) -> None:
+    """The record and the config hold the container's environment (issue 14.6)."""
+    store = Store(os.path.join(tmp_path, "root"))
+    old = os.umask(umask)
+    try:
+        fd = store.claim("c1")
+        store.write("c1", Record(id="c1", phase="created"))
+        store.write_config("c1", {"process": {"env": ["SECRET=x"]}})
+    finally:
+        os.umask(old)
+    os.close(fd)
+    for name in ("state.json", "config.json"):
+        assert os.stat(os.path.join(store.dir("c1"), name)).st_mode & 0o777 == 0o600
+    assert os.stat(store.root).st_mode & 0o777 == 0o711
