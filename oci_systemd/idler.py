@@ -283,13 +283,7 @@ def _accept_start(listener: UnixSocket) -> Channel:
         peer = Channel(conn)
         try:
             peer.recv(channel.START)
-        except (
-            ValueError,
-            RecursionError,
-            channel.ChannelClosed,
-            RemoteError,
-            OSError,
-        ):  # timeouts: OSError
+        except (ValueError, RecursionError, channel.ChannelClosed, RemoteError, OSError):  # OSError: timeout
             peer.close()
             continue
         conn.settimeout(None)
