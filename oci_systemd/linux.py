@@ -164,8 +164,6 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "close_range": 436,
         "openat2": 437,
         "keyctl": 250,
-        "open_tree": 428,
-        "mount_setattr": 442,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -176,8 +174,6 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "close_range": 436,
         "openat2": 437,
         "keyctl": 219,
-        "open_tree": 428,
-        "mount_setattr": 442,
     },
 }
 _NR = _SYSCALLS.get(os.uname().machine, {})
@@ -255,45 +251,6 @@ def umount2(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     if _syscall("pivot_root", _b(new_root), _b(put_old)) < 0:
         raise _err("pivot_root", new_root)
-
-
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-AT_EMPTY_PATH = 0x1000
-MOUNT_ATTR_RDONLY = 0x1
-
-
-def open_tree(path: str, flags: int) -> int:
-    fd = _syscall("open_tree", _c_int(-100), _b(path), ctypes.c_uint(flags))  # AT_FDCWD
-    if fd < 0:
-        raise _err("open_tree", path)
-    return fd
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
-
-
-def mount_setattr(fd: int, attr_set: int) -> None:
-    """mount_setattr(fd, "", AT_EMPTY_PATH): set `attr_set` on the mount `fd` refers to."""
-    attr = _MountAttr(attr_set, 0, 0, 0)
-    if (
-        _syscall(
-            "mount_setattr",
-            _c_int(fd),
-            b"",
-            ctypes.c_uint(AT_EMPTY_PATH),
-            ctypes.byref(attr),
-            ctypes.sizeof(attr),
-        )
-        < 0
-    ):
-        raise _err("mount_setattr")
 
 
 class _OpenHow(ctypes.Structure):

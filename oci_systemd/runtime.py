@@ -1099,7 +1099,10 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
                 os.dup2(stdio[1], 2)
             for fd in range(3, 3 + extra_fds):
                 os.set_inheritable(fd, True)
-            exe = _read_only_interpreter()
+            # The idler's /proc/<pid>/exe on a read-only mount (CVE-2019-5736, interpreter.py)
+            from oci_systemd.interpreter import read_only_fd
+
+            exe = read_only_fd()
             if exe >= 0:
                 try:
                     os.execve(exe, argv, os.environ)
@@ -1110,29 +1113,6 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
             os._exit(127)
     theirs.close()
     return ours, pid
-
-
-def _read_only_interpreter() -> int:
-    """An fd of the interpreter on a private read-only mount, for fexecve(); -1 if the kernel
-    can't (before 5.12). The idler's /proc/<pid>/exe then leads there: a container process
-    allowed to open it (CAP_SYS_PTRACE in the idler's user namespace passes the non-dumpable
-    check) can't reopen it for writing once the idler has exec'd (CVE-2019-5736), EROFS.
-    runc does the same with an overlay or a memfd copy of its binary."""
-    from oci_systemd import linux
-    from oci_systemd.errors import SyscallError
-
-    try:
-        fd = linux.open_tree(
-            os.path.realpath(sys.executable), linux.OPEN_TREE_CLONE | linux.OPEN_TREE_CLOEXEC
-        )
-    except SyscallError:
-        return -1
-    try:
-        linux.mount_setattr(fd, linux.MOUNT_ATTR_RDONLY)
-    except SyscallError:
-        os.close(fd)
-        return -1
-    return fd
 
 
 class _maybe_bus:  # lower case: used like the context manager function it replaced
