@@ -1150,8 +1150,6 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
         return InvalidStateError(f"cannot {op} a container that has stopped", status=status.value)
     if status is Status.RUNNING:
         return InvalidStateError(f"cannot {op} an already running container", status=status.value)
-    if status is Status.PAUSED:
-        return InvalidStateError(f"cannot {op} a container that is paused", status=status.value)
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 

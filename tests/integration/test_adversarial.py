@@ -288,7 +288,8 @@ def test_start_of_a_paused_created_container_is_refused(sandbox: Sandbox) -> Non
     assert c.create().returncode == 0, c.output()
     assert c.rt("pause", c.id).returncode == 0
     proc = c.rt("start", c.id, timeout=20)
-    assert proc.returncode != 0 and "cannot start a container that is paused" in proc.stderr, proc.stderr
+    assert proc.returncode != 0, proc.stderr
+    assert "cannot start a container in the paused state" in proc.stderr, proc.stderr  # runc's words
     assert c.status() == "paused"
     assert c.rt("resume", c.id, timeout=10).returncode == 0
     assert c.status() == "created"
