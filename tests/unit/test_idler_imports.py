@@ -73,3 +73,21 @@ def test_struct_comes_only_from_ctypes() -> None:
     loaded = _modules_after(code)
     assert "ctypes" not in loaded
     assert "struct" not in loaded
+
+
+def test_nothing_can_be_imported_after_forbid_imports() -> None:
+    """Past pivot_root every sys.path entry is the image's (issue 14.2): no import may succeed,
+    not even of a built-in module, while what is loaded stays usable."""
+    code = (
+        "import sys; sys.path.insert(0, {root!r})\n"
+        "from oci_systemd import idler, jsonio\n"
+        "idler.forbid_imports()\n"
+        "for name in ('json', 'pwd', 'zipfile'):\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "    except ImportError:\n"
+        "        print('refused-' + name)\n"
+        "from oci_systemd import channel\n"
+        "print('loaded-ok' if channel.MAX_MESSAGE and jsonio.loads('[1]') == [1] else 'broken')\n"
+    )
+    assert _modules_after(code) >= {"refused-json", "refused-pwd", "refused-zipfile", "loaded-ok"}
