@@ -427,7 +427,7 @@ class Runtime:
         host = record["notify_socket"]
         try:
             if record.get("notify_mode") == "started":
-                proxy.forward(host, "READY=1", mainpid=record["pid"])
+                proxy.forward(host, {"READY": "1"}, mainpid=record["pid"])
                 return
             # Forward until READY=1, but never wait for a program that has already exited.
             while not proxy.run_until_ready(host, record["pid"], timeout=0.25):
@@ -1222,7 +1222,11 @@ def _notify_settings(raw: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
-    """Bind our notify directory at /run/notify and point NOTIFY_SOCKET there (as runc)."""
+    """Bind our notify directory at /run/notify and point NOTIFY_SOCKET there (as runc).
+
+    Read-only: the directory is on the host (often its /run tmpfs), so a writable one would
+    let the container's root plant files, setuid binaries, devices or deep trees there.
+    Sending to the socket needs only its mode, not a writable mount."""
     from oci_systemd.sdnotify import CONTAINER_DIRECTORY, CONTAINER_NOTIFY_SOCKET
 
     proc = dict(raw["process"])
@@ -1234,7 +1238,7 @@ def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
             "destination": CONTAINER_DIRECTORY,
             "type": "bind",
             "source": host_dir,
-            "options": ["bind", "nosuid", "nodev", "noexec"],
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
         },
     ]
     return {**raw, "process": proc, "mounts": mounts}
