@@ -267,23 +267,27 @@ def _remove_tree(path: str) -> None:
         fd = os.open(path, flags)
     except FileNotFoundError:
         return
-    above: list[tuple[str, int, int]] = []  # (name, st_dev, st_ino of its parent) per level
+    # Per level above us: (the directory we went into, st_dev and st_ino of the one we left,
+    # the subdirectories still to do there).
+    above: list[tuple[str, int, int, list[str]]] = []
     try:
+        subdirs = _clear_files(fd)
         while True:
-            sub = _clear_files(fd)
-            if sub is not None:
+            if subdirs:
+                sub = subdirs.pop()
                 try:
                     child = os.open(sub, flags, dir_fd=fd)
                 except FileNotFoundError:
                     continue
                 st = os.fstat(fd)
-                above.append((sub, st.st_dev, st.st_ino))
+                above.append((sub, st.st_dev, st.st_ino, subdirs))
                 os.close(fd)
                 fd = child
+                subdirs = _clear_files(fd)
                 continue
             if not above:
                 break
-            name, dev, ino = above.pop()
+            name, dev, ino, subdirs = above.pop()
             parent = os.open("..", flags, dir_fd=fd)
             os.close(fd)
             fd = parent
@@ -296,14 +300,16 @@ def _remove_tree(path: str) -> None:
     _ignore_missing(os.rmdir, path)
 
 
-def _clear_files(dirfd: int) -> str | None:
-    """Unlink everything in `dirfd` but directories; the name of one directory, if any."""
+def _clear_files(dirfd: int) -> list[str]:
+    """Unlink everything in `dirfd` but directories; the names of those."""
+    subdirs: list[str] = []
     with os.scandir(dirfd) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                return entry.name
-            _ignore_missing(os.unlink, entry.name, dir_fd=dirfd)
-    return None
+                subdirs.append(entry.name)
+            else:
+                _ignore_missing(os.unlink, entry.name, dir_fd=dirfd)
+    return subdirs
 
 
 def _ignore_missing(remove: Callable[..., None], name: str, dir_fd: int | None = None) -> None:

@@ -23,11 +23,13 @@ def _deep_tree(top: Path, levels: int) -> None:
         os.close(fd)
 
 
-def test_remove_tree_deeper_than_recursion_and_path_max(tmp_path: Path) -> None:
-    """1,100 levels of 25 characters: deeper than Python's recursion limit, longer than PATH_MAX."""
+def test_remove_tree_longer_than_path_max(tmp_path: Path) -> None:
+    """300 levels of 25 characters: paths longer than PATH_MAX (the integration test goes
+    1,100 deep, past Python's recursion limit, in the sandbox's throw-away /tmp; here a
+    failure must leave a tree pytest's own cleanup can still remove)."""
     top = tmp_path / "cid"
     (top / "notify").mkdir(parents=True)
-    _deep_tree(top / "notify", 1100)
+    _deep_tree(top / "notify", 300)
     state._remove_tree(os.fspath(top))
     assert not top.exists()
 
@@ -48,3 +50,13 @@ def test_remove_tree_never_follows_symlinks(tmp_path: Path) -> None:
 
 def test_remove_tree_missing_is_fine(tmp_path: Path) -> None:
     state._remove_tree(os.fspath(tmp_path / "gone"))
+
+
+def test_remove_tree_wide_and_deep(tmp_path: Path) -> None:
+    top = tmp_path / "cid"
+    for i in range(50):
+        (top / f"d{i}" / "a" / "b").mkdir(parents=True)
+        (top / f"d{i}" / "a" / "f").write_text("x")
+        (top / f"f{i}").write_text("x")
+    state._remove_tree(os.fspath(top))
+    assert not top.exists()
