@@ -43,7 +43,8 @@ _MAX_FDS = 768  # systemd's per-message limit on passed fds (FDSTORE=1); we clos
 
 # What a container may tell its service, as systemd 252's service_notify_message reads it:
 # field -> the values it acts on (None: any value, first occurrence in a message) and the
-# longest value relayed. READY/RELOADING/STOPPING/WATCHDOG count only as exact tags.
+# longest value relayed, in UTF-8 bytes (escaped, all of them fit in NOTIFY_BUFFER_MAX).
+# READY/RELOADING/STOPPING/WATCHDOG count only as exact tags.
 ALLOWED: dict[str, tuple[frozenset[str] | None, int]] = {
     "READY": (frozenset({"1"}), 1),
     "RELOADING": (frozenset({"1"}), 1),
@@ -123,8 +124,19 @@ def allowed_fields(tags: Iterable[str]) -> dict[str, str]:
                     fields.pop(phase, None)
             fields[key] = value
         elif key not in fields:
-            fields[key] = value[:longest]
+            fields[key] = _truncate(value, longest)
     return fields
+
+
+def _truncate(value: str, limit: int) -> str:
+    """`value` cut to at most `limit` UTF-8 bytes, at a character boundary."""
+    data = value.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return value
+    end = limit
+    while end > 0 and data[end] & 0xC0 == 0x80:  # a continuation byte: back off
+        end -= 1
+    return data[:end].decode("utf-8", "surrogateescape")
 
 
 def parse(data: bytes) -> dict[str, str]:

@@ -261,7 +261,7 @@ def test_split_tags_as_systemd_252() -> None:
     assert split(b"STATUS=x\rMAINPID=1") == ["STATUS=x", "MAINPID=1"]
     assert split(b"\n\r\nA=1\r\r\nB=2\n") == ["A=1", "B=2"]
     assert split(b"STATUS=a\\\nb\\\\") == ["STATUS=a\nb\\"]  # a backslash takes the next byte
-    assert split(b'STATUS="quoted\'') == ['STATUS="quoted\'']  # quotes mean nothing
+    assert split(b"STATUS=\"quoted'") == ["STATUS=\"quoted'"]  # quotes mean nothing
     assert split(b"READY=1\\") is None  # trailing backslash: the split fails, message dropped
     assert split(b"READY=1\0MAINPID=1") is None  # embedded NUL: dropped
     assert split(b"READY=1\0") == ["READY=1"]  # one trailing NUL is allowed
@@ -390,3 +390,22 @@ def test_bind_does_not_chmod_through_a_symlink(tmp_path: Path, monkeypatch: pyte
         p.bind(tmp_path)
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
     assert victim.read_text() == "marker"
+
+
+def test_relayed_message_fits_systemd_buffer() -> None:
+    """Every allowed field at its longest, in multi-byte characters and escapes, still fits
+    NOTIFY_BUFFER_MAX (systemd drops a longer message whole), and STATUS stays valid UTF-8."""
+    fields = {
+        "STATUS": "é\\\n" * 2000,
+        "ERRNO": "\\" * 100,
+        "BUSERROR": "\r" * 1000,
+        "READY": "1",
+        "WATCHDOG": "trigger",
+    }
+    data = sdnotify.format_message(fields, mainpid=2**22)
+    assert len(data) <= sdnotify.NOTIFY_BUFFER_MAX
+    tags = sdnotify.split_tags(data)
+    assert tags is not None
+    status = next(t for t in tags if t.startswith("STATUS="))
+    assert len(status.encode()) <= len("STATUS=") + 1024
+    status.encode("utf-8")  # no half character left: systemd ignores a STATUS that is not UTF-8
