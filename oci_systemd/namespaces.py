@@ -115,6 +115,8 @@ def enter(
             except OSError as e:
                 raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
             fds.append((nstype, path, fd))
+            if nstype == "mount":
+                _refuse_own_mount_ns(fd, path)
         for nstype, path, fd in fds:
             try:
                 linux.setns(fd, NAMESPACE_FLAGS[nstype], path)
@@ -145,6 +147,17 @@ def enter(
         new_net_ns=bool(new & linux.CLONE_NEWNET),
         cgroup_pending=cgroup_pending,
     )
+
+
+def _refuse_own_mount_ns(fd: int, path: str) -> None:
+    """The rootfs is built by changing propagation, pivot_root and unmounting the old root: in the
+    caller's own mount namespace that would take the caller's / away."""
+    st, own = os.fstat(fd), os.stat("/proc/self/ns/mnt")
+    if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+        raise OciSystemdError(
+            f"mount namespace {path} is the runtime's own: the container would replace its root",
+            hint='use a new mount namespace ({"type": "mount"}) or the path of another one',
+        )
 
 
 def _unshare(flags: int) -> None:
@@ -251,20 +264,23 @@ def write_time_offsets(offsets: dict[str, Any]) -> None:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)
 
 
-def _has_new_uts(cfg: dict[str, Any]) -> bool:
-    for ns in cfg.get("linux", {}).get("namespaces", []):
-        if ns.get("type") == "uts" and not ns.get("path"):
-            return True
-    return False
+def configured(cfg: dict[str, Any], nstype: str) -> dict[str, Any] | None:
+    """The `linux.namespaces` entry of type `nstype` (new or by path), None when the container
+    shares the caller's namespace of that type."""
+    for ns in (cfg.get("linux") or {}).get("namespaces") or ():
+        if ns.get("type") == nstype:
+            return ns  # type: ignore[no-any-return]
+    return None
 
 
 def set_hostname(cfg: dict[str, Any]) -> None:
-    """Set `hostname` and `domainname` of the full config, in the container's new uts namespace."""
+    """Set `hostname` and `domainname` of the full config, in the container's uts namespace (new or
+    joined by path, as runc; never the caller's own)."""
     hostname = cfg.get("hostname")
     domainname = cfg.get("domainname")
     if hostname is None and domainname is None:
         return
-    if not _has_new_uts(cfg):
+    if configured(cfg, "uts") is None:
         raise OciSystemdError(
             "unable to set hostname without a private UTS namespace",
             hint='add {"type": "uts"} to linux.namespaces',
