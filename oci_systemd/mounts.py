@@ -890,15 +890,6 @@ _IPC_SYSCTLS = frozenset(
 )
 
 
-def _same_ns(kind: str, pid: int) -> bool:
-    """Whether we share namespace `kind` (a /proc/<pid>/ns name) with `pid`; False if unknown."""
-    try:
-        own, other = os.stat(f"/proc/self/ns/{kind}"), os.stat(f"/proc/{pid}/ns/{kind}")
-    except OSError:
-        return False
-    return (own.st_dev, own.st_ino) == (other.st_dev, other.st_ino)
-
-
 def check_sysctls(cfg: dict[str, Any]) -> None:
     """Refuse `linux.sysctl` keys that would change the host (runc's validator): net.* needs a
     network namespace, IPC keys an ipc namespace, kernel.{hostname,domainname} a uts namespace,
@@ -920,7 +911,7 @@ def check_sysctls(cfg: dict[str, Any]) -> None:
         else:
             raise OciSystemdError(f"sysctl {key!r} is not in a separate kernel namespace")
         ns = kinds.get(kind)
-        if ns is None or (ns.get("path") and _same_ns(proc_name, 1)):
+        if ns is None or (ns.get("path") and namespaces.same_ns(proc_name, 1)):
             raise OciSystemdError(
                 f"sysctl {key!r} is not allowed in the host's {kind} namespace",
                 hint=f"add a new {kind} namespace to linux.namespaces",

@@ -115,6 +115,29 @@ def test_without_mount_namespace_chroots_and_leaves_the_caller_alone(sandbox: Sa
     no_trace_left(sandbox, c)
 
 
+def test_exec_into_a_container_without_mount_namespace_is_chrooted(sandbox: Sandbox) -> None:
+    tag = secrets.token_hex(4)
+    c = Container(sandbox, no_mount_ns_config("sleep 60"))
+    (c.host_bundle / "rootfs" / "only-in-rootfs").write_text(f"rootfs-{tag}\n")
+    proc = in_throwaway_ns(
+        sandbox,
+        f"""
+        cat /proc/self/mountinfo > {c.bundle}/mi-before
+        $RT create --bundle {c.bundle} {c.id} > {c.bundle}/out 2>&1 && $RT start {c.id}
+        $RT exec {c.id} sh -c 'echo inside=$(cat /only-in-rootfs); echo bundle=$(ls {c.bundle} 2>&1)'
+        echo rc=$?
+        $RT delete --force {c.id}
+        cat /proc/self/mountinfo > {c.bundle}/mi-after
+        """,
+    )
+    got = tagged(proc.stdout)
+    assert got.get("rc") == "0", (proc.stdout, proc.stderr, (c.host_bundle / "out").read_text())
+    assert got["inside"] == f"rootfs-{tag}", "exec did not run in the container's root"
+    assert "config.json" not in got["bundle"], "exec saw the caller's /"
+    assert (c.host_bundle / "mi-after").read_text() == (c.host_bundle / "mi-before").read_text()
+    no_trace_left(sandbox, c)
+
+
 @pytest.mark.parametrize(
     ("field", "change"),
     [
@@ -250,6 +273,22 @@ def test_hostname_in_a_uts_namespace_joined_by_path(sandbox: Sandbox, uts_holder
     assert sandbox.run(["hostname"], capture_output=True, text=True, check=True).stdout == sandbox_name
 
 
+def test_hostname_in_the_hosts_uts_namespace_is_refused(sandbox: Sandbox) -> None:
+    before = sandbox.run(["hostname"], capture_output=True, text=True, check=True).stdout
+    conf = config("echo should-not-run")
+    bundles.add_all_namespaces(conf)
+    conf["linux"]["namespaces"] = [
+        ns if ns["type"] != "uts" else {"type": "uts", "path": "/proc/1/ns/uts"}
+        for ns in conf["linux"]["namespaces"]
+    ]
+    conf["hostname"] = f"renamed-{secrets.token_hex(3)}"
+    c = Container(sandbox, conf)
+    rc, out = run_prepared(c)
+    assert rc != 0 and "is the host's" in out, out
+    assert sandbox.run(["hostname"], capture_output=True, text=True, check=True).stdout == before
+    no_trace_left(sandbox, c)
+
+
 # -- 4, 5: user namespaces -------------------------------------------------------------------------
 
 
@@ -304,10 +343,16 @@ def test_bind_source_only_host_root_can_reach(sandbox: Sandbox) -> None:
         ]
         c = Container(sandbox, conf)
         _mapped_rootfs(c)
-        rc, out = run_prepared(c)
-        assert rc == 0, out
-        got = tagged(out)
-        assert (got["dir"], got["file"]) == ("bound-ok", "file-ok"), out
+        assert c.create().returncode == 0, c.output()
+        # The sources' fds were closed right after the mounts: the waiting idler holds none.
+        pid = (c.host_bundle / "pid").read_text().strip()
+        fds = sandbox.run(["ls", "-l", f"/proc/{pid}/fd"], capture_output=True, text=True, check=True).stdout
+        # (A path outside the container's root reads back relative to its detached mount.)
+        assert private.name not in fds, fds
+        assert c.rt("start", c.id).returncode == 0
+        wait_for(lambda: "file=" in c.output(), timeout=15)
+        got = tagged(c.output())
+        assert (got["dir"], got["file"]) == ("bound-ok", "file-ok"), c.output()
         bundles.delete_container(sandbox, c.id)
     finally:
         for p in (private / "sub" / "data", private / "file"):
