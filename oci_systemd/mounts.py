@@ -13,8 +13,8 @@ O_PATH fd it was made through, so remounts and propagation changes re-resolve th
 
 Order (runc's rootfs_linux.go): `prepare_rootfs` (propagation of /, rootfs bind onto itself, the
 `mounts` in config order, devices and /dev links) → createContainer hooks (caller) →
-`enter_rootfs` (pivot_root or MS_MOVE + chroot) → `finish_rootfs` (maskedPaths, readonlyPaths,
-root.readonly, rootfsPropagation, sysctl).
+`enter_rootfs` (pivot_root or MS_MOVE + chroot; chroot only without a mount namespace) →
+`finish_rootfs` (rootfsPropagation, root.readonly, sysctl, readonlyPaths, maskedPaths).
 
 `trace` may be set to a callable receiving one line per step (the idler wires it to --debug).
 """
@@ -972,14 +972,15 @@ def _open_sysctl_walk(sfd: int, rel: str) -> int:
 
 def finish_rootfs(cfg: dict[str, Any]) -> None:
     """After pivot, in runc's order: rootfsPropagation, root.readonly, sysctl (while /proc/sys is
-    still writable), readonlyPaths, maskedPaths. Nothing to do without a mount namespace."""
+    still writable), readonlyPaths, maskedPaths; an unbindable propagation comes last, since the
+    read-only paths are bind mounts of themselves (EINVAL below an unbindable mount). Nothing to
+    do without a mount namespace."""
     if namespaces.configured(cfg, "mount") is None:
         return
     lin = cfg.get("linux") or {}
     prop = _root_propagation(cfg)
-    if prop:
-        _trace(f"propagation of / = {linux.propagation_name(prop)}")
-        linux.mount(None, "/", None, prop)
+    if prop and not prop & linux.MS_UNBINDABLE:
+        _set_root_propagation(prop)
     if (cfg.get("root") or {}).get("readonly"):
         _trace("remount / read-only")
         linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | statvfs_flags("/"))
@@ -998,3 +999,10 @@ def finish_rootfs(cfg: dict[str, Any]) -> None:
                 os.close(null_fd)
     finally:
         os.close(root_fd)
+    if prop and prop & linux.MS_UNBINDABLE:
+        _set_root_propagation(prop)
+
+
+def _set_root_propagation(prop: int) -> None:
+    _trace(f"propagation of / = {linux.propagation_name(prop)}")
+    linux.mount(None, "/", None, prop)

@@ -20,7 +20,7 @@ from typing import Any
 
 import bundles
 import pytest
-from test_environment import HOST_ID, config, run, run_prepared, tagged
+from test_environment import HOST_ID, config, mountinfo, run, run_prepared, tagged
 from test_lifecycle import Container, no_trace_left, wait_for
 
 from oci_systemd.sandbox import Sandbox
@@ -225,6 +225,33 @@ def test_rootfs_propagation_rprivate_keeps_host_mounts_out(sandbox: Sandbox, sha
     sandbox.run(["sh", "-c", f"echo from-host > {shared_source}/sub/marker"], check=True)
     wait_for(lambda: "seen=" in output_file.read_text(), timeout=15)
     assert tagged(output_file.read_text())["seen"] == "no"
+
+
+def _kinds(optional: list[str]) -> set[str]:
+    return {field.split(":")[0] for field in optional}
+
+
+@pytest.mark.parametrize(
+    ("propagation", "root", "proc"),
+    [
+        ("private", set(), set()),
+        ("rprivate", set(), set()),
+        ("shared", {"shared"}, set()),
+        ("rshared", {"shared"}, {"shared"}),
+        ("unbindable", {"unbindable"}, set()),
+        ("runbindable", {"unbindable"}, {"unbindable"}),
+    ],
+)
+def test_rootfs_propagation_of_root_and_submounts(
+    sandbox: Sandbox, propagation: str, root: set[str], proc: set[str]
+) -> None:
+    """What each value does to the container's / and, for the recursive ones, to the mounts below."""
+    conf = config("cat /proc/self/mountinfo")
+    bundles.add_all_namespaces(conf)
+    conf["linux"]["rootfsPropagation"] = propagation
+    mounts = mountinfo(run(sandbox, conf))
+    assert _kinds(mounts["/"].optional) == root, mounts["/"].optional
+    assert _kinds(mounts["/proc"].optional) == proc, mounts["/proc"].optional
 
 
 # -- 3: uts namespace joined by path with a hostname -----------------------------------------------
