@@ -185,14 +185,17 @@ def shared_source(sandbox: Sandbox) -> Iterator[str]:
         sandbox.run(["rmdir", path], check=False)
 
 
-@pytest.mark.parametrize("propagation", ["rslave", "rshared"])
-def test_rootfs_propagation_lets_host_mounts_in(
-    sandbox: Sandbox, shared_source: str, propagation: str
+@pytest.mark.parametrize(
+    ("propagation", "seen"), [("rslave", "from-host"), ("rshared", "from-host"), ("rprivate", "no")]
+)
+def test_rootfs_propagation_and_host_mounts_made_after_start(
+    sandbox: Sandbox, shared_source: str, propagation: str, seen: str
 ) -> None:
+    # /shared/mounted is a file on the bound tmpfs itself (visible whatever the propagation): the
+    # host writes it once it has mounted /shared/sub.
     conf = config(
-        "i=0; while [ $i -lt 200 ]; do "
-        "if [ -e /shared/sub/marker ]; then echo seen=$(cat /shared/sub/marker); exit 0; fi; "
-        "sleep 0.05; i=$((i+1)); done; echo seen=no"
+        "i=0; while [ ! -e /shared/mounted ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; "
+        "echo seen=$(cat /shared/sub/marker 2>/dev/null || echo no)"
     )
     bundles.add_all_namespaces(conf)
     conf["linux"]["rootfsPropagation"] = propagation
@@ -205,26 +208,12 @@ def test_rootfs_propagation_lets_host_mounts_in(
     # After start: a new mount on the host side, below the bind source.
     sandbox.run(["mkdir", "-p", f"{shared_source}/sub"], check=True)
     sandbox.run(["mount", "-t", "tmpfs", "tmpfs", f"{shared_source}/sub"], check=True)
-    sandbox.run(["sh", "-c", f"echo from-host > {shared_source}/sub/marker"], check=True)
-    wait_for(lambda: "seen=" in output_file.read_text(), timeout=15)
-    assert tagged(output_file.read_text())["seen"] == "from-host", output_file.read_text()
-
-
-def test_rootfs_propagation_rprivate_keeps_host_mounts_out(sandbox: Sandbox, shared_source: str) -> None:
-    conf = config("sleep 0.5; test -e /shared/sub/marker && echo seen=yes || echo seen=no")
-    bundles.add_all_namespaces(conf)
-    conf["linux"]["rootfsPropagation"] = "rprivate"
-    conf["mounts"] = [
-        *conf["mounts"],
-        {"destination": "/shared", "type": "bind", "source": shared_source, "options": ["rbind"]},
-    ]
-    _, cid = bundles.run_and_get_output(sandbox, conf, detach=True)
-    output_file = sandbox.host_path(f"{bundles.INNER_WORKDIR}/bundles/{cid}/output")
-    sandbox.run(["mkdir", "-p", f"{shared_source}/sub"], check=True)
-    sandbox.run(["mount", "-t", "tmpfs", "tmpfs", f"{shared_source}/sub"], check=True)
-    sandbox.run(["sh", "-c", f"echo from-host > {shared_source}/sub/marker"], check=True)
-    wait_for(lambda: "seen=" in output_file.read_text(), timeout=15)
-    assert tagged(output_file.read_text())["seen"] == "no"
+    sandbox.run(
+        ["sh", "-c", f"echo from-host > {shared_source}/sub/marker; touch {shared_source}/mounted"],
+        check=True,
+    )
+    wait_for(lambda: "seen=" in output_file.read_text(), timeout=20)
+    assert tagged(output_file.read_text())["seen"] == seen, output_file.read_text()
 
 
 def _kinds(optional: list[str]) -> set[str]:
@@ -319,12 +308,20 @@ def test_hostname_in_the_hosts_uts_namespace_is_refused(sandbox: Sandbox) -> Non
 # -- 4, 5: user namespaces -------------------------------------------------------------------------
 
 
-def test_user_namespace_with_identity_map_binds_devices(sandbox: Sandbox) -> None:
-    conf = config("echo null=$(stat -c %F:%t:%T /dev/null); echo x > /dev/null && echo wrote=yes")
+def userns_config(script: str, id_map: list[dict[str, int]]) -> dict[str, Any]:
+    """All namespaces, a user namespace among them, both id maps `id_map`."""
+    conf = config(script)
     bundles.add_all_namespaces(conf)
     conf["linux"]["namespaces"].append({"type": "user"})
-    conf["linux"]["uidMappings"] = IDENTITY_MAP
-    conf["linux"]["gidMappings"] = IDENTITY_MAP
+    conf["linux"]["uidMappings"] = id_map
+    conf["linux"]["gidMappings"] = id_map
+    return conf
+
+
+def test_user_namespace_with_identity_map_binds_devices(sandbox: Sandbox) -> None:
+    conf = userns_config(
+        "echo null=$(stat -c %F:%t:%T /dev/null); echo x > /dev/null && echo wrote=yes", IDENTITY_MAP
+    )
     got = tagged(run(sandbox, conf))
     assert got["null"] == "character special file:1:3"
     assert got["wrote"] == "yes"
@@ -347,11 +344,7 @@ def test_bind_source_only_host_root_can_reach(sandbox: Sandbox) -> None:
     (private / "file").write_text("file-ok\n")
     (private / "file").chmod(0o644)
     try:
-        conf = config("echo dir=$(cat /mnt/dir/data); echo file=$(cat /mnt/file)")
-        bundles.add_all_namespaces(conf)
-        conf["linux"]["namespaces"].append({"type": "user"})
-        conf["linux"]["uidMappings"] = HOST_MAP
-        conf["linux"]["gidMappings"] = HOST_MAP
+        conf = userns_config("echo dir=$(cat /mnt/dir/data); echo file=$(cat /mnt/file)", HOST_MAP)
         conf["root"]["readonly"] = False
         conf["mounts"] = [
             *conf["mounts"],
@@ -389,11 +382,7 @@ def test_bind_source_only_host_root_can_reach(sandbox: Sandbox) -> None:
 
 
 def test_missing_bind_source_in_user_namespace_is_a_clear_error(sandbox: Sandbox) -> None:
-    conf = config("echo should-not-run")
-    bundles.add_all_namespaces(conf)
-    conf["linux"]["namespaces"].append({"type": "user"})
-    conf["linux"]["uidMappings"] = HOST_MAP
-    conf["linux"]["gidMappings"] = HOST_MAP
+    conf = userns_config("echo should-not-run", HOST_MAP)
     missing = f"{bundles.INNER_WORKDIR}/missing-{secrets.token_hex(4)}"
     conf["mounts"] = [
         *conf["mounts"],
