@@ -51,6 +51,23 @@ def in_throwaway_ns(sb: Sandbox, script: str, timeout: float = 120) -> subproces
     )
 
 
+def refused_in_throwaway_ns(sb: Sandbox, c: Container) -> str:
+    """`create` c in a throw-away mount namespace, which must fail and leave that namespace's
+    mounts as they were; what the runtime printed."""
+    proc = in_throwaway_ns(
+        sb,
+        f"""
+        cat /proc/self/mountinfo > {c.bundle}/mi-before
+        $RT create --bundle {c.bundle} {c.id} > {c.bundle}/out 2>&1; echo rc=$?
+        cat /proc/self/mountinfo > {c.bundle}/mi-after
+        """,
+    )
+    out = (c.host_bundle / "out").read_text()
+    assert tagged(proc.stdout).get("rc") not in (None, "0"), (proc.stdout, out)
+    assert (c.host_bundle / "mi-after").read_text() == (c.host_bundle / "mi-before").read_text()
+    return out
+
+
 def no_mount_ns_config(script: str) -> dict[str, Any]:
     """The default config without mount namespace and without what needs one."""
     conf = config(script)
@@ -134,7 +151,6 @@ def test_exec_into_a_container_without_mount_namespace_is_chrooted(sandbox: Sand
     assert got.get("rc") == "0", (proc.stdout, proc.stderr, (c.host_bundle / "out").read_text())
     assert got["inside"] == f"rootfs-{tag}", "exec did not run in the container's root"
     assert "config.json" not in got["bundle"], "exec saw the caller's /"
-    assert (c.host_bundle / "mi-after").read_text() == (c.host_bundle / "mi-before").read_text()
     no_trace_left(sandbox, c)
 
 
@@ -153,18 +169,21 @@ def test_without_mount_namespace_what_needs_a_mount_is_refused(
 ) -> None:
     conf = bundles.merge(no_mount_ns_config("echo should-not-run"), change)
     c = Container(sandbox, conf)
-    proc = in_throwaway_ns(
-        sandbox,
-        f"""
-        cat /proc/self/mountinfo > {c.bundle}/mi-before
-        $RT create --bundle {c.bundle} {c.id} > {c.bundle}/out 2>&1; echo rc=$?
-        cat /proc/self/mountinfo > {c.bundle}/mi-after
-        """,
-    )
-    out = (c.host_bundle / "out").read_text()
-    assert tagged(proc.stdout).get("rc") not in (None, "0"), (proc.stdout, out)
+    out = refused_in_throwaway_ns(sandbox, c)
     assert field in out and "mount namespace" in out, out
-    assert (c.host_bundle / "mi-after").read_text() == (c.host_bundle / "mi-before").read_text()
+    no_trace_left(sandbox, c)
+
+
+def test_joining_the_callers_own_mount_namespace_is_refused(sandbox: Sandbox) -> None:
+    conf = config("echo should-not-run")
+    bundles.add_all_namespaces(conf)
+    conf["linux"]["namespaces"] = [
+        ns if ns["type"] != "mount" else {"type": "mount", "path": "/proc/self/ns/mnt"}
+        for ns in conf["linux"]["namespaces"]
+    ]
+    c = Container(sandbox, conf)
+    out = refused_in_throwaway_ns(sandbox, c)
+    assert "is the runtime's own" in out, out
     no_trace_left(sandbox, c)
 
 
