@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths, sysctl.
 
-Idler hot path: imports only `os`, `stat`-free arithmetic, `oci_systemd.linux` and `.errors`; it
-works on the raw config.json dict.
+Idler hot path: imports only `os`, `sys`, `_socket` (loaded by the channel anyway), `stat`-free
+arithmetic, `oci_systemd.linux`, `.namespaces` and `.errors`; it works on the raw config.json dict.
 
 Every destination is resolved *inside* the rootfs and mounted through an O_PATH fd
 (`/proc/self/fd/N`), never through a path string a symlink could redirect (CVE-2021-30465):
