@@ -2,7 +2,8 @@
 """The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths, sysctl.
 
 Idler hot path: imports only `os`, `sys`, `_socket` (loaded by the channel anyway), `stat`-free
-arithmetic, `oci_systemd.linux`, `.namespaces` and `.errors`; it works on the raw config.json dict.
+arithmetic, `oci_systemd.linux`, `.channel`, `.namespaces` and `.errors`; it works on the raw
+config.json dict.
 
 Every destination is resolved *inside* the rootfs and mounted through an O_PATH fd
 (`/proc/self/fd/N`), never through a path string a symlink could redirect (CVE-2021-30465):
@@ -26,7 +27,7 @@ import errno
 import os
 import sys
 
-from oci_systemd import linux, namespaces
+from oci_systemd import channel, linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -447,13 +448,12 @@ class SourceOpener:
         if not paths:
             return None
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        idler = os.getpid()
         pid = os.fork()
         if pid == 0:  # the helper: never returns into the idler's code
             code = 1
             try:
                 ours.close()
-                _serve_sources(theirs, idler, list(paths.values()))
+                _serve_sources(theirs, list(paths.values()))
                 code = 0
             finally:
                 os._exit(code)
@@ -464,12 +464,18 @@ class SourceOpener:
         """Call once the mount namespace exists; index in `mounts` → O_PATH fd of its source."""
         fds: dict[int, int] = {}
         try:
-            self._sock.send(b"go")
+            # Our own mount namespace, opened by us: the helper needs no ptrace access to us (we
+            # are not dumpable) to join it.
+            nsfd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                channel.send_fds(self._sock, b"go", [nsfd])
+            finally:
+                os.close(nsfd)
             for i, path in self._paths.items():
-                data, anc, _, _ = self._sock.recvmsg(64, _socket.CMSG_SPACE(4))
-                if anc and anc[0][1] == _socket.SCM_RIGHTS:
-                    fds[i] = int.from_bytes(anc[0][2][:4], sys.byteorder)
-                if data != b"ok" or i not in fds:
+                data, fd = _recv_fd(self._sock)
+                if fd >= 0:
+                    fds[i] = fd
+                if data != b"ok" or fd < 0:
                     what, _, err = data.decode(errors="replace").rpartition(":")
                     target = "the container's mount namespace" if what == "setns" else path
                     code = int(err) if err.isdigit() else errno.EIO
@@ -484,27 +490,35 @@ class SourceOpener:
             os.waitpid(self._pid, 0)
 
 
-def _serve_sources(sock: _socket.socket, idler: int, paths: list[str]) -> None:
+def _serve_sources(sock: _socket.socket, paths: list[str]) -> None:
     """The helper's side of SourceOpener: one message per source, "ok" + fd or an errno."""
-    if sock.recv(8) != b"go":
+    data, nsfd = _recv_fd(sock)
+    if data != b"go" or nsfd < 0:
         return  # the idler failed before making its namespaces
     try:
-        nsfd = os.open(f"/proc/{idler}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            linux.setns(nsfd, linux.CLONE_NEWNS, "the container's mount namespace")
-        finally:
-            os.close(nsfd)
-    except (OSError, SyscallError) as e:
+        linux.setns(nsfd, linux.CLONE_NEWNS, "the container's mount namespace")
+    except SyscallError as e:
         sock.send(f"setns:{e.errno or errno.EIO}".encode())
         return
+    finally:
+        os.close(nsfd)
     for path in paths:
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
         except OSError as e:
             sock.send(f"open bind source:{e.errno or errno.EIO}".encode())
             return
-        sock.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+        channel.send_fds(sock, b"ok", [fd])
         os.close(fd)
+
+
+def _recv_fd(sock: _socket.socket) -> tuple[bytes, int]:
+    """One message and the fd passed with it (-1 without one)."""
+    data, anc, _, _ = sock.recvmsg(64, _socket.CMSG_SPACE(4))
+    for level, kind, payload in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(payload) >= 4:
+            return data, int.from_bytes(payload[:4], sys.byteorder)
+    return data, -1
 
 
 def copy_tree(src_fd: int, dst_fd: int) -> None:
