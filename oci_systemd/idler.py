@@ -144,7 +144,10 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # and a cgroup namespace is rooted there. (The runtime started the scope while this
     # interpreter was starting: both wait, in parallel.)
     chan.recv(channel.JOINED)
+    # Forked while we are still the host's root: it opens the bind sources for us (user namespace).
+    opener = mounts.SourceOpener.start(cfg, plan["bundle"])
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
+    sources = opener.receive() if opener is not None else None
     if linux.get("timeOffsets"):
         namespaces.write_time_offsets(linux["timeOffsets"])
     if entered.needs_fork:
@@ -164,7 +167,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         namespaces.loopback_up()
 
     rootfs = plan["rootfs"]
-    mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
+    mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"], sources=sources)
     hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
     mounts.finish_rootfs(cfg)

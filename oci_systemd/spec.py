@@ -57,7 +57,10 @@ RLIMITS: Final = frozenset(
     }
 )  # fmt: skip
 
-ROOTFS_PROPAGATIONS: Final = frozenset({"private", "shared", "slave", "unbindable"})
+# runtime-spec 1.2 lists the first four; runc and crun also take mount(8)'s recursive forms.
+ROOTFS_PROPAGATIONS: Final = frozenset(
+    {"private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave", "runbindable"}
+)
 IOPRIO_CLASSES: Final = frozenset({"IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE"})
 SCHED_POLICIES: Final = frozenset(
     {"SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE"}
@@ -1134,6 +1137,39 @@ def _parse_linux(raw: object, path: str) -> Linux:
     )
 
 
+def _check_uts_sysctls(linux: Linux, *, hostname: str | None, domainname: str | None) -> None:
+    """kernel.hostname/kernel.domainname next to the field that sets the same name: which one wins
+    would depend on the order we apply them in; refused, as runc refuses kernel.hostname."""
+    for key in linux.sysctl:
+        rel = key if "/" in key else key.replace(".", "/")
+        for name, value in (("hostname", hostname), ("domainname", domainname)):
+            if rel == f"kernel/{name}" and value is not None:
+                raise SpecError(
+                    _key_path("linux.sysctl", key), f"conflicts with the {name} field (set only one of them)"
+                )
+
+
+def _check_without_mount_ns(linux: Linux, root: Root | None, mounts: tuple[Mount, ...]) -> None:
+    """Without a mount namespace of its own the container shares the caller's: every mount made
+    for it would be made there, change the caller's view and outlive the container. What needs
+    a mount is refused (docs/security.md, "Without a mount namespace")."""
+    if linux.has_namespace("mount"):
+        return
+    problem = "requires a mount namespace in linux.namespaces (it would change the caller's mounts)"
+    for field_name, wanted in (
+        ("mounts", bool(mounts)),
+        ("linux.maskedPaths", bool(linux.masked_paths)),
+        ("linux.readonlyPaths", bool(linux.readonly_paths)),
+        ("linux.rootfsPropagation", bool(linux.rootfs_propagation)),
+        ("root.readonly", bool(root is not None and root.readonly)),
+    ):
+        if wanted:
+            raise SpecError(field_name, problem)
+    if linux.has_namespace("user"):
+        # mknod is refused in a user namespace, and binding the host's nodes needs a mount.
+        raise SpecError("linux.namespaces", "a user namespace without a mount namespace cannot provide /dev")
+
+
 def parse(raw: object) -> Spec:
     """Validate a decoded config.json and return it typed; raise SpecError naming the bad field."""
     o = _Obj(raw, "")
@@ -1148,11 +1184,15 @@ def parse(raw: object) -> Spec:
         for key, value in (("hostname", hostname), ("domainname", domainname)):
             if value:
                 raise SpecError(key, "requires a uts namespace in linux.namespaces")
+    _check_uts_sysctls(linux or Linux(), hostname=hostname, domainname=domainname)
     annotations = o.str_map("annotations")
+    root = _parse_root(o.d["root"], "root") if o.has("root") else None
+    mounts = o.items("mounts", _parse_mount)
+    _check_without_mount_ns(linux or Linux(), root, mounts)
     return Spec(
         oci_version=version,
-        root=_parse_root(o.d["root"], "root") if o.has("root") else None,
-        mounts=o.items("mounts", _parse_mount),
+        root=root,
+        mounts=mounts,
         process=parse_process(o.d["process"], "process") if o.has("process") else None,
         hostname=hostname,
         domainname=domainname,

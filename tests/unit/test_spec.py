@@ -548,9 +548,9 @@ BAD: list[tuple[str, object, str, str]] = [
     ),
     (
         "linux.rootfsPropagation",
-        "rprivate",
+        "rbogus",
         "linux.rootfsPropagation",
-        'unknown rootfs propagation "rprivate"',
+        'unknown rootfs propagation "rbogus"',
     ),
     ("linux.seccomp", {}, "linux.seccomp.defaultAction", "required field missing"),
     ("linux.seccomp", {"defaultAction": "ALLOW"}, "linux.seccomp.defaultAction", "unknown seccomp action"),
@@ -658,3 +658,64 @@ def test_valid_container_ids(cid: str) -> None:
 def test_invalid_container_ids(cid: str) -> None:
     with pytest.raises(InvalidIdError, match="invalid container id"):
         spec.validate_container_id(cid)
+
+
+# -- issue 13: propagation values, sysctl against hostname, no mount namespace --------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"]
+)
+def test_rootfs_propagation_takes_mount8_values(value: str) -> None:
+    assert spec.parse(edit(base(), "linux.rootfsPropagation", value)).linux.rootfs_propagation == value  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("field", "key"),
+    [("hostname", "kernel.hostname"), ("domainname", "kernel.domainname"), ("hostname", "kernel/hostname")],
+)
+def test_sysctl_conflicting_with_uts_field_is_refused(field: str, key: str) -> None:
+    config = edit(edit(base(), field, "x"), "linux.sysctl", {key: "y"})
+    with pytest.raises(SpecError) as info:
+        spec.parse(config)
+    assert (
+        info.value.field.startswith("linux.sysctl")
+        and f"conflicts with the {field} field" in info.value.problem
+    )
+
+
+def test_uts_sysctl_without_the_field_is_accepted() -> None:
+    config = edit(base(), "linux.sysctl", {"kernel.domainname": "y"})
+    config.pop("domainname", None)
+    assert spec.parse(config).linux.sysctl == {"kernel.domainname": "y"}  # type: ignore[union-attr]
+
+
+def _without_mount_ns() -> dict[str, Any]:
+    config = base()
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"]
+    config["mounts"] = []
+    config["linux"].pop("maskedPaths", None)
+    config["linux"].pop("readonlyPaths", None)
+    config["root"]["readonly"] = False
+    return config
+
+
+def test_without_mount_namespace_a_plain_config_is_accepted() -> None:
+    assert not spec.parse(_without_mount_ns()).linux.has_namespace("mount")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("mounts", [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]),
+        ("linux.maskedPaths", ["/proc/kcore"]),
+        ("linux.readonlyPaths", ["/proc/sys"]),
+        ("linux.rootfsPropagation", "slave"),
+        ("root.readonly", True),
+        ("linux.namespaces", [{"type": "uts"}, {"type": "user"}]),
+    ],
+)
+def test_without_mount_namespace_what_needs_a_mount_is_refused(path: str, value: object) -> None:
+    with pytest.raises(SpecError) as info:
+        spec.parse(edit(_without_mount_ns(), path, value))
+    assert info.value.field == path and "mount namespace" in info.value.problem
