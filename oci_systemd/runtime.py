@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
+    from oci_systemd.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -205,8 +206,12 @@ class Runtime:
         no_pivot: bool = False,
         no_new_keyring: bool = False,
         preserve_fds: int = 0,
+        console_listener: ConsoleListener | None = None,
     ) -> Record:
-        """Create a container; returns its record. Leaves nothing behind on failure."""
+        """Create a container; returns its record. Leaves nothing behind on failure.
+
+        `console_listener` (a foreground `run`): with process.terminal and no console socket,
+        the pty master comes to that listener, bound in the state directory."""
         validate_id(cid)
         plan, record, props = self._prepare(
             cid,
@@ -215,12 +220,15 @@ class Runtime:
             no_pivot=no_pivot,
             no_new_keyring=no_new_keyring,
             preserve_fds=preserve_fds,
+            relay_terminal=console_listener is not None,
         )
         dirfd = self.store.claim(cid)
         try:
             fault_point("create:claimed")
             if record.get("notify_socket"):
                 os.mkdir(os.path.join(self.store.dir(cid), NOTIFY_DIR), 0o755)
+            if console_listener is not None and plan["console_socket"] and not console_socket:
+                console_listener.bind(plan["console_socket"])
             self.store.write(cid, record)
             self.store.write_config(cid, plan["config"])
             builder = _Builder(self, cid, plan, record, props)
@@ -255,6 +263,7 @@ class Runtime:
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
+        relay_terminal: bool = False,
     ) -> tuple[dict[str, Any], Record, list[Any]]:
         """Everything that can fail on bad input, before anything is created."""
 
@@ -265,15 +274,20 @@ class Runtime:
         proc = raw.get("process")
         if not proc:
             raise SpecError("process", "required to create a container")
-        if proc.get("terminal") and not console_socket:
-            raise OciSystemdError(
-                "cannot allocate tty if runc will detach without setting console socket",
-                hint="pass --console-socket PATH, or set process.terminal to false",
-            )
         if console_socket and not proc.get("terminal"):
             raise OciSystemdError("cannot use console socket if runc will not detach or allocate tty")
         if console_socket:
             console_socket = os.path.abspath(console_socket)
+        elif proc.get("terminal"):
+            if not relay_terminal:
+                raise OciSystemdError(
+                    "cannot allocate tty if runc will detach without setting console socket",
+                    hint="pass --console-socket PATH, or set process.terminal to false",
+                )
+            # A foreground run relays the pty itself (terminal.py): the idler sends it to us.
+            from oci_systemd.terminal import CONSOLE_SOCKET
+
+            console_socket = os.path.join(self.store.dir(cid), CONSOLE_SOCKET)
         root_path = (raw.get("root") or {}).get("path", "rootfs")
         rootfs = os.path.realpath(os.path.join(bundle, root_path))
         if not os.path.isdir(rootfs):
@@ -554,21 +568,45 @@ class Runtime:
     ) -> int:
         from oci_systemd import linux
 
+        listener = None
         if not detach:
             # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        record = self.create(
-            cid,
-            bundle=bundle,
-            console_socket=console_socket,
-            pid_file=pid_file,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-            preserve_fds=preserve_fds,
-        )
+            if not console_socket:  # process.terminal: runc's and crun's pty relay
+                from oci_systemd.terminal import ConsoleListener
+
+                listener = ConsoleListener()
         try:
+            record = self.create(
+                cid,
+                bundle=bundle,
+                console_socket=console_socket,
+                pid_file=pid_file,
+                no_pivot=no_pivot,
+                no_new_keyring=no_new_keyring,
+                preserve_fds=preserve_fds,
+                console_listener=listener,
+            )
+            return self._run_created(record, listener, detach=detach, keep=keep)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _run_created(
+        self, record: Record, listener: ConsoleListener | None, *, detach: bool, keep: bool
+    ) -> int:
+        cid = record["id"]
+        relay = None
+        try:
+            if listener is not None and listener.sock is not None:
+                from oci_systemd.terminal import Relay
+
+                relay = Relay(listener.receive())
+                relay.begin()  # raw mode and the window size before the program runs, as runc
             proxy = self._start(cid)
         except BaseException:
+            if relay is not None:
+                relay.close()
             if not detach:
                 self.delete(cid, force=True)
             raise
@@ -577,7 +615,11 @@ class Runtime:
                 proxy.close()
             return 0
         forwarder = _forward_notifications(proxy, record) if proxy is not None else None
-        status = _wait_forwarding_signals(record["pid"])
+        try:
+            status = _wait_forwarding_signals(record["pid"], relay)
+        finally:
+            if relay is not None:
+                relay.close()  # the caller's terminal back, also on errors
         if forwarder is not None:
             forwarder.join(timeout=1)
             proxy.close()
@@ -1279,8 +1321,11 @@ def _write_pid_file(path: str, pid: int) -> None:
         raise SyscallError.from_oserror("write pid file", exc) from exc
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    """Wait for the container's init like `runc run`: forward signals, return its status."""
+def _wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
+    """Wait for the container's init like `runc run`: forward signals, return its status.
+
+    With a terminal `relay`, the pty is relayed until the init exits, and SIGWINCH resizes the
+    pty instead of being forwarded (the kernel signals the container's foreground group)."""
     forwarded = (
         _signal.SIGTERM,
         _signal.SIGINT,
@@ -1299,6 +1344,9 @@ def _wait_forwarding_signals(pid: int) -> int:
 
     for sig in forwarded:
         _signal.signal(sig, forward)
+    if relay is not None:
+        _signal.signal(_signal.SIGWINCH, lambda _signum, _frame: relay.resize())
+        relay.run(pid)
     while True:
         try:
             got, status = os.waitpid(-1, 0)

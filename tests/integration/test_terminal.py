@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`run` in the foreground with process.terminal and no --console-socket, from a terminal: the
+runtime relays a pty of its own (runc's and crun's behaviour). The caller here is a real pty
+made by the test, the runtime's controlling terminal, as when a person types `oci-systemd run`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import bundles
+import pytest
+from test_lifecycle import Container
+
+from oci_systemd.sandbox import Sandbox
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _make_controlling_tty() -> None:  # in the child, after setsid (start_new_session)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Caller:
+    """`oci-systemd run` on a pty: `master` is the person at the keyboard."""
+
+    def __init__(self, sandbox: Sandbox, c: Container, *extra: str) -> None:
+        self.master, self.slave = os.openpty()
+        _set_size(self.slave, 37, 113)
+        self.before = termios.tcgetattr(self.slave)
+        self.seen = b""
+        self.proc = subprocess.Popen(
+            [*sandbox.nsenter_argv(), *bundles.runtime_argv(), "run", *extra, "--bundle", c.bundle, c.id],
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            start_new_session=True,
+            preexec_fn=_make_controlling_tty,
+        )
+
+    def expect(self, text: str, timeout: float = 20.0) -> str:
+        """Read the terminal until `text` shows; everything read since the last match."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                raise AssertionError(f"{text!r} not seen; the terminal showed {self.seen!r}")
+            try:
+                self.seen += os.read(self.master, 4096)
+            except OSError:  # EIO: nobody holds the slave any more
+                raise AssertionError(f"{text!r} not seen; the terminal showed {self.seen!r}") from None
+        head, _, self.seen = self.seen.partition(text.encode())
+        return head.decode(errors="replace")
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")  # Enter sends CR, as a keyboard does
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def shell(sandbox: Sandbox) -> Iterator[tuple[Container, Caller]]:
+    conf: dict[str, Any] = bundles.base_config()
+    conf["process"].update(terminal=True, args=["sh"], consoleSize={"height": 5, "width": 6})
+    c = Container(sandbox, conf)
+    caller = Caller(sandbox, c)
+    try:
+        yield c, caller
+    finally:
+        caller.close()
+        c.rt("delete", "--force", c.id)
+
+
+def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller]) -> None:
+    c, caller = shell
+    caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
+    during = termios.tcgetattr(caller.slave)
+    assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
+    caller.type("stty size; tty")
+    assert "37 113" in caller.expect("/dev/pts/"), "the caller's window size was not copied"
+    caller.type("echo typed-$((6*7))")
+    caller.expect("typed-42")
+
+
+def test_run_terminal_follows_window_changes(shell: tuple[Container, Caller]) -> None:
+    _c, caller = shell
+    caller.expect("# ")
+    _set_size(caller.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
+    # The resize reaches the container through the runtime's SIGWINCH handler: ask until then.
+    for _ in range(20):
+        caller.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
+        shown = caller.expect("E\r\n")
+        if "S40x120" in shown:
+            break
+    assert "S40x120" in shown, shown
+
+
+def test_run_terminal_exit_status_and_restore(shell: tuple[Container, Caller], sandbox: Sandbox) -> None:
+    c, caller = shell
+    caller.expect("# ")
+    caller.type("echo bye; exit 3")
+    caller.expect("bye")
+    assert caller.proc.wait(timeout=30) == 3
+    assert termios.tcgetattr(caller.slave) == caller.before, "the caller's terminal was not restored"
+    assert c.rt("state", c.id).returncode != 0, "run did not delete its container"
+
+
+def test_run_terminal_restored_when_the_program_cannot_start(sandbox: Sandbox) -> None:
+    conf: dict[str, Any] = bundles.base_config()
+    # A failing startContainer hook: create succeeded, the relay is set up, start fails.
+    conf["process"].update(terminal=True, args=["sh"])
+    conf["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    c = Container(sandbox, conf)
+    caller = Caller(sandbox, c)
+    try:
+        assert caller.proc.wait(timeout=30) != 0
+        assert termios.tcgetattr(caller.slave) == caller.before
+        assert not sandbox.host_path(f"/run/oci-systemd/{c.id}").exists()
+    finally:
+        caller.close()
+
+
+def test_terminal_without_console_socket_is_refused_when_detached(sandbox: Sandbox) -> None:
+    conf: dict[str, Any] = bundles.base_config()
+    conf["process"].update(terminal=True, args=["true"])
+    c = Container(sandbox, conf)
+    proc = c.rt("run", "--detach", "--bundle", c.bundle, c.id)
+    assert proc.returncode != 0
+    assert "console socket" in proc.stderr
+    assert c.rt("state", c.id).returncode != 0, "a refused run left a container"
