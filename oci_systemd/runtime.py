@@ -42,6 +42,7 @@ from oci_systemd.state import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
@@ -344,6 +345,12 @@ class Runtime:
         )
         if notify is not None:
             record["notify_socket"], record["notify_mode"] = notify
+        if (linux.get("seccomp") or {}).get("listenerPath"):
+            from oci_systemd import seccomp_notify
+
+            agent = seccomp_notify.listener_of(linux["seccomp"])
+            if agent is not None:
+                record["seccomp_listener"] = agent
         try:
             import pwd
 
@@ -367,7 +374,7 @@ class Runtime:
                 raise _cannot("start", status)
             proxy = self._bind_notify_proxy(cid, record)
             try:
-                _start_idler(self.store.dir(cid), cid)
+                _start_idler(self.store.dir(cid), cid, _seccomp_agent(record, record["pid"], Status.CREATED))
             except BaseException:
                 if proxy is not None:
                     proxy.close()
@@ -799,7 +806,7 @@ class Runtime:
             cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
-                await_exec(chan)
+                await_exec(chan, _seccomp_agent(record, child, Status.RUNNING))
             except channel.ChannelClosed:
                 raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
@@ -1151,13 +1158,17 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 
-def await_exec(peer: Channel) -> None:
+def await_exec(peer: Channel, seccomp_agent: Callable[[int], None] | None = None) -> None:
     """The idler announces EXEC just before execve(); its socket is close-on-exec, so EOF after
     the announcement means the program runs, an error message means exec failed, and EOF
-    before it means the idler died (ChannelClosed)."""
+    before it means the idler died (ChannelClosed). Before EXEC, a filter with SCMP_ACT_NOTIFY
+    sends its notify fd, for `seccomp_agent` (seccomp_notify.py)."""
     from oci_systemd import channel
 
-    peer.recv(channel.EXEC)
+    msg, fds = peer.recv_with_fds(channel.EXEC, channel.SECCOMP)
+    if msg["type"] == channel.SECCOMP:
+        _hand_to_agent(peer, fds, seccomp_agent)
+        peer.recv(channel.EXEC)
     try:
         peer.recv()
     except channel.ChannelClosed:
@@ -1165,7 +1176,39 @@ def await_exec(peer: Channel) -> None:
     raise IdlerError("unexpected answer from the idler")
 
 
-def _start_idler(state_dir: str, cid: str) -> None:
+def _hand_to_agent(peer: Channel, fds: list[int], agent: Callable[[int], None] | None) -> None:
+    """Give the notify fd to the seccomp agent, then let the idler go on; if that fails, the
+    idler is told so (it exits) and start fails, as the spec asks."""
+    from oci_systemd import channel
+
+    try:
+        if agent is None or len(fds) != 1:
+            raise IdlerError("the idler sent a seccomp notify fd that nobody asked for")
+        agent(fds[0])
+    except BaseException as exc:
+        try:
+            peer.send_error(str(exc), kind="seccomp")
+        except OSError:
+            pass
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    peer.send(channel.SECCOMP_SENT)
+
+
+def _seccomp_agent(record: Record, pid: int, status: Status) -> Callable[[int], None] | None:
+    """What sends the notify fd of process `pid` to the record's listenerPath; None without one."""
+    listener = record.get("seccomp_listener")
+    if not listener:
+        return None
+    from oci_systemd import seccomp_notify
+
+    state = Runtime._state_json(record, status)
+    return lambda fd: seccomp_notify.send_state(listener, pid, state, fd)
+
+
+def _start_idler(state_dir: str, cid: str, seccomp_agent: Callable[[int], None] | None = None) -> None:
     """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
     from oci_systemd import channel
     from oci_systemd.channel import Channel, RemoteError
@@ -1177,7 +1220,7 @@ def _start_idler(state_dir: str, cid: str) -> None:
     peer = Channel(sock)
     try:
         peer.send(channel.START)
-        await_exec(peer)
+        await_exec(peer, seccomp_agent)
         return
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc

@@ -87,7 +87,7 @@ def shell(sandbox: Sandbox) -> Iterator[tuple[Container, Caller]]:
 
 
 def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller]) -> None:
-    c, caller = shell
+    _c, caller = shell
     caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
     during = termios.tcgetattr(caller.slave)
     assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"

@@ -85,14 +85,6 @@ def test_translate() -> None:
         (
             {
                 "defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}],
-            },
-            "SCMP_ACT_NOTIFY",
-        ),
-        ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock"}, "listenerPath"),
-        (
-            {
-                "defaultAction": "SCMP_ACT_ALLOW",
                 "syscalls": [
                     {
                         "names": ["read"],
@@ -167,3 +159,48 @@ def test_apply_in_child() -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert out == str(errno.EROFS).encode()
+
+
+NOTIFY_PROFILE: dict[str, Any] = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "listenerPath": "/run/agent.sock",
+    "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+        {"names": ["rmdir"], "action": "SCMP_ACT_LOG"},
+    ],
+}
+
+
+def test_notify_rules_translate() -> None:
+    assert seccomp.uses_notify(NOTIFY_PROFILE)
+    assert not seccomp.uses_notify({**NOTIFY_PROFILE, "syscalls": NOTIFY_PROFILE["syscalls"][1:]})
+    assert seccomp.translate(NOTIFY_PROFILE).rules[0] == Rule("mkdir", seccomp.SCMP_ACT_NOTIFY, [])
+
+
+def test_notify_filter_without_a_hand_over_is_refused() -> None:
+    with pytest.raises(OciSystemdError, match="listener"):
+        seccomp.apply(NOTIFY_PROFILE)
+
+
+def test_apply_hands_the_notify_fd_over_in_child() -> None:
+    """Loading a NOTIFY filter gives hand_over the kernel's listener fd (and only then)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            from oci_systemd import linux
+
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+            got: list[str] = []
+            seccomp.apply(NOTIFY_PROFILE, lambda fd: got.append(os.readlink(f"/proc/self/fd/{fd}")))
+            out = repr(got).encode()
+        except BaseException as e:
+            out = repr(e).encode()
+        os.write(w, out)
+        os._exit(0)
+    os.close(w)
+    out = os.read(r, 1000)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert out == b"['anon_inode:seccomp notify']"
