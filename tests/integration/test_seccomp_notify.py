@@ -22,39 +22,45 @@ from test_lifecycle import Container, wait_for
 from oci_systemd.sandbox import Sandbox
 
 AGENT = r"""
-import errno, fcntl, json, os, select, socket, struct, sys
+import errno, fcntl, json, os, select, socket, struct, sys, threading
 path, out = sys.argv[1], sys.argv[2]
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(path); srv.listen(4)
-print("ready", flush=True)
-conn, _ = srv.accept()
-msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
-more = conn.recv(1)  # the runtime closes the connection after one state
-conn.close()
-seen = {"state": json.loads(msg), "nfds": len(fds), "closed": more == b"", "calls": []}
+seen = {"states": [], "calls": []}
+lock = threading.Lock()
 def save():
-    with open(out + ".tmp", "w") as f:
-        json.dump(seen, f)
-    os.rename(out + ".tmp", out)
-save()
+    with lock:
+        with open(out + ".tmp", "w") as f:
+            json.dump(seen, f)
+        os.rename(out + ".tmp", out)
 NOTIF_RECV, NOTIF_SEND = 0xC0502100, 0xC0182101  # _IOWR('!', 0/1, seccomp_notif/_resp)
-poll = select.poll(); poll.register(fds[0], select.POLLIN)
+def serve(fd):
+    poll = select.poll(); poll.register(fd, select.POLLIN)
+    while True:
+        events = poll.poll(60000)
+        if not events or events[0][1] & select.POLLHUP:
+            return  # no process uses the filter any more
+        notif = bytearray(80)
+        try:
+            fcntl.ioctl(fd, NOTIF_RECV, notif, True)
+        except OSError:
+            continue  # the caller died meanwhile
+        nid, pid, _fl, nr = struct.unpack_from("QIIi", notif)
+        seen["calls"].append({"pid": pid, "nr": nr})
+        save()
+        try:
+            fcntl.ioctl(fd, NOTIF_SEND, struct.pack("QqiI", nid, 0, -errno.EXDEV, 0))
+        except OSError:
+            pass
+print("ready", flush=True)
 while True:
-    events = poll.poll(60000)
-    if not events or events[0][1] & select.POLLHUP:
-        break  # no process uses the filter any more
-    notif = bytearray(80)
-    try:
-        fcntl.ioctl(fds[0], NOTIF_RECV, notif, True)
-    except OSError:
-        continue  # the caller died meanwhile
-    nid, pid, _fl, nr = struct.unpack_from("QIIi", notif)
-    seen["calls"].append({"pid": pid, "nr": nr})
+    conn, _ = srv.accept()
+    msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
+    more = conn.recv(1)  # the runtime closes the connection after one state
+    conn.close()
+    seen["states"].append({"state": json.loads(msg), "nfds": len(fds), "closed": more == b""})
     save()
-    try:
-        fcntl.ioctl(fds[0], NOTIF_SEND, struct.pack("QqiI", nid, 0, -errno.EXDEV, 0))
-    except OSError:
-        pass
+    threading.Thread(target=serve, args=(fds[0],), daemon=True).start()
 """
 
 
@@ -130,8 +136,9 @@ def test_notify_fd_and_state_go_to_the_listener(sandbox: Sandbox, agent: Agent) 
         assert start.returncode == 0, start.stderr
         wait_for(lambda: "done" in c.output())
         seen = agent.seen()
-        state = seen["state"]
-        assert seen["nfds"] == 1 and seen["closed"], seen
+        assert len(seen["states"]) == 1, seen
+        state = seen["states"][0]["state"]
+        assert seen["states"][0]["nfds"] == 1 and seen["states"][0]["closed"], seen
         assert state["fds"] == ["seccompFd"]
         assert state["pid"] == pid
         assert state["metadata"] == "agent-metadata-1"
@@ -144,6 +151,28 @@ def test_notify_fd_and_state_go_to_the_listener(sandbox: Sandbox, agent: Agent) 
         assert "cross-device" in c.output().lower(), c.output()
         assert not _rootfs_dir(c).exists()
         assert seen["calls"] and all(call["nr"] in (83, 258) for call in seen["calls"]), seen
+    finally:
+        c.rt("delete", "--force", c.id)
+
+
+def test_exec_hands_its_own_notify_fd_to_the_listener(sandbox: Sandbox, agent: Agent) -> None:
+    c = _container(sandbox, _profile(agent.socket))
+    c_conf = json.loads((c.host_bundle / "config.json").read_text())
+    c_conf["process"]["args"] = ["sleep", "1000"]
+    (c.host_bundle / "config.json").write_text(json.dumps(c_conf))
+    try:
+        assert c.create().returncode == 0, c.output()
+        assert c.rt("start", c.id).returncode == 0
+        wait_for(lambda: agent.out.exists())
+        proc = c.rt("exec", c.id, "sh", "-c", "mkdir /tmp/by-exec; echo exec-mkdir=$?")
+        assert proc.returncode == 0, proc.stderr
+        assert "exec-mkdir=1" in proc.stdout and "cross-device" in proc.stderr.lower(), proc
+        states = agent.seen()["states"]
+        assert len(states) == 2, states
+        exec_state = states[1]["state"]
+        assert exec_state["pid"] != states[0]["state"]["pid"]  # the exec'd process, not the init
+        assert exec_state["metadata"] == "agent-metadata-1"
+        assert exec_state["state"]["id"] == c.id
     finally:
         c.rt("delete", "--force", c.id)
 
