@@ -107,13 +107,7 @@ class Channel:
 
     def recv_with_fds(self, *expected: str, max_fds: int = 1) -> tuple[dict[str, Any], list[int]]:
         """recv(), plus the fds that came with the message (none for most messages)."""
-        data, ancdata, _flags, _addr = self.sock.recvmsg(_HEADER_SIZE, _socket.CMSG_SPACE(4 * max_fds))
-        fds = [
-            int.from_bytes(cmsg[i : i + 4], sys.byteorder)
-            for level, kind, cmsg in ancdata
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
-            for i in range(0, len(cmsg) - len(cmsg) % 4, 4)
-        ]
+        data, fds = recv_fds(self.sock, _HEADER_SIZE, max_fds)
         try:
             if not data:
                 raise ChannelClosed()
@@ -163,6 +157,21 @@ def _fd_bytes(fds: list[int]) -> bytes:
 def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
     """socket.send_fds without `socket` and `array`."""
     sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))])
+
+
+def recv_fds(sock: _socket.socket, bufsize: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """socket.recv_fds without `socket` and `array`: up to `bufsize` bytes and the fds sent
+    with them (close-on-exec: MSG_CMSG_CLOEXEC)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(
+        bufsize, _socket.CMSG_SPACE(4 * max_fds), _socket.MSG_CMSG_CLOEXEC
+    )
+    fds = [
+        int.from_bytes(cmsg[i : i + 4], sys.byteorder)
+        for level, kind, cmsg in ancdata
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+        for i in range(0, len(cmsg) - len(cmsg) % 4, 4)
+    ]
+    return data, fds
 
 
 def _with_address(sock: UnixSocket, path: str, op: Any) -> UnixSocket:

@@ -51,9 +51,7 @@ class ConsoleListener:
 
     def receive(self) -> int:
         """The pty master the idler sent (runc's protocol: one fd over SCM_RIGHTS)."""
-        import _socket
-        import sys
-
+        from oci_systemd import channel
         from oci_systemd.errors import OciSystemdError
 
         assert self.sock is not None
@@ -62,22 +60,15 @@ class ConsoleListener:
             conn, _ = self.sock.accept()
             try:
                 conn.settimeout(_RECEIVE_TIMEOUT)
-                _data, ancdata, _flags, _addr = conn.recvmsg(4096, _socket.CMSG_SPACE(4))
+                _data, fds = channel.recv_fds(conn, 4096, 1)
             finally:
                 conn.close()
         except OSError as exc:
             raise OciSystemdError(f"receiving the container's pty: {exc.strerror or exc}") from exc
-        fds = [
-            int.from_bytes(data[i : i + 4], sys.byteorder)
-            for level, kind, data in ancdata
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
-            for i in range(0, len(data) - len(data) % 4, 4)
-        ]
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             raise OciSystemdError("receiving the container's pty: expected one fd from the idler")
-        os.set_inheritable(fds[0], False)
         return fds[0]
 
     def close(self) -> None:
