@@ -4,6 +4,7 @@
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -127,8 +128,9 @@ def test_build_and_export_without_loading() -> None:
         filt.release()
 
 
-def test_apply_in_child() -> None:
-    """Load a filter in a forked child: mkdir then fails with the configured errno."""
+def _in_child(work: Callable[[], bytes]) -> bytes:
+    """`work()` in a forked child with no_new_privs (a filter never outlives the child); its
+    result, or the repr of what it raised."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -137,19 +139,7 @@ def test_apply_in_child() -> None:
             from oci_systemd import linux
 
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            seccomp.apply(
-                {
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [
-                        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
-                    ],
-                }
-            )
-            try:
-                os.mkdir("/tmp/oci-systemd-seccomp-test-never")
-                out = b"created"
-            except OSError as e:
-                out = str(e.errno).encode()
+            out = work()
         except BaseException as e:
             out = repr(e).encode()
         os.write(w, out)
@@ -158,7 +148,28 @@ def test_apply_in_child() -> None:
     out = os.read(r, 1000)
     os.close(r)
     os.waitpid(pid, 0)
-    assert out == str(errno.EROFS).encode()
+    return out
+
+
+def test_apply_in_child() -> None:
+    """Load a filter in a forked child: mkdir then fails with the configured errno."""
+
+    def work() -> bytes:
+        seccomp.apply(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
+                ],
+            }
+        )
+        try:
+            os.mkdir("/tmp/oci-systemd-seccomp-test-never")
+            return b"created"
+        except OSError as e:
+            return str(e.errno).encode()
+
+    assert _in_child(work) == str(errno.EROFS).encode()
 
 
 NOTIFY_PROFILE: dict[str, Any] = {
@@ -184,23 +195,10 @@ def test_notify_filter_without_a_hand_over_is_refused() -> None:
 
 def test_apply_hands_the_notify_fd_over_in_child() -> None:
     """Loading a NOTIFY filter gives hand_over the kernel's listener fd (and only then)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            from oci_systemd import linux
 
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            got: list[str] = []
-            seccomp.apply(NOTIFY_PROFILE, lambda fd: got.append(os.readlink(f"/proc/self/fd/{fd}")))
-            out = repr(got).encode()
-        except BaseException as e:
-            out = repr(e).encode()
-        os.write(w, out)
-        os._exit(0)
-    os.close(w)
-    out = os.read(r, 1000)
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert out == b"['anon_inode:seccomp notify']"
+    def work() -> bytes:
+        got: list[str] = []
+        seccomp.apply(NOTIFY_PROFILE, lambda fd: got.append(os.readlink(f"/proc/self/fd/{fd}")))
+        return repr(got).encode()
+
+    assert _in_child(work) == b"['anon_inode:seccomp notify']"
