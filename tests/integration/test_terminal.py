@@ -9,16 +9,18 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import signal
 import struct
 import subprocess
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import bundles
 import pytest
-from test_lifecycle import Container
+from test_lifecycle import Container, wait_for
 
 from oci_systemd.sandbox import Sandbox
 
@@ -155,3 +157,26 @@ def test_run_terminal_without_a_caller_terminal(sandbox: Sandbox) -> None:
     proc = c.rt("run", "--bundle", c.bundle, c.id, start_new_session=True)
     assert proc.returncode == 4, proc.stderr
     assert "/dev/pts/" in proc.stdout and "out-3" in proc.stdout, proc.stdout
+
+
+def test_run_terminal_restored_after_a_forwarded_signal(sandbox: Sandbox) -> None:
+    """SIGTERM to `run` goes to the container (which dies of it); run then restores the caller's
+    terminal and exits 128+15. (No pid namespace: an init of one would ignore the signal.)"""
+    conf: dict[str, Any] = bundles.base_config()
+    conf["process"].update(terminal=True, args=["sleep", "100"])
+    conf["linux"]["namespaces"] = [ns for ns in conf["linux"]["namespaces"] if ns["type"] != "pid"]
+    c = Container(sandbox, conf)
+    caller = Caller(sandbox, c)
+    try:
+        wait_for(lambda: c.rt("state", c.id).returncode == 0 and c.status() == "running")
+        assert not termios.tcgetattr(caller.slave)[3] & termios.ICANON
+        # nsenter forks the runtime: signal that child, the `run` process itself.
+        runtime_pid = int(
+            Path(f"/proc/{caller.proc.pid}/task/{caller.proc.pid}/children").read_text().split()[0]
+        )
+        os.kill(runtime_pid, signal.SIGTERM)
+        assert caller.proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert termios.tcgetattr(caller.slave) == caller.before
+    finally:
+        caller.close()
+        c.rt("delete", "--force", c.id)
