@@ -152,11 +152,12 @@ def test_run_terminal_without_a_caller_terminal(sandbox: Sandbox) -> None:
     the exit status comes back; there is no terminal to put in raw mode or to size from. (runc
     1.1.5 refuses this: "open /dev/tty: no such device or address"; the relay needs no tty.)"""
     conf: dict[str, Any] = bundles.base_config()
-    conf["process"].update(terminal=True, args=["sh", "-c", "tty; echo out-$((1+2)); exit 4"])
+    # Much output right before the exit: all of it must come through the pty before run ends.
+    conf["process"].update(terminal=True, args=["sh", "-c", "tty; seq 1 20000; echo out-$((1+2)); exit 4"])
     c = Container(sandbox, conf)
     proc = c.rt("run", "--bundle", c.bundle, c.id, start_new_session=True)
     assert proc.returncode == 4, proc.stderr
-    assert "/dev/pts/" in proc.stdout and "out-3" in proc.stdout, proc.stdout
+    assert "/dev/pts/" in proc.stdout and "\r\n20000\r\nout-3" in proc.stdout, proc.stdout[-200:]
 
 
 def test_run_terminal_restored_after_a_forwarded_signal(sandbox: Sandbox) -> None:
