@@ -157,7 +157,7 @@ def test_run_terminal_without_a_caller_terminal(sandbox: Sandbox) -> None:
     c = Container(sandbox, conf)
     proc = c.rt("run", "--bundle", c.bundle, c.id, start_new_session=True)
     assert proc.returncode == 4, proc.stderr
-    assert "/dev/pts/" in proc.stdout and "\r\n20000\r\nout-3" in proc.stdout, proc.stdout[-200:]
+    assert "/dev/pts/" in proc.stdout and "\n20000\nout-3" in proc.stdout, proc.stdout[-200:]
 
 
 def test_run_terminal_restored_after_a_forwarded_signal(sandbox: Sandbox) -> None:
