@@ -115,8 +115,9 @@ def agent(sandbox: Sandbox) -> Iterator[Agent]:
     a.stop()
 
 
-def _container(sandbox: Sandbox, seccomp: dict[str, Any]) -> Container:
+def _container(sandbox: Sandbox, seccomp: dict[str, Any], *, nnp: bool = True) -> Container:
     conf = bundles.base_config()
+    conf["process"]["noNewPrivileges"] = nnp
     conf["process"]["args"] = ["sh", "-c", "mkdir /tmp/by-agent; echo mkdir=$?; echo done"]
     conf["linux"]["seccomp"] = seccomp
     conf["root"]["readonly"] = False  # a real mkdir succeeds: only the agent makes it fail
@@ -127,8 +128,10 @@ def _rootfs_dir(c: Container) -> Path:
     return c.host_bundle / "rootfs" / "tmp" / "by-agent"
 
 
-def test_notify_fd_and_state_go_to_the_listener(sandbox: Sandbox, agent: Agent) -> None:
-    c = _container(sandbox, _profile(agent.socket))
+# Without noNewPrivileges the filter is loaded early (CAP_SYS_ADMIN still held), with it last.
+@pytest.mark.parametrize("nnp", [True, False], ids=["noNewPrivileges", "privileged-load"])
+def test_notify_fd_and_state_go_to_the_listener(sandbox: Sandbox, agent: Agent, nnp: bool) -> None:
+    c = _container(sandbox, _profile(agent.socket), nnp=nnp)
     try:
         assert c.create().returncode == 0, c.output()
         pid = c.state()["pid"]
