@@ -609,6 +609,7 @@ class Runtime:
                 from oci_systemd.terminal import Relay
 
                 relay = Relay(listener.receive())
+                listener.close()  # one pty per container: nothing else may connect
                 relay.begin()  # raw mode and the window size before the program runs, as runc
             proxy = self._start(cid)
         except BaseException:
