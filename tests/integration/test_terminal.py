@@ -88,9 +88,10 @@ def shell(sandbox: Sandbox) -> Iterator[tuple[Container, Caller]]:
         c.rt("delete", "--force", c.id)
 
 
-def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller]) -> None:
-    _c, caller = shell
+def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller], sandbox: Sandbox) -> None:
+    c, caller = shell
     caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
+    assert not sandbox.host_path(f"/run/oci-systemd/{c.id}/console.sock").exists(), "still listening"
     during = termios.tcgetattr(caller.slave)
     assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
     caller.type("stty size; tty")
