@@ -98,6 +98,14 @@ def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller], sandbo
     assert "37 113" in caller.expect("/dev/pts/"), "the caller's window size was not copied"
     caller.type("echo typed-$((6*7))")
     caller.expect("typed-42")
+    # ^C is a byte for the container's pty (it interrupts the sleep there), not a SIGINT to run.
+    caller.type("sleep 100")
+    caller.expect("sleep 100")
+    time.sleep(0.3)
+    os.write(caller.master, b"\x03")
+    caller.type("echo after-$((1+1))")
+    caller.expect("after-2", timeout=10)
+    assert caller.proc.poll() is None
 
 
 def test_run_terminal_follows_window_changes(shell: tuple[Container, Caller]) -> None:
