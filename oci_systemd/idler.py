@@ -288,7 +288,11 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
     keep = _keep_fds(plan, peer.fileno())
     linux = plan["config"].get("linux") or {}
     path, argv, envp = process.prepare(
-        proc, keep_fds=keep, seccomp=linux.get("seccomp"), personality=linux.get("personality")
+        proc,
+        keep_fds=keep,
+        seccomp=linux.get("seccomp"),
+        personality=linux.get("personality"),
+        seccomp_notify=lambda fd: _hand_over_notify_fd(peer, fd),
     )
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
@@ -301,6 +305,18 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
         raise ExecFailedError(
             f'exec: "{argv[0]}": {os.strerror(exc.errno or 0).lower()}', err=exc.errno or 0
         ) from exc
+
+
+def _hand_over_notify_fd(peer: Channel, fd: int) -> None:
+    """The seccomp notify fd goes to `start` (or `exec`) on the host, which gives it to the agent
+    at listenerPath: that path is out of our reach past pivot_root, and no host fd is ever held
+    here. Wait until the agent has it (the spec: failing to send it is an error), then drop our
+    copy, so the program never holds it."""
+    try:
+        peer.send_with_fds(channel.SECCOMP, [fd])
+    finally:
+        os.close(fd)
+    peer.recv(channel.SECCOMP_SENT)
 
 
 def _make_controlling_tty(tty: int) -> None:

@@ -24,7 +24,7 @@ from oci_systemd.errors import ExecFailedError, OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -386,13 +386,14 @@ def prepare(
     keep_fds: Collection[int],
     seccomp: dict[str, Any] | None = None,
     personality: dict[str, Any] | None = None,
+    seccomp_notify: Callable[[int], None] | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """Apply the `process` object (runtime-spec config.md) to this process; return execve() args.
 
     Everything but the execve() itself: the returned (path, argv, envp) go straight to os.execve().
     `keep_fds` survive besides stdio, with their CLOEXEC flag untouched. `seccomp` and
     `personality` are `linux.seccomp` and `linux.personality` of the config (they live outside
-    `process` in the spec).
+    `process` in the spec). `seccomp_notify` receives the filter's notify fd (SCMP_ACT_NOTIFY).
     """
     args = [str(a) for a in process.get("args") or ()]
     if not args:
@@ -416,7 +417,7 @@ def prepare(
     nnp = bool(process.get("noNewPrivileges"))
     if seccomp and not nnp:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-        _apply_seccomp(seccomp)
+        _apply_seccomp(seccomp, seccomp_notify)
 
     caps = process.get("capabilities")
     last = last_cap()
@@ -447,11 +448,11 @@ def prepare(
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp:
-            _apply_seccomp(seccomp)
+            _apply_seccomp(seccomp, seccomp_notify)
     return path, args, env
 
 
-def _apply_seccomp(profile: dict[str, Any]) -> None:
+def _apply_seccomp(profile: dict[str, Any], notify: Callable[[int], None] | None) -> None:
     from oci_systemd import seccomp
 
-    seccomp.apply(profile)
+    seccomp.apply(profile, notify)

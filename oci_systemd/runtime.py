@@ -42,9 +42,11 @@ from oci_systemd.state import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
+    from oci_systemd.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -205,8 +207,12 @@ class Runtime:
         no_pivot: bool = False,
         no_new_keyring: bool = False,
         preserve_fds: int = 0,
+        console_listener: ConsoleListener | None = None,
     ) -> Record:
-        """Create a container; returns its record. Leaves nothing behind on failure."""
+        """Create a container; returns its record. Leaves nothing behind on failure.
+
+        `console_listener` (a foreground `run`): with process.terminal and no console socket,
+        the pty master comes to that listener, bound in the state directory."""
         validate_id(cid)
         plan, record, props = self._prepare(
             cid,
@@ -215,12 +221,15 @@ class Runtime:
             no_pivot=no_pivot,
             no_new_keyring=no_new_keyring,
             preserve_fds=preserve_fds,
+            relay_terminal=console_listener is not None,
         )
         dirfd = self.store.claim(cid)
         try:
             fault_point("create:claimed")
             if record.get("notify_socket"):
                 os.mkdir(os.path.join(self.store.dir(cid), NOTIFY_DIR), 0o755)
+            if console_listener is not None and plan["console_socket"] and not console_socket:
+                console_listener.bind(plan["console_socket"])
             self.store.write(cid, record)
             self.store.write_config(cid, plan["config"])
             builder = _Builder(self, cid, plan, record, props)
@@ -255,6 +264,7 @@ class Runtime:
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
+        relay_terminal: bool = False,
     ) -> tuple[dict[str, Any], Record, list[Any]]:
         """Everything that can fail on bad input, before anything is created."""
 
@@ -265,15 +275,20 @@ class Runtime:
         proc = raw.get("process")
         if not proc:
             raise SpecError("process", "required to create a container")
-        if proc.get("terminal") and not console_socket:
-            raise OciSystemdError(
-                "cannot allocate tty if runc will detach without setting console socket",
-                hint="pass --console-socket PATH, or set process.terminal to false",
-            )
         if console_socket and not proc.get("terminal"):
             raise OciSystemdError("cannot use console socket if runc will not detach or allocate tty")
         if console_socket:
             console_socket = os.path.abspath(console_socket)
+        elif proc.get("terminal"):
+            if not relay_terminal:
+                raise OciSystemdError(
+                    "cannot allocate tty if runc will detach without setting console socket",
+                    hint="pass --console-socket PATH, or set process.terminal to false",
+                )
+            # A foreground run relays the pty itself (terminal.py): the idler sends it to us.
+            from oci_systemd.terminal import CONSOLE_SOCKET
+
+            console_socket = os.path.join(self.store.dir(cid), CONSOLE_SOCKET)
         root_path = (raw.get("root") or {}).get("path", "rootfs")
         rootfs = os.path.realpath(os.path.join(bundle, root_path))
         if not os.path.isdir(rootfs):
@@ -330,6 +345,12 @@ class Runtime:
         )
         if notify is not None:
             record["notify_socket"], record["notify_mode"] = notify
+        if (linux.get("seccomp") or {}).get("listenerPath"):
+            from oci_systemd import seccomp_notify
+
+            agent = seccomp_notify.listener_of(linux["seccomp"])
+            if agent is not None:
+                record["seccomp_listener"] = agent
         try:
             import pwd
 
@@ -353,7 +374,7 @@ class Runtime:
                 raise _cannot("start", status)
             proxy = self._bind_notify_proxy(cid, record)
             try:
-                _start_idler(self.store.dir(cid), cid)
+                _start_idler(self.store.dir(cid), cid, _seccomp_agent(record, record["pid"], Status.CREATED))
             except BaseException:
                 if proxy is not None:
                     proxy.close()
@@ -554,21 +575,46 @@ class Runtime:
     ) -> int:
         from oci_systemd import linux
 
+        listener = None
         if not detach:
             # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        record = self.create(
-            cid,
-            bundle=bundle,
-            console_socket=console_socket,
-            pid_file=pid_file,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-            preserve_fds=preserve_fds,
-        )
+            if not console_socket:  # process.terminal: runc's and crun's pty relay
+                from oci_systemd.terminal import ConsoleListener
+
+                listener = ConsoleListener()
         try:
+            record = self.create(
+                cid,
+                bundle=bundle,
+                console_socket=console_socket,
+                pid_file=pid_file,
+                no_pivot=no_pivot,
+                no_new_keyring=no_new_keyring,
+                preserve_fds=preserve_fds,
+                console_listener=listener,
+            )
+            return self._run_created(record, listener, detach=detach, keep=keep)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _run_created(
+        self, record: Record, listener: ConsoleListener | None, *, detach: bool, keep: bool
+    ) -> int:
+        cid = record["id"]
+        relay = None
+        try:
+            if listener is not None and listener.sock is not None:
+                from oci_systemd.terminal import Relay
+
+                relay = Relay(listener.receive())
+                listener.close()  # one pty per container: nothing else may connect
+                relay.begin()  # raw mode and the window size before the program runs, as runc
             proxy = self._start(cid)
         except BaseException:
+            if relay is not None:
+                relay.close()
             if not detach:
                 self.delete(cid, force=True)
             raise
@@ -577,7 +623,11 @@ class Runtime:
                 proxy.close()
             return 0
         forwarder = _forward_notifications(proxy, record) if proxy is not None else None
-        status = _wait_forwarding_signals(record["pid"])
+        try:
+            status = _wait_forwarding_signals(record["pid"], relay)
+        finally:
+            if relay is not None:
+                relay.close()  # the caller's terminal back, also on errors
         if forwarder is not None:
             forwarder.join(timeout=1)
             proxy.close()
@@ -757,7 +807,7 @@ class Runtime:
             cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
-                await_exec(chan)
+                await_exec(chan, _seccomp_agent(record, child, Status.RUNNING))
             except channel.ChannelClosed:
                 raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
@@ -1109,13 +1159,17 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 
-def await_exec(peer: Channel) -> None:
+def await_exec(peer: Channel, seccomp_agent: Callable[[int], None] | None = None) -> None:
     """The idler announces EXEC just before execve(); its socket is close-on-exec, so EOF after
     the announcement means the program runs, an error message means exec failed, and EOF
-    before it means the idler died (ChannelClosed)."""
+    before it means the idler died (ChannelClosed). Before EXEC, a filter with SCMP_ACT_NOTIFY
+    sends its notify fd, for `seccomp_agent` (seccomp_notify.py)."""
     from oci_systemd import channel
 
-    peer.recv(channel.EXEC)
+    msg, fds = peer.recv_with_fds(channel.EXEC, channel.SECCOMP)
+    if msg["type"] == channel.SECCOMP:
+        _hand_to_agent(peer, fds, seccomp_agent)
+        peer.recv(channel.EXEC)
     try:
         peer.recv()
     except channel.ChannelClosed:
@@ -1123,7 +1177,39 @@ def await_exec(peer: Channel) -> None:
     raise IdlerError("unexpected answer from the idler")
 
 
-def _start_idler(state_dir: str, cid: str) -> None:
+def _hand_to_agent(peer: Channel, fds: list[int], agent: Callable[[int], None] | None) -> None:
+    """Give the notify fd to the seccomp agent, then let the idler go on; if that fails, the
+    idler is told so (it exits) and start fails, as the spec asks."""
+    from oci_systemd import channel
+
+    try:
+        if agent is None or len(fds) != 1:
+            raise IdlerError("the idler sent a seccomp notify fd that nobody asked for")
+        agent(fds[0])
+    except BaseException as exc:
+        try:
+            peer.send_error(str(exc), kind="seccomp")
+        except OSError:
+            pass
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    peer.send(channel.SECCOMP_SENT)
+
+
+def _seccomp_agent(record: Record, pid: int, status: Status) -> Callable[[int], None] | None:
+    """What sends the notify fd of process `pid` to the record's listenerPath; None without one."""
+    listener = record.get("seccomp_listener")
+    if not listener:
+        return None
+    from oci_systemd import seccomp_notify
+
+    state = Runtime._state_json(record, status)
+    return lambda fd: seccomp_notify.send_state(listener, pid, state, fd)
+
+
+def _start_idler(state_dir: str, cid: str, seccomp_agent: Callable[[int], None] | None = None) -> None:
     """Tell the idler to exec; EOF on its close-on-exec socket means the exec succeeded."""
     from oci_systemd import channel
     from oci_systemd.channel import Channel, RemoteError
@@ -1135,7 +1221,7 @@ def _start_idler(state_dir: str, cid: str) -> None:
     peer = Channel(sock)
     try:
         peer.send(channel.START)
-        await_exec(peer)
+        await_exec(peer, seccomp_agent)
         return
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc
@@ -1283,8 +1369,11 @@ def _write_pid_file(path: str, pid: int) -> None:
         raise SyscallError.from_oserror("write pid file", exc) from exc
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    """Wait for the container's init like `runc run`: forward signals, return its status."""
+def _wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
+    """Wait for the container's init like `runc run`: forward signals, return its status.
+
+    With a terminal `relay`, the pty is relayed until the init exits, and SIGWINCH resizes the
+    pty instead of being forwarded (the kernel signals the container's foreground group)."""
     forwarded = (
         _signal.SIGTERM,
         _signal.SIGINT,
@@ -1303,6 +1392,9 @@ def _wait_forwarding_signals(pid: int) -> int:
 
     for sig in forwarded:
         _signal.signal(sig, forward)
+    if relay is not None:
+        _signal.signal(_signal.SIGWINCH, lambda _signum, _frame: relay.resize())
+        relay.run(pid)
     while True:
         try:
             got, status = os.waitpid(-1, 0)

@@ -78,6 +78,7 @@ SECCOMP_ACTIONS: Final = frozenset(
         "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
     }
 )  # fmt: skip
+SECCOMP_HANDOVER_SYSCALL: Final = "sendmsg"  # how the idler sends the notify fd out
 SECCOMP_FLAGS: Final = frozenset(
     {
         "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
@@ -1054,6 +1055,18 @@ def _parse_seccomp(raw: object, path: str) -> Seccomp:
     # config-linux.md: SCMP_ACT_NOTIFY needs a listener to hand the notify fd to.
     if uses_notify and not sc.listener_path:
         raise SpecError(o.at("listenerPath"), "required when an action is SCMP_ACT_NOTIFY")
+    # A notification the runtime itself triggers before the agent has the fd never gets an
+    # answer: every syscall for a default action, and the hand-over's own sendmsg (runc
+    # refuses the default action, and `write`, its own hand-over call).
+    if sc.default_action == "SCMP_ACT_NOTIFY":
+        raise SpecError(o.at("defaultAction"), "SCMP_ACT_NOTIFY cannot be used as the default action")
+    for i, rule in enumerate(sc.syscalls):
+        if rule.action == "SCMP_ACT_NOTIFY" and SECCOMP_HANDOVER_SYSCALL in rule.names:
+            raise SpecError(
+                f"{o.at('syscalls')}[{i}].names",
+                f"SCMP_ACT_NOTIFY cannot be used for {SECCOMP_HANDOVER_SYSCALL}: "
+                "the runtime hands the notify fd to the agent with it",
+            )
     return sc
 
 

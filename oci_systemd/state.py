@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         systemd_cgroup: bool
         notify_socket: str  # the caller's NOTIFY_SOCKET, when sd_notify is passed through
         notify_mode: str  # "container" (wait for the program's READY=1) or "started"
+        seccomp_listener: dict[str, str]  # listenerPath + listenerMetadata, with SCMP_ACT_NOTIFY
 
 else:
     Record = dict  # a TypedDict is a dict at runtime; this spares importing typing
