@@ -37,9 +37,12 @@ def run_hook(stage: str, hook: Mapping[str, Any], payload: bytes) -> None:
 
     path = str(hook["path"])
     args = list(hook.get("args") or [path])
-    env = list(hook.get("env") or [])
     timeout = hook.get("timeout")
-    environ = dict(e.split("=", 1) for e in env if "=" in e)
+    # As runc (Go's exec.Cmd with Env nil) and crun: a hook without `env` inherits the
+    # environment of whoever runs it (the runtime, or the idler, which has the runtime's);
+    # an explicit list, even an empty one, is the whole environment.
+    env = hook.get("env")
+    environ = None if env is None else dict(str(e).split("=", 1) for e in env if "=" in str(e))
     try:
         proc = subprocess.run(
             args,

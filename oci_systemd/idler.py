@@ -20,7 +20,7 @@ import sys
 
 from oci_systemd import channel
 from oci_systemd.channel import Channel, RemoteError, UnixSocket
-from oci_systemd.errors import ExecFailedError, OciSystemdError
+from oci_systemd.errors import ExecFailedError, OciSystemdError, report_attrs
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ def main() -> None:
 
 
 def _report(chan: Channel, exc: BaseException) -> None:
-    if isinstance(exc, ExecFailedError):
-        message, err, kind = exc.message, exc.errno, "exec"
-    elif isinstance(exc, OciSystemdError):
+    """Send `exc` to the runtime, which raises it as the same class (errors.from_report)."""
+    attrs: dict[str, str | int | None] = {}
+    if isinstance(exc, OciSystemdError):
         message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
+        attrs = report_attrs(exc)
     elif isinstance(exc, OSError):
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
@@ -86,7 +87,7 @@ def _report(chan: Channel, exc: BaseException) -> None:
     else:
         message, err, kind = f"{type(exc).__name__}: {exc}", 0, "internal"
     try:
-        chan.send_error(message, err, kind)
+        chan.send_error(message, err, kind, attrs)
     except OSError:
         pass
 
@@ -167,6 +168,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
     hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
+    process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
     mounts.finish_rootfs(cfg)
     # Like runc, a program that isn't there fails create, not start: podman and containerd
     # classify "executable file not found" from create's error as exit 127.
@@ -246,8 +248,6 @@ def _send_pty(console: UnixSocket, proc: dict[str, Any]) -> int:
 def _wait_for_start(
     listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
 ) -> None:
-    from oci_systemd import hooks
-
     while True:
         conn, _ = listener.accept()
         peer = Channel(conn)
@@ -264,16 +264,23 @@ def _wait_for_start(
         pass  # the state directory is gone: delete raced us, exec anyway and be killed
     os.close(state_dirfd)
     try:
-        hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
-        _exec_process(cfg.get("process") or {}, plan, peer, tty)
+        _exec_process(cfg.get("process") or {}, plan, peer, tty, hook_state=_hook_state(plan, "running"))
     except BaseException as exc:
         _report(peer, exc)
         code = exc.exit_code if isinstance(exc, OciSystemdError) else 1
         os._exit(code)
 
 
-def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty: int | None) -> None:
-    from oci_systemd import process
+def _exec_process(
+    proc: dict[str, Any],
+    plan: dict[str, Any],
+    peer: Channel,
+    tty: int | None,
+    *,
+    hook_state: dict[str, Any] | None = None,
+) -> None:
+    """Prepare the process, run the startContainer hooks when `hook_state` is given, exec."""
+    from oci_systemd import hooks, process
 
     if tty is not None:
         _make_controlling_tty(tty)
@@ -287,6 +294,11 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
     path, argv, envp = process.prepare(
         proc, keep_fds=keep, seccomp=linux.get("seccomp"), personality=linux.get("personality")
     )
+    if hook_state is not None:
+        # The hook is the image's binary: it runs as the process will, with its credentials,
+        # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
+        # (runc runs them after finalizeNamespace and seccomp, right before exec).
+        hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)

@@ -17,7 +17,6 @@ import sys
 from oci_systemd.errors import (
     ContainerNotFoundError,
     ContainerNotRunningError,
-    ExecFailedError,
     HookError,
     IdlerError,
     InvalidStateError,
@@ -161,6 +160,21 @@ def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
             log.warning(f"{field} {value!r} ignored: {lsm} {state}")
 
 
+def _warn_about_capabilities(cid: str, caps: Any) -> None:
+    """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
+    from oci_systemd import spec
+
+    if caps is None:
+        return
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = len(spec.CAPABILITY_NAMES) - 1
+    for warning in spec.capability_warnings(caps, last_cap=last):
+        log.warning(warning, container_id=cid)
+
+
 def _log_event(
     event: str, record: Record, status: str, message: str, extra: dict[str, Any] | None = None
 ) -> None:
@@ -281,6 +295,7 @@ class Runtime:
 
         linux = raw.get("linux") or {}
         _warn_about_labels(proc, linux)
+        _warn_about_capabilities(cid, parsed.process.capabilities if parsed.process else None)
         unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
         props = list(
             resources.scope_properties(
@@ -721,9 +736,10 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, channel, linux
+        from oci_systemd import cgroups, channel, linux, spec
         from oci_systemd.channel import RemoteError
 
+        _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
         with self.store.locked(cid, shared=True) as record:
             status = self._status(record)
             if status is Status.PAUSED:
@@ -762,9 +778,7 @@ class Runtime:
                 raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
             _reap_quietly(child or idler)
-            if exc.kind == "exec":
-                raise ExecFailedError(exc.message, err=exc.errno) from None
-            raise IdlerError(exc.message) from None
+            raise _idler_failure(exc) from None
         except BaseException:
             for pid in (child, idler):
                 if pid:
@@ -1024,10 +1038,12 @@ class _Builder:
 
 
 def _idler_failure(exc: RemoteError) -> OciSystemdError:
-    """The runtime's error for an idler's `error` message."""
-    if exc.kind == "HookError":
-        return HookError("createContainer", "", exc.message)
-    return IdlerError(exc.message)
+    """The runtime's error for an idler's `error` message: the idler's own exception class
+    (SpecError, HookError, ExecFailedError, ...) with its message and attributes; an OSError or
+    anything unexpected in the idler is an IdlerError."""
+    from oci_systemd.errors import from_report
+
+    return from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
 
 
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
@@ -1140,11 +1156,7 @@ def _start_idler(state_dir: str, cid: str) -> None:
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc
     except RemoteError as exc:
-        if exc.kind == "exec":
-            raise ExecFailedError(exc.message, err=exc.errno) from None
-        if exc.kind == "HookError":
-            raise HookError("startContainer", "", exc.message) from None
-        raise IdlerError(exc.message) from None
+        raise _idler_failure(exc) from None
     finally:
         peer.close()
 

@@ -1,0 +1,231 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The container process and its hooks as runc and crun make them (issues 13 and 14).
+
+Unknown capabilities are a warning, a missing cwd is created, HOME comes from the container's
+passwd, hooks without `env` inherit the runtime's environment, a failing hook's error is
+reported once and keeps its class, and startContainer hooks run with the process's
+credentials, capabilities, no_new_privs and seccomp, not the idler's. Each test also runs
+against runc/crun with OCI_RUNTIME=runc (or crun).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import bundles
+import pytest
+from test_environment import config, run, run_prepared, status_fields, tagged
+from test_escapes import cap_mask
+from test_lifecycle import Container
+
+from oci_systemd.sandbox import Sandbox
+
+CAPS = ["CAP_CHOWN", "CAP_UNKNOWN", "CAP_KILL"]
+
+
+def _journal(sb: Sandbox, *match: str) -> list[dict[str, Any]]:
+    sb.run(["journalctl", "--sync"])
+    out = sb.run(["journalctl", "--no-pager", "-o", "json", *match], capture_output=True, text=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def _is_oci_systemd() -> bool:
+    """False under OCI_RUNTIME=runc/crun: their wording and journal entries differ."""
+    return not any(name in os.environ.get("OCI_RUNTIME", "") for name in ("runc", "crun"))
+
+
+# -- 1. unknown capabilities: a warning, the known ones apply ----------------------------------------
+
+
+def test_unknown_capability_is_a_warning_and_the_rest_apply(sandbox: Sandbox) -> None:
+    conf = config("grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status")
+    conf["process"]["capabilities"] = {kind: CAPS for kind in ("bounding", "effective", "permitted")}
+    c = Container(sandbox, conf)
+    rc, out = run_prepared(c)
+    assert rc == 0, out
+    want = f"{cap_mask(['CAP_CHOWN', 'CAP_KILL']):016x}"
+    fields = status_fields(out)
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapBnd"] == want, out
+    assert "CAP_UNKNOWN" in out, "no warning about the unknown capability"
+    if _is_oci_systemd():
+        entries = _journal(sandbox, f"CONTAINER_ID={c.id}", "PRIORITY=4")
+        assert any("CAP_UNKNOWN" in e["MESSAGE"] for e in entries), entries
+
+
+def test_exec_cap_unknown_is_a_warning(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    assert c.rt("start", c.id).returncode == 0
+    proc = c.rt(
+        "exec", "--cap", "CAP_UNKNOWN", "--cap", "CAP_CHOWN", c.id, "grep", "^CapEff", "/proc/self/status"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CAP_UNKNOWN" in proc.stderr
+    eff = int(proc.stdout.split()[1], 16)
+    assert eff & cap_mask(["CAP_CHOWN"]), proc.stdout
+    bundles.delete_container(sandbox, c.id)
+
+
+# -- 2. a missing cwd is created, even below a read-only root ----------------------------------------
+
+
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_missing_cwd_is_created_below_a_readonly_root(sandbox: Sandbox, uid: int) -> None:
+    conf = config(
+        "echo pwd=$(pwd); echo owner=$(stat -c %u:%g:%a /work/deep/dir); touch /x 2>/dev/null; echo rc=$?"
+    )
+    conf["process"]["cwd"] = "/work/deep/dir"
+    conf["process"]["user"] = {"uid": uid, "gid": uid}
+    conf["root"]["readonly"] = True
+    got = tagged(run(sandbox, conf))
+    assert got["pwd"] == "/work/deep/dir"
+    assert got["owner"] == "0:0:755", "created as runc does: by the container's root, 0755"
+    assert got["rc"] != "0", "the root is still read-only"
+
+
+def test_cwd_that_is_a_file_fails_clearly(sandbox: Sandbox) -> None:
+    conf = config("pwd")
+    conf["process"]["cwd"] = "/etc/passwd"
+    c = Container(sandbox, conf)
+    rc, out = run_prepared(c)
+    assert rc != 0
+    assert "/etc/passwd" in out and "not a directory" in out.lower(), out
+
+
+# -- 3. HOME from the container's passwd -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("uid", "home"), [(0, "/root"), (65534, "/nonexistent"), (4242, "/")])
+def test_home_from_passwd(sandbox: Sandbox, uid: int, home: str) -> None:
+    conf = config("echo home=$HOME")
+    conf["process"]["user"] = {"uid": uid, "gid": uid}
+    conf["process"]["env"] = [e for e in conf["process"]["env"] if not e.startswith("HOME=")]
+    assert tagged(run(sandbox, conf))["home"] == home
+
+
+def test_home_from_the_config_wins(sandbox: Sandbox) -> None:
+    conf = config("echo home=$HOME")
+    conf["process"]["env"].append("HOME=/elsewhere")
+    assert tagged(run(sandbox, conf))["home"] == "/elsewhere"
+
+
+def test_exec_home_for_its_own_user(sandbox: Sandbox) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    conf["process"]["env"] = [e for e in conf["process"]["env"] if not e.startswith("HOME=")]
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    assert c.rt("start", c.id).returncode == 0
+    as_root = c.rt("exec", c.id, "sh", "-c", "echo $HOME")
+    as_nobody = c.rt("exec", "--user", "65534:65534", c.id, "sh", "-c", "echo $HOME")
+    assert (as_root.stdout.strip(), as_nobody.stdout.strip()) == ("/root", "/nonexistent"), (
+        as_root.stderr + as_nobody.stderr
+    )
+    bundles.delete_container(sandbox, c.id)
+
+
+# -- 4. hooks without env inherit the runtime's environment -------------------------------------------
+
+
+def _env_hook(log: str) -> dict[str, Any]:
+    return {"path": "/bin/sh", "args": ["sh", "-c", f"echo HOOK_PROBE=${{HOOK_PROBE:-unset}} >> {log}"]}
+
+
+def test_hooks_without_env_inherit_the_runtimes_environment(sandbox: Sandbox) -> None:
+    log = f"{bundles.INNER_WORKDIR}/hookenv-{os.getpid()}-{os.urandom(3).hex()}"
+    explicit = {**_env_hook(log), "env": ["HOOK_PROBE=explicit"]}
+    empty = {**_env_hook(log), "env": []}
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["true"]
+    conf["hooks"] = {"createRuntime": [_env_hook(log), explicit, empty], "poststop": [_env_hook(log)]}
+    c = Container(sandbox, conf)
+    env = {**os.environ, "HOOK_PROBE": "from-runtime"}
+    with (c.host_bundle / "output").open("w") as out:
+        proc = c.rt("run", "--bundle", c.bundle, c.id, stdout=out, stderr=out, capture_output=False, env=env)
+    assert proc.returncode == 0, c.output()
+    lines = sandbox.host_path(log).read_text().split()
+    # runc and crun: Go's exec.Cmd with Env nil inherits; an explicit list (even []) is the environment.
+    assert lines == [
+        "HOOK_PROBE=from-runtime",
+        "HOOK_PROBE=explicit",
+        "HOOK_PROBE=unset",
+        "HOOK_PROBE=from-runtime",
+    ], lines
+
+
+# -- 5. a failing hook: one message, its class kept --------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["createContainer", "startContainer"])
+def test_failing_container_hook_reports_once(sandbox: Sandbox, stage: str) -> None:
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["true"]
+    conf["hooks"] = {stage: [{"path": "/bin/false"}]}
+    c = Container(sandbox, conf)
+    rc, out = run_prepared(c)
+    assert rc != 0
+    if _is_oci_systemd():
+        assert out.count(f"error running {stage} hook") == 1, out
+        assert f"error running {stage} hook /bin/false: exit status 1" in out, out
+    bundles.delete_container(sandbox, c.id)
+
+
+def test_spec_error_in_the_idler_stays_a_spec_error(sandbox: Sandbox) -> None:
+    """An error the idler raises keeps its class: an OciSystemdError's message is not re-wrapped,
+    and an exec failure keeps its exit status (127) across the channel."""
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    assert c.rt("start", c.id).returncode == 0
+    missing = c.rt("exec", c.id, "/no/such/program")
+    assert missing.returncode == 127, missing.stderr
+    assert missing.stderr.count("no such file or directory") == 1, missing.stderr
+    bundles.delete_container(sandbox, c.id)
+
+
+# -- 7. startContainer hooks run as the process will (issue 14.3) ------------------------------------
+
+HOOK_PROBE = "grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status > /tmp/hook-status"
+
+
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_start_container_hook_has_only_the_process_privileges(sandbox: Sandbox, uid: int) -> None:
+    """The image's "hook" checks what it could use against the host (CAP_DAC_READ_SEARCH for
+    open_by_handle_at, CAP_SYS_ADMIN, uid 0): it must have exactly the process's."""
+    conf = config("grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status")
+    conf["process"]["user"] = {"uid": uid, "gid": uid}
+    conf["process"]["noNewPrivileges"] = True
+    conf["root"]["readonly"] = False
+    conf["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["open_by_handle_at", "name_to_handle_at"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    conf["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", HOOK_PROBE]}]}
+    c = Container(sandbox, conf)
+    rc, out = run_prepared(c)
+    assert rc == 0, out
+    process = status_fields(out)
+    hook = status_fields((c.host_bundle / "rootfs" / "tmp" / "hook-status").read_text())
+    assert hook["Uid"] == process["Uid"], (hook, process)
+    assert hook["CapEff"] == process["CapEff"] and hook["CapBnd"] == process["CapBnd"], (hook, process)
+    assert not int(hook["CapBnd"], 16) & cap_mask(["CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"])
+    assert hook["NoNewPrivs"] == "1" and hook["Seccomp"] == "2", hook
+    bundles.delete_container(sandbox, c.id)
+
+
+def test_start_container_hook_still_runs_inside_the_container(sandbox: Sandbox) -> None:
+    conf = config("cat /tmp/hook-ran")
+    conf["root"]["readonly"] = False
+    conf["hooks"] = {
+        "startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/hook-ran; echo >> /tmp/hook-ran"]}
+        ]
+    }
+    out = run(sandbox, conf)
+    state = json.loads(out.strip().splitlines()[0])
+    assert state["status"] in ("created", "running") and state["id"].startswith("test-"), out
