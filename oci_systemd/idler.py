@@ -280,7 +280,7 @@ def _exec_process(
     hook_state: dict[str, Any] | None = None,
 ) -> None:
     """Prepare the process, run the startContainer hooks when `hook_state` is given, exec."""
-    from oci_systemd import hooks, process
+    from oci_systemd import process
 
     if tty is not None:
         _make_controlling_tty(tty)
@@ -298,6 +298,8 @@ def _exec_process(
         # The hook is the image's binary: it runs as the process will, with its credentials,
         # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
         # (runc runs them after finalizeNamespace and seccomp, right before exec).
+        from oci_systemd import hooks  # imported by _create already: exec's idler never needs it
+
         hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:

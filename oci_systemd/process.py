@@ -345,6 +345,8 @@ def make_cwd(process: dict[str, Any]) -> None:
     cwd = process.get("cwd") or "/"
     if os.path.isdir(cwd):
         return
+    if os.path.lexists(cwd):  # a file, or a dangling symlink: never write through it
+        raise SyscallError("mkdir", cwd, errno.ENOTDIR)
     try:
         os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as e:

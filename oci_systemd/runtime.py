@@ -878,7 +878,7 @@ class _Builder:
         try:
             return self.chan.recv(*kinds)
         except RemoteError as exc:
-            raise _idler_failure(exc) from None
+            raise _idler_failure(exc, creating=True) from None
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
@@ -906,7 +906,7 @@ class _Builder:
         try:
             self.chan.recv()
         except RemoteError as exc:
-            return _idler_failure(exc)
+            return _idler_failure(exc, creating=True)
         except (channel.ChannelClosed, ValueError, OSError):
             pass  # EOF or noise without a report: the caller's own error is the best we have
         return None
@@ -1037,13 +1037,17 @@ class _Builder:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _idler_failure(exc: RemoteError) -> OciSystemdError:
+def _idler_failure(exc: RemoteError, *, creating: bool = False) -> OciSystemdError:
     """The runtime's error for an idler's `error` message: the idler's own exception class
     (SpecError, HookError, ExecFailedError, ...) with its message and attributes; an OSError or
-    anything unexpected in the idler is an IdlerError."""
-    from oci_systemd.errors import from_report
+    anything unexpected in the idler is an IdlerError. `create` exits 1 for every failure, a
+    missing program included (as runc); only start and exec exit 126/127."""
+    from oci_systemd.errors import ExecFailedError, from_report
 
-    return from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
+    error = from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
+    if creating and isinstance(error, ExecFailedError):
+        error.exit_code = 1
+    return error
 
 
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:

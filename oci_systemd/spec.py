@@ -680,17 +680,16 @@ def capability_warnings(
     """One warning per capability of `caps` that is unknown or above the kernel's `last_cap`."""
     if caps is None:
         return []
-    warnings = []
+    sets: dict[str, list[str]] = {}
     for kind in CAPABILITY_SETS:
-        for i, name in enumerate(getattr(caps, kind)):
-            if name not in CAPABILITIES:
-                problem = "unknown capability"
-            elif CAPABILITY_NAMES.index(name) > last_cap:
-                problem = "capability not supported by this kernel"
-            else:
-                continue
-            warnings.append(f"{path}.{kind}[{i}]: {problem} {jsonio.dumps(name)} ignored")
-    return warnings
+        for name in getattr(caps, kind):
+            if name not in CAPABILITIES or CAPABILITY_NAMES.index(name) > last_cap:
+                sets.setdefault(name, []).append(kind)
+    return [
+        f"{path}: {'capability unknown to this kernel' if name in CAPABILITIES else 'unknown capability'}"
+        f" {jsonio.dumps(name)} ignored (in {', '.join(kinds)})"
+        for name, kinds in sets.items()
+    ]
 
 
 def _parse_capabilities(raw: object, path: str) -> Capabilities:
