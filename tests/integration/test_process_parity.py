@@ -25,6 +25,22 @@ from oci_systemd.sandbox import Sandbox
 CAPS = ["CAP_CHOWN", "CAP_UNKNOWN", "CAP_KILL"]
 
 
+@pytest.fixture(autouse=True)
+def _old_oci_version_for_crun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """crun 1.8 refuses ociVersion 1.2.0 ("unknown version specified"). (In the private systemd
+    crun 1.8.1 then still fails every container with `setrlimit (RLIM_MEMLOCK): Operation not
+    permitted`, so crun could not be compared here.)"""
+    if "crun" in os.environ.get("OCI_RUNTIME", ""):
+        base = bundles.base_config
+
+        def older() -> dict[str, Any]:
+            conf = base()
+            conf["ociVersion"] = "1.0.2"
+            return conf
+
+        monkeypatch.setattr(bundles, "base_config", older)
+
+
 def cap_mask(names: list[str]) -> int:
     return sum(1 << CAPABILITIES[name] for name in set(names))
 
@@ -181,6 +197,8 @@ def test_failing_container_hook_reports_once(sandbox: Sandbox, stage: str) -> No
 def test_exec_failure_keeps_its_status_across_the_channel(sandbox: Sandbox) -> None:
     """exec's failure arrives as ExecFailedError (127), its message once. (The class mapping
     itself is pinned in tests/unit/test_idler_errors.py; this passed before the change too.)"""
+    if not _is_oci_systemd():
+        pytest.skip("runc's exec exits 255 here: 126/127 are podman's classes, which oci-systemd follows")
     conf = bundles.base_config()
     conf["process"]["args"] = ["sleep", "1000"]
     c = Container(sandbox, conf)
