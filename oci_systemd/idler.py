@@ -145,6 +145,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # and a cgroup namespace is rooted there. (The runtime started the scope while this
     # interpreter was starting: both wait, in parallel.)
     chan.recv(channel.JOINED)
+    _prepare_idmapped_mounts(cfg, plan)
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
     if linux.get("timeOffsets"):
         namespaces.write_time_offsets(linux["timeOffsets"])
@@ -184,6 +185,15 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     chan.send(channel.CREATED)
     chan.close()
     _wait_for_start(listener, plan, cfg, tty, state_dirfd)
+
+
+def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
+    if not any({"idmap", "ridmap"}.intersection(m.get("options") or ()) for m in cfg.get("mounts") or ()):
+        return
+    from oci_systemd import idmap
+
+    idmap.prepare(cfg, bundle=plan["bundle"])
 
 
 def _check_program(proc: dict[str, Any]) -> None:

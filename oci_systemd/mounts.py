@@ -91,8 +91,6 @@ PROPAGATION_FLAGS: dict[str, int] = {
 # clearly instead of reaching the kernel as unknown data (EINVAL).
 UNSUPPORTED_OPTIONS = frozenset(
     {
-        "idmap",
-        "ridmap",
         "rro",
         "rrw",
         "rnosuid",
@@ -149,6 +147,8 @@ def parse_options(options: Iterable[str]) -> MountOptions:
             flags = (flags & ~fl[0]) | fl[1]
         elif opt in PROPAGATION_FLAGS:
             propagation.append(PROPAGATION_FLAGS[opt])
+        elif opt in ("idmap", "ridmap"):
+            pass  # idmap.py: the tree is idmapped before it is attached
         elif opt in UNSUPPORTED_OPTIONS:
             raise OciSystemdError(f"mount option {opt!r} is not supported by oci-systemd")
         else:
@@ -316,6 +316,15 @@ def _host_source(source: str, bundle: str) -> str:
     return source if os.path.isabs(source) else os.path.join(bundle, source)
 
 
+def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
+    """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
+    if not {"idmap", "ridmap"}.intersection(m.get("options") or ()):
+        return False
+    from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
+
+    return idmap.attach(m, fd, dest)
+
+
 def _remount_bind(root_fd: int, root: str, dest: str, flags: int) -> None:
     """Re-resolve `dest` (now a mount) and remount it MS_BIND|MS_REMOUNT with `flags` + locked ones."""
     fd = open_in_root(root_fd, root, dest)
@@ -355,7 +364,8 @@ def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> N
         fd = mkdest_in_root(root_fd, root, dest, directory=is_dir)
         try:
             _trace(f"bind {src} -> {dest}{' (recursive)' if opts.flags & linux.MS_REC else ''}")
-            _mount_fd(src, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
+            if not _attach_idmapped(m, fd, dest):
+                _mount_fd(src, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
         finally:
             os.close(fd)
         extra = opts.flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)

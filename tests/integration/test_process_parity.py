@@ -251,3 +251,103 @@ def test_start_container_hook_still_runs_inside_the_container(sandbox: Sandbox) 
     out = run(sandbox, conf)
     state = json.loads(out.strip().splitlines()[0])
     assert state["status"] in ("created", "running") and state["id"].startswith("test-"), out
+
+
+# -- 6. idmapped mounts ------------------------------------------------------------------------------
+
+
+def _idmap_source(sb: Sandbox, owners: dict[str, int]) -> str:
+    """A directory in the sandbox's /tmp with one file per owner uid (and gid); its inner path."""
+    inner = f"{bundles.INNER_WORKDIR}/idmap-src-{os.urandom(4).hex()}"
+    host = sb.host_path(inner)
+    host.mkdir(parents=True)
+    for name, uid in owners.items():
+        (host / name).write_text(name)
+        os.chown(host / name, uid, uid)
+    return inner
+
+
+def _stat_all(dest: str) -> str:
+    return f"for f in {dest}/*; do echo $(basename $f)=$(stat -c %u:%g $f); done"
+
+
+def test_idmapped_mount_with_its_own_mapping(sandbox: Sandbox) -> None:
+    """No user namespace: the mount's mapping shifts on-disk owners (containerID → hostID)."""
+    src = _idmap_source(sandbox, {"root": 0, "user": 1234, "outside": 9000})
+    conf = config(_stat_all("/plain") + "; " + _stat_all("/mapped"))
+    conf["mounts"] += [
+        {"destination": "/plain", "type": "bind", "source": src, "options": ["bind"]},
+        {
+            "destination": "/mapped",
+            "type": "bind",
+            "source": src,
+            "options": ["bind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 4000, "size": 2000}],
+            "gidMappings": [{"containerID": 0, "hostID": 5000, "size": 2000}],
+        },
+    ]
+    lines = run(sandbox, conf).split()
+    assert lines[:3] == ["outside=9000:9000", "root=0:0", "user=1234:1234"], lines
+    # 9000 is outside the mapping: the kernel shows the overflow id.
+    assert lines[3:] == ["outside=65534:65534", "root=4000:5000", "user=5234:6234"], lines
+
+
+def test_idmapped_mount_defaults_to_the_container_mapping(sandbox: Sandbox) -> None:
+    """With a user namespace and no mapping on the mount, the container's applies (runtime-spec
+    1.2): files owned by 0 and 1234 on disk are root's and 1234's inside, not nobody's."""
+    host_id = 200000
+    src = _idmap_source(sandbox, {"root": 0, "user": 1234})
+    conf = config(_stat_all("/plain") + "; " + _stat_all("/mapped") + "; touch /mapped/made && echo made=ok")
+    bundles.add_all_namespaces(conf)
+    conf["linux"]["namespaces"].append({"type": "user"})
+    conf["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    conf["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    conf["root"]["readonly"] = False
+    conf["mounts"] += [
+        {"destination": "/plain", "type": "bind", "source": src, "options": ["bind"]},
+        {"destination": "/mapped", "type": "bind", "source": src, "options": ["rbind", "ridmap"]},
+    ]
+    c = Container(sandbox, conf)
+    rootfs = c.host_bundle / "rootfs"
+    for path in [rootfs, *rootfs.rglob("*")]:
+        os.lchown(path, host_id, host_id)
+    rc, out = run_prepared(c)
+    assert rc == 0, out
+    got = out.split()
+    assert got[:2] == ["root=65534:65534", "user=65534:65534"], got
+    assert got[2:4] == ["root=0:0", "user=1234:1234"], got
+    assert got[4] == "made=ok"
+    made = sandbox.host_path(f"{src}/made").stat()
+    assert (made.st_uid, made.st_gid) == (0, 0), "written through the idmapped mount as on-disk root"
+    bundles.delete_container(sandbox, c.id)
+
+
+def test_idmap_without_mapping_or_bind_is_refused(sandbox: Sandbox) -> None:
+    src = _idmap_source(sandbox, {"f": 0})
+    for mount in (
+        {"destination": "/m", "type": "bind", "source": src, "options": ["bind", "idmap"]},
+        {
+            "destination": "/m",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 4000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 4000, "size": 1}],
+        },
+    ):
+        conf = config("true")
+        conf["mounts"].append(mount)
+        c = Container(sandbox, conf)
+        assert c.create().returncode == 1
+        if _is_oci_systemd():
+            assert "invalid config.json: mounts[" in c.output() and "idmap" in c.output(), c.output()
+            assert c.rt("state", c.id).returncode != 0, "nothing is left behind"
+        bundles.delete_container(sandbox, c.id)
+
+
+def test_features_list_idmap() -> None:
+    from oci_systemd.features import features
+
+    got = features()
+    assert {"idmap", "ridmap"} <= set(got["mountOptions"])
+    assert got["linux"]["mountExtensions"]["idmap"]["enabled"] is True
