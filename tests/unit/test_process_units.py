@@ -163,7 +163,7 @@ def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
             res = [
                 path.endswith("/sh"),
                 argv == ["sh", "-c", "true"],
-                envp == ["PATH=/usr/bin:/bin"],
+                envp == ["PATH=/usr/bin:/bin", f"HOME={process.home_for(os.getuid())}"],
                 os.getcwd() == os.fspath(tmp_path),
                 os.umask(0) == 0o027,
                 resource.getrlimit(resource.RLIMIT_CORE) == (0, 0),
@@ -179,3 +179,19 @@ def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
     assert out == repr([True] * 7)
     assert stat.S_ISDIR(os.stat(tmp_path).st_mode)
+
+
+def test_home_for_reads_passwd_and_defaults_to_slash(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\nbad line\napp:x:1000:1000::/home/app:/bin/sh\n")
+    assert process.home_for(0, os.fspath(passwd)) == "/root"
+    assert process.home_for(1000, os.fspath(passwd)) == "/home/app"
+    assert process.home_for(4242, os.fspath(passwd)) == "/"
+    assert process.home_for(0, os.fspath(tmp_path / "missing")) == "/"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert process.home_for(0, os.fspath(fifo)) == "/", "an image's FIFO must not block the idler"
+
+
+def test_with_home_keeps_an_existing_home() -> None:
+    assert process.with_home(["HOME=/x", "A=b"], 0) == ["HOME=/x", "A=b"]

@@ -443,13 +443,8 @@ BAD: list[tuple[str, object, str, str]] = [
     ("process.user.gid", 1.0, "process.user.gid", "expected an integer, got float"),
     ("process.user.uid", True, "process.user.uid", "expected an integer, got bool"),
     ("process.user.additionalGids", [1, "2"], "process.user.additionalGids[1]", "expected an integer"),
-    (
-        "process.capabilities.bounding[1]",
-        "CAP_FLY",
-        "process.capabilities.bounding[1]",
-        'unknown capability "CAP_FLY"',
-    ),
-    ("process.capabilities.effective[0]", "kill", "process.capabilities.effective[0]", "unknown capability"),
+    # An unknown capability name is a warning (test_unknown_capabilities_are_warnings), a non-string is not.
+    ("process.capabilities.bounding[1]", 7, "process.capabilities.bounding[1]", "expected a string"),
     ("process.rlimits[0].type", "RLIMIT_FOO", "process.rlimits[0].type", 'unknown rlimit type "RLIMIT_FOO"'),
     ("process.rlimits[0].type", "NOFILE", "process.rlimits[0].type", "unknown rlimit type"),
     ("process.rlimits[0].hard", 2**64, "process.rlimits[0].hard", "out of range"),
@@ -658,3 +653,29 @@ def test_valid_container_ids(cid: str) -> None:
 def test_invalid_container_ids(cid: str) -> None:
     with pytest.raises(InvalidIdError, match="invalid container id"):
         spec.validate_container_id(cid)
+
+
+def test_unknown_capabilities_are_warnings() -> None:
+    """runtime-spec 1.2: an unknown or ungrantable capability is logged, and SHOULD NOT fail."""
+    caps = spec.parse_process(
+        {
+            "args": ["sh"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_FLY", "CAP_BPF"],
+                "effective": ["CAP_FLY", "kill"],
+            },
+        }
+    ).capabilities
+    assert caps is not None and caps.bounding == ("CAP_KILL", "CAP_FLY", "CAP_BPF")
+    assert spec.capability_warnings(caps, last_cap=40) == [
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)',
+        'process.capabilities: unknown capability "kill" ignored (in effective)',
+    ]
+    assert spec.capability_warnings(caps, last_cap=38)[0] == (
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)'
+    )
+    assert 'capability unknown to this kernel "CAP_BPF" ignored (in bounding)' in " ".join(
+        spec.capability_warnings(caps, last_cap=38)
+    )
+    assert spec.capability_warnings(None, last_cap=40) == []
