@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import bundles
@@ -237,6 +240,40 @@ def test_start_container_hook_has_only_the_process_privileges(sandbox: Sandbox, 
     assert hook["CapEff"] == process["CapEff"] and hook["CapBnd"] == process["CapBnd"], (hook, process)
     assert not int(hook["CapBnd"], 16) & cap_mask(["CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"])
     assert hook["NoNewPrivs"] == "1" and hook["Seccomp"] == "2", hook
+    bundles.delete_container(sandbox, c.id)
+
+
+SHOCKER_SRC = Path(__file__).parent / "init" / "open-by-handle.c"
+
+
+@pytest.fixture(scope="module")
+def shocker(sandbox: Sandbox) -> Path:
+    """The static open_by_handle_at probe, compiled once; host path."""
+    out = sandbox.host_path(f"{bundles.INNER_WORKDIR}/open-by-handle")
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(SHOCKER_SRC)], check=True)
+    return out
+
+
+def test_start_container_hook_cannot_escape_by_file_handle(sandbox: Sandbox, shocker: Path) -> None:
+    """Issue 14.3, the attack itself: the image's startContainer "hook" opens the bundle directory
+    (outside its rootfs, on the same filesystem) by file handle and writes a marker there. With
+    the idler's privileges (CAP_DAC_READ_SEARCH) it could; with the process's it must not."""
+    conf = config("cat /tmp/probe")
+    conf["root"]["readonly"] = False
+    c = Container(sandbox, conf)
+    handle = subprocess.run(
+        [str(shocker), "encode", str(c.host_bundle)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    shutil.copy2(shocker, c.host_bundle / "rootfs" / "bin" / "open-by-handle")
+    probe = f"/bin/open-by-handle open {handle[0]} {handle[1]} escaped-marker > /tmp/probe"
+    conf["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", probe]}]}
+    (c.host_bundle / "config.json").write_text(json.dumps(conf))
+    rc, out = run_prepared(c)
+    assert rc == 0, out
+    assert not (c.host_bundle / "escaped-marker").exists(), f"the hook wrote outside its rootfs: {out}"
+    assert "open_by_handle_at: Operation not permitted" in out, out
     bundles.delete_container(sandbox, c.id)
 
 
