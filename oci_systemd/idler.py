@@ -167,7 +167,9 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 
     rootfs = plan["rootfs"]
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
-    hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
+    hooks.run_stage(
+        "createContainer", cfg.get("hooks"), _hook_state(plan, "created"), default_env=proc.get("env") or []
+    )
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
     process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
     mounts.finish_rootfs(cfg)
@@ -310,7 +312,7 @@ def _exec_process(
         # (runc runs them after finalizeNamespace and seccomp, right before exec).
         from oci_systemd import hooks  # imported by _create already: exec's idler never needs it
 
-        hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state)
+        hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state, default_env=envp)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)

@@ -158,26 +158,38 @@ def _env_hook(log: str) -> dict[str, Any]:
     return {"path": "/bin/sh", "args": ["sh", "-c", f"echo HOOK_PROBE=${{HOOK_PROBE:-unset}} >> {log}"]}
 
 
-def test_hooks_without_env_inherit_the_runtimes_environment(sandbox: Sandbox) -> None:
+def test_hooks_without_env_inherit_their_runners_environment(sandbox: Sandbox) -> None:
+    """As runc: hooks run by the runtime inherit its environment, hooks run in the container
+    (createContainer, startContainer) the process's (runc's init has only that by then); an
+    explicit `env`, even [], is the whole environment (Go's exec.Cmd: only a nil Env inherits)."""
     log = f"{bundles.INNER_WORKDIR}/hookenv-{os.getpid()}-{os.urandom(3).hex()}"
     explicit = {**_env_hook(log), "env": ["HOOK_PROBE=explicit"]}
     empty = {**_env_hook(log), "env": []}
     conf = bundles.base_config()
     conf["process"]["args"] = ["true"]
-    conf["hooks"] = {"createRuntime": [_env_hook(log), explicit, empty], "poststop": [_env_hook(log)]}
+    conf["process"]["env"].append("HOOK_PROBE=from-process")
+    conf["root"]["readonly"] = False
+    conf["hooks"] = {
+        "createRuntime": [_env_hook(log), explicit, empty],
+        "createContainer": [_env_hook(log), explicit],
+        "startContainer": [_env_hook("/tmp/hookenv"), {**_env_hook("/tmp/hookenv"), "env": []}],
+        "poststop": [_env_hook(log)],
+    }
     c = Container(sandbox, conf)
     env = {**os.environ, "HOOK_PROBE": "from-runtime"}
     with (c.host_bundle / "output").open("w") as out:
         proc = c.rt("run", "--bundle", c.bundle, c.id, stdout=out, stderr=out, capture_output=False, env=env)
     assert proc.returncode == 0, c.output()
-    lines = sandbox.host_path(log).read_text().split()
-    # runc and crun: Go's exec.Cmd with Env nil inherits; an explicit list (even []) is the environment.
-    assert lines == [
+    assert sandbox.host_path(log).read_text().split() == [
         "HOOK_PROBE=from-runtime",
         "HOOK_PROBE=explicit",
         "HOOK_PROBE=unset",
+        "HOOK_PROBE=from-process",
+        "HOOK_PROBE=explicit",
         "HOOK_PROBE=from-runtime",
-    ], lines
+    ]
+    in_container = (c.host_bundle / "rootfs" / "tmp" / "hookenv").read_text().split()
+    assert in_container == ["HOOK_PROBE=from-process", "HOOK_PROBE=unset"], in_container
 
 
 # -- 5. a failing hook: one message, its class kept --------------------------------------------------
