@@ -163,12 +163,11 @@ def user_namespace(uids: list[dict[str, Any]], gids: list[dict[str, Any]]) -> in
         os.waitpid(pid, 0)
 
 
-def attach(m: dict[str, Any], dest_fd: int, dest: str) -> bool:
-    """Move `m`'s idmapped tree onto `dest_fd` (an O_PATH fd of the destination); False when
-    `m` has none (a plain bind mount)."""
+def attach(m: dict[str, Any], dest_fd: int, dest: str) -> None:
+    """Move `m`'s idmapped tree onto `dest_fd` (an O_PATH fd of the destination)."""
     tree = _prepared.pop(id(m), None)
-    if tree is None:
-        return False
+    if tree is None:  # never fall back to a plain bind: the owners would not be shifted
+        raise OciSystemdError(f"idmapped mount on {dest} was not prepared before the namespaces")
     try:
         rc = _syscall(
             "move_mount",
@@ -182,4 +181,3 @@ def attach(m: dict[str, Any], dest_fd: int, dest: str) -> bool:
             raise SyscallError("move_mount", dest, ctypes.get_errno())
     finally:
         os.close(tree)
-    return True

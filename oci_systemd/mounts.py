@@ -322,7 +322,8 @@ def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
         return False
     from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
 
-    return idmap.attach(m, fd, dest)
+    idmap.attach(m, fd, dest)
+    return True
 
 
 def _remount_bind(root_fd: int, root: str, dest: str, flags: int) -> None:

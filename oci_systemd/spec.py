@@ -683,13 +683,27 @@ def capability_warnings(
     sets: dict[str, list[str]] = {}
     for kind in CAPABILITY_SETS:
         for name in getattr(caps, kind):
-            if name not in CAPABILITIES or CAPABILITY_NAMES.index(name) > last_cap:
+            key = _capability_key(name)
+            if key not in CAPABILITIES or CAPABILITY_NAMES.index(key) > last_cap:
                 sets.setdefault(name, []).append(kind)
     return [
-        f"{path}: {'capability unknown to this kernel' if name in CAPABILITIES else 'unknown capability'}"
-        f" {jsonio.dumps(name)} ignored (in {', '.join(kinds)})"
+        f"{path}: {_capability_problem(name)} {jsonio.dumps(name)} ignored (in {', '.join(kinds)})"
         for name, kinds in sets.items()
     ]
+
+
+def _capability_key(name: str) -> str:
+    """The name as process.cap_mask() reads it: any case, "CAP_" optional."""
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") else f"CAP_{upper}"
+
+
+def _capability_problem(name: str) -> str:
+    return (
+        "capability unknown to this kernel"
+        if _capability_key(name) in CAPABILITIES
+        else "unknown capability"
+    )
 
 
 def _parse_capabilities(raw: object, path: str) -> Capabilities:

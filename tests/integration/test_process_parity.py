@@ -20,7 +20,7 @@ from typing import Any
 import bundles
 import pytest
 from test_environment import config, run, run_prepared, status_fields, tagged
-from test_lifecycle import Container
+from test_lifecycle import Container, start_sleeping
 
 from oci_systemd.process import CAPABILITIES
 from oci_systemd.sandbox import Sandbox
@@ -78,11 +78,7 @@ def test_unknown_capability_is_a_warning_and_the_rest_apply(sandbox: Sandbox) ->
 
 
 def test_exec_cap_unknown_is_a_warning(sandbox: Sandbox) -> None:
-    conf = bundles.base_config()
-    conf["process"]["args"] = ["sleep", "1000"]
-    c = Container(sandbox, conf)
-    assert c.create().returncode == 0, c.output()
-    assert c.rt("start", c.id).returncode == 0
+    c = start_sleeping(sandbox)
     proc = c.rt(
         "exec", "--cap", "CAP_UNKNOWN", "--cap", "CAP_CHOWN", c.id, "grep", "^CapEff", "/proc/self/status"
     )
@@ -137,12 +133,7 @@ def test_home_from_the_config_wins(sandbox: Sandbox) -> None:
 
 
 def test_exec_home_for_its_own_user(sandbox: Sandbox) -> None:
-    conf = bundles.base_config()
-    conf["process"]["args"] = ["sleep", "1000"]
-    conf["process"]["env"] = [e for e in conf["process"]["env"] if not e.startswith("HOME=")]
-    c = Container(sandbox, conf)
-    assert c.create().returncode == 0, c.output()
-    assert c.rt("start", c.id).returncode == 0
+    c = start_sleeping(sandbox)  # the default process.env has no HOME
     as_root = c.rt("exec", c.id, "sh", "-c", "echo $HOME")
     as_nobody = c.rt("exec", "--user", "65534:65534", c.id, "sh", "-c", "echo $HOME")
     assert (as_root.stdout.strip(), as_nobody.stdout.strip()) == ("/root", "/nonexistent"), (
@@ -214,11 +205,7 @@ def test_exec_failure_keeps_its_status_across_the_channel(sandbox: Sandbox) -> N
     itself is pinned in tests/unit/test_idler_errors.py; this passed before the change too.)"""
     if not _is_oci_systemd():
         pytest.skip("runc's exec exits 255 here: 126/127 are podman's classes, which oci-systemd follows")
-    conf = bundles.base_config()
-    conf["process"]["args"] = ["sleep", "1000"]
-    c = Container(sandbox, conf)
-    assert c.create().returncode == 0, c.output()
-    assert c.rt("start", c.id).returncode == 0
+    c = start_sleeping(sandbox)
     missing = c.rt("exec", c.id, "/no/such/program")
     assert missing.returncode == 127, missing.stderr
     assert missing.stderr.count("no such file or directory") == 1, missing.stderr
