@@ -475,6 +475,9 @@ def prepare(
         drop_bounding(cap_mask(caps.get("bounding"), last=last), last=last)
         linux.prctl(linux.PR_SET_KEEPCAPS, 1)
     set_user(process.get("user") or {})
+    # A uid change resets "dumpable" to fs.suid_dumpable: keep the idler sealed until exec, also
+    # from the startContainer hooks that now run with the same credentials.
+    seal_self()
     if caps is not None:
         linux.prctl(linux.PR_SET_KEEPCAPS, 0)
 

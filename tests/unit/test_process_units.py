@@ -195,3 +195,33 @@ def test_home_for_reads_passwd_and_defaults_to_slash(tmp_path: Path) -> None:
 
 def test_with_home_keeps_an_existing_home() -> None:
     assert process.with_home(["HOME=/x", "A=b"], 0) == ["HOME=/x", "A=b"]
+
+
+def test_prepare_leaves_the_process_non_dumpable(tmp_path: Path) -> None:
+    """startContainer hooks run after prepare() with the process's uid: the idler must stay
+    sealed whatever fs.suid_dumpable makes of the uid change (simulated: dumpable before)."""
+    from oci_systemd import linux
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            linux.prctl(linux.PR_SET_DUMPABLE, 1)
+            process.prepare(
+                {
+                    "args": ["sh"],
+                    "cwd": os.fspath(tmp_path),
+                    "user": {"uid": os.getuid(), "gid": os.getgid()},
+                },
+                keep_fds=[w],
+            )
+            os.write(w, str(linux.prctl(linux.PR_GET_DUMPABLE)).encode())
+        except BaseException as e:
+            os.write(w, repr(e).encode())
+        os._exit(0)
+    os.close(w)
+    out = os.read(r, 1000).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert out == "0"
