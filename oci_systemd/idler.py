@@ -191,7 +191,9 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 
 def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
     """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
-    if not any({"idmap", "ridmap"}.intersection(m.get("options") or ()) for m in cfg.get("mounts") or ()):
+    from oci_systemd import mounts
+
+    if not any(mounts.wants_idmap(m) for m in cfg.get("mounts") or ()):
         return
     from oci_systemd import idmap
 

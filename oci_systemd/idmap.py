@@ -13,7 +13,7 @@ which a process in the container's user namespace no longer has (runc does it in
 for the same reason). The mapping's user namespace comes from a child that unshares
 CLONE_NEWUSER and is given the maps; its /proc/<pid>/ns/user fd outlives it.
 
-Idler module: stdlib, `linux` and `namespaces` only.
+Idler module: stdlib, `linux`, `mounts` and `namespaces` only.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ import ctypes
 import errno
 import os
 
-from oci_systemd import linux, namespaces
+from oci_systemd import linux, mounts, namespaces
 from oci_systemd.errors import OciSystemdError, SpecError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
     from typing import Any
-
-OPTIONS = frozenset({"idmap", "ridmap"})
 
 # include/uapi/linux/mount.h, include/uapi/linux/fcntl.h
 OPEN_TREE_CLONE = 1
@@ -69,15 +67,11 @@ def _syscall(name: str, *args: object) -> int:
     return int(linux.libc.syscall(ctypes.c_long(nr), *args))
 
 
-def wanted(m: dict[str, Any]) -> bool:
-    return bool(OPTIONS.intersection(m.get("options") or ()))
-
-
 def prepare(cfg: dict[str, Any], *, bundle: str) -> None:
     """Make the idmapped tree of every `idmap`/`ridmap` mount; call before entering namespaces."""
     lin = cfg.get("linux") or {}
     for i, m in enumerate(cfg.get("mounts") or ()):
-        if not wanted(m):
+        if not mounts.wants_idmap(m):
             continue
         where = f"mounts[{i}]"
         options = m.get("options") or ()

@@ -87,6 +87,9 @@ PROPAGATION_FLAGS: dict[str, int] = {
     "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
 }
 
+# Idmapped bind mounts: made by idmap.py before the namespaces, attached by mount_entry().
+IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
+
 # Options other runtimes accept that need mount_setattr(2)/idmapped mounts or copy-up: refused
 # clearly instead of reaching the kernel as unknown data (EINVAL).
 UNSUPPORTED_OPTIONS = frozenset(
@@ -147,7 +150,7 @@ def parse_options(options: Iterable[str]) -> MountOptions:
             flags = (flags & ~fl[0]) | fl[1]
         elif opt in PROPAGATION_FLAGS:
             propagation.append(PROPAGATION_FLAGS[opt])
-        elif opt in ("idmap", "ridmap"):
+        elif opt in IDMAP_OPTIONS:
             pass  # idmap.py: the tree is idmapped before it is attached
         elif opt in UNSUPPORTED_OPTIONS:
             raise OciSystemdError(f"mount option {opt!r} is not supported by oci-systemd")
@@ -316,9 +319,13 @@ def _host_source(source: str, bundle: str) -> str:
     return source if os.path.isabs(source) else os.path.join(bundle, source)
 
 
+def wants_idmap(m: dict[str, Any]) -> bool:
+    return not IDMAP_OPTIONS.isdisjoint(m.get("options") or ())
+
+
 def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
     """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
-    if not {"idmap", "ridmap"}.intersection(m.get("options") or ()):
+    if not wants_idmap(m):
         return False
     from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
 

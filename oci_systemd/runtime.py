@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
+    from oci_systemd.spec import Capabilities
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -160,7 +161,7 @@ def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
             log.warning(f"{field} {value!r} ignored: {lsm} {state}")
 
 
-def _warn_about_capabilities(cid: str, caps: Any) -> None:
+def _warn_about_capabilities(cid: str, caps: Capabilities | None) -> None:
     """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
     from oci_systemd import spec
 
