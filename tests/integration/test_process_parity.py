@@ -310,22 +310,23 @@ def _stat_all(dest: str) -> str:
 def test_idmapped_mount_with_its_own_mapping(sandbox: Sandbox) -> None:
     """No user namespace: the mount's mapping shifts on-disk owners (containerID → hostID)."""
     src = _idmap_source(sandbox, {"root": 0, "user": 1234, "outside": 9000})
-    conf = config(_stat_all("/plain") + "; " + _stat_all("/mapped"))
+    conf = config(_stat_all("/plain") + "; " + _stat_all("/mapped") + "; touch /mapped/x || echo read-only")
     conf["mounts"] += [
         {"destination": "/plain", "type": "bind", "source": src, "options": ["bind"]},
         {
             "destination": "/mapped",
             "type": "bind",
             "source": src,
-            "options": ["bind", "idmap"],
+            "options": ["bind", "idmap", "ro"],
             "uidMappings": [{"containerID": 0, "hostID": 4000, "size": 2000}],
             "gidMappings": [{"containerID": 0, "hostID": 5000, "size": 2000}],
         },
     ]
-    lines = run(sandbox, conf).split()
+    lines = [line for line in run(sandbox, conf).splitlines() if "=" in line or line == "read-only"]
     assert lines[:3] == ["outside=9000:9000", "root=0:0", "user=1234:1234"], lines
     # 9000 is outside the mapping: the kernel shows the overflow id.
-    assert lines[3:] == ["outside=65534:65534", "root=4000:5000", "user=5234:6234"], lines
+    assert lines[3:6] == ["outside=65534:65534", "root=4000:5000", "user=5234:6234"], lines
+    assert lines[6:] == ["read-only"], "the remount for `ro` applies to the idmapped mount"
 
 
 def test_idmapped_mount_defaults_to_the_container_mapping(sandbox: Sandbox) -> None:
