@@ -45,11 +45,17 @@ class ChannelClosed(Exception):
 
 
 class RemoteError(Exception):
-    def __init__(self, message: str, err: int = 0, kind: str = "") -> None:
+    """An `error` message: `kind` names the sender's exception class, `attrs` its attributes
+    (errors.from_report() turns them back into that exception)."""
+
+    def __init__(
+        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errno = err
         self.kind = kind
+        self.attrs = attrs or {}
 
 
 class UnixSocket(_socket.socket):
@@ -85,8 +91,10 @@ class Channel:
         data = jsonio.dumps(fields).encode()
         self.sock.sendall(len(data).to_bytes(_HEADER_SIZE, "big") + data)
 
-    def send_error(self, message: str, err: int = 0, kind: str = "") -> None:
-        self.send(ERROR, message=message, errno=err, kind=kind)
+    def send_error(
+        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
+    ) -> None:
+        self.send(ERROR, message=message, errno=err, kind=kind, attrs=attrs or {})
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -130,8 +138,12 @@ class Channel:
             raise ValueError(f"channel message is not an object: {type(msg).__name__}")
         kind = msg.get("type")
         if kind == ERROR:
+            attrs = msg.get("attrs")
             raise RemoteError(
-                str(msg.get("message", "unknown error")), int(msg.get("errno", 0)), str(msg.get("kind", ""))
+                str(msg.get("message", "unknown error")),
+                int(msg.get("errno", 0)),
+                str(msg.get("kind", "")),
+                attrs if isinstance(attrs, dict) else None,
             )
         if expected and kind not in expected:
             raise ValueError(f"unexpected message {kind!r} from peer (wanted {', '.join(expected)})")

@@ -20,7 +20,7 @@ import sys
 
 from oci_systemd import channel
 from oci_systemd.channel import Channel, RemoteError, UnixSocket
-from oci_systemd.errors import ExecFailedError, OciSystemdError
+from oci_systemd.errors import ExecFailedError, OciSystemdError, report_attrs
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ def main() -> None:
 
 
 def _report(chan: Channel, exc: BaseException) -> None:
-    if isinstance(exc, ExecFailedError):
-        message, err, kind = exc.message, exc.errno, "exec"
-    elif isinstance(exc, OciSystemdError):
+    """Send `exc` to the runtime, which raises it as the same class (errors.from_report)."""
+    attrs: dict[str, str | int | None] = {}
+    if isinstance(exc, OciSystemdError):
         message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
+        attrs = report_attrs(exc)
     elif isinstance(exc, OSError):
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
@@ -86,7 +87,7 @@ def _report(chan: Channel, exc: BaseException) -> None:
     else:
         message, err, kind = f"{type(exc).__name__}: {exc}", 0, "internal"
     try:
-        chan.send_error(message, err, kind)
+        chan.send_error(message, err, kind, attrs)
     except OSError:
         pass
 
@@ -144,6 +145,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # and a cgroup namespace is rooted there. (The runtime started the scope while this
     # interpreter was starting: both wait, in parallel.)
     chan.recv(channel.JOINED)
+    _prepare_idmapped_mounts(cfg, plan)
     # Forked while we are still the host's root: it opens the bind sources for us (user namespace).
     opener = mounts.SourceOpener.start(cfg, plan["bundle"])
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
@@ -168,8 +170,11 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 
     rootfs = plan["rootfs"]
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"], sources=sources)
-    hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
+    hooks.run_stage(
+        "createContainer", cfg.get("hooks"), _hook_state(plan, "created"), default_env=proc.get("env") or []
+    )
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
+    process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
     mounts.finish_rootfs(cfg)
     # Like runc, a program that isn't there fails create, not start: podman and containerd
     # classify "executable file not found" from create's error as exit 127.
@@ -185,6 +190,17 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     chan.send(channel.CREATED)
     chan.close()
     _wait_for_start(listener, plan, cfg, tty, state_dirfd)
+
+
+def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
+    from oci_systemd import mounts
+
+    if not any(mounts.wants_idmap(m) for m in cfg.get("mounts") or ()):
+        return
+    from oci_systemd import idmap
+
+    idmap.prepare(cfg, bundle=plan["bundle"])
 
 
 def _check_program(proc: dict[str, Any]) -> None:
@@ -249,8 +265,6 @@ def _send_pty(console: UnixSocket, proc: dict[str, Any]) -> int:
 def _wait_for_start(
     listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None, state_dirfd: int
 ) -> None:
-    from oci_systemd import hooks
-
     while True:
         conn, _ = listener.accept()
         peer = Channel(conn)
@@ -267,15 +281,22 @@ def _wait_for_start(
         pass  # the state directory is gone: delete raced us, exec anyway and be killed
     os.close(state_dirfd)
     try:
-        hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
-        _exec_process(cfg.get("process") or {}, plan, peer, tty)
+        _exec_process(cfg.get("process") or {}, plan, peer, tty, hook_state=_hook_state(plan, "running"))
     except BaseException as exc:
         _report(peer, exc)
         code = exc.exit_code if isinstance(exc, OciSystemdError) else 1
         os._exit(code)
 
 
-def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty: int | None) -> None:
+def _exec_process(
+    proc: dict[str, Any],
+    plan: dict[str, Any],
+    peer: Channel,
+    tty: int | None,
+    *,
+    hook_state: dict[str, Any] | None = None,
+) -> None:
+    """Prepare the process, run the startContainer hooks when `hook_state` is given, exec."""
     from oci_systemd import process
 
     if tty is not None:
@@ -294,6 +315,13 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
         personality=linux.get("personality"),
         seccomp_notify=lambda fd: _hand_over_notify_fd(peer, fd),
     )
+    if hook_state is not None:
+        # The hook is the image's binary: it runs as the process will, with its credentials,
+        # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
+        # (runc runs them after finalizeNamespace and seccomp, right before exec).
+        from oci_systemd import hooks  # imported by _create already: exec's idler never needs it
+
+        hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state, default_env=envp)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)

@@ -90,12 +90,13 @@ PROPAGATION_FLAGS: dict[str, int] = {
     "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
 }
 
+# Idmapped bind mounts: made by idmap.py before the namespaces, attached by mount_entry().
+IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
+
 # Options other runtimes accept that need mount_setattr(2)/idmapped mounts or copy-up: refused
 # clearly instead of reaching the kernel as unknown data (EINVAL).
 UNSUPPORTED_OPTIONS = frozenset(
     {
-        "idmap",
-        "ridmap",
         "rro",
         "rrw",
         "rnosuid",
@@ -152,6 +153,8 @@ def parse_options(options: Iterable[str]) -> MountOptions:
             flags = (flags & ~fl[0]) | fl[1]
         elif opt in PROPAGATION_FLAGS:
             propagation.append(PROPAGATION_FLAGS[opt])
+        elif opt in IDMAP_OPTIONS:
+            pass  # idmap.py: the tree is idmapped before it is attached
         elif opt in UNSUPPORTED_OPTIONS:
             raise OciSystemdError(f"mount option {opt!r} is not supported by oci-systemd")
         else:
@@ -319,6 +322,20 @@ def _host_source(source: str, bundle: str) -> str:
     return source if os.path.isabs(source) else os.path.join(bundle, source)
 
 
+def wants_idmap(m: dict[str, Any]) -> bool:
+    return not IDMAP_OPTIONS.isdisjoint(m.get("options") or ())
+
+
+def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
+    """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
+    if not wants_idmap(m):
+        return False
+    from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
+
+    idmap.attach(m, fd, dest)
+    return True
+
+
 def _remount_bind(root_fd: int, root: str, dest: str, flags: int) -> None:
     """Re-resolve `dest` (now a mount) and remount it MS_BIND|MS_REMOUNT with `flags` + locked ones."""
     fd = open_in_root(root_fd, root, dest)
@@ -363,8 +380,9 @@ def mount_entry(
         fd = mkdest_in_root(root_fd, root, dest, directory=is_dir)
         try:
             _trace(f"bind {src} -> {dest}{' (recursive)' if opts.flags & linux.MS_REC else ''}")
-            from_ = src if source_fd is None else _fdpath(source_fd)
-            _mount_fd(from_, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
+            if not _attach_idmapped(m, fd, dest):
+                from_ = src if source_fd is None else _fdpath(source_fd)
+                _mount_fd(from_, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
         finally:
             os.close(fd)
         extra = opts.flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)

@@ -17,7 +17,6 @@ import sys
 from oci_systemd.errors import (
     ContainerNotFoundError,
     ContainerNotRunningError,
-    ExecFailedError,
     HookError,
     IdlerError,
     InvalidStateError,
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
+    from oci_systemd.spec import Capabilities
     from oci_systemd.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
@@ -161,6 +161,21 @@ def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
         if value:
             state = "is not active on this host" if lsm not in active else "is not applied by oci-systemd"
             log.warning(f"{field} {value!r} ignored: {lsm} {state}")
+
+
+def _warn_about_capabilities(cid: str, caps: Capabilities | None) -> None:
+    """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
+    from oci_systemd import spec
+
+    if caps is None:
+        return
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = len(spec.CAPABILITY_NAMES) - 1
+    for warning in spec.capability_warnings(caps, last_cap=last):
+        log.warning(warning, container_id=cid)
 
 
 def _log_event(
@@ -296,6 +311,7 @@ class Runtime:
 
         linux = raw.get("linux") or {}
         _warn_about_labels(proc, linux)
+        _warn_about_capabilities(cid, parsed.process.capabilities if parsed.process else None)
         unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
         props = list(
             resources.scope_properties(
@@ -771,9 +787,10 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, channel, linux
+        from oci_systemd import cgroups, channel, linux, spec
         from oci_systemd.channel import RemoteError
 
+        _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
         with self.store.locked(cid, shared=True) as record:
             status = self._status(record)
             if status is Status.PAUSED:
@@ -812,9 +829,7 @@ class Runtime:
                 raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
             _reap_quietly(child or idler)
-            if exc.kind == "exec":
-                raise ExecFailedError(exc.message, err=exc.errno) from None
-            raise IdlerError(exc.message) from None
+            raise _idler_failure(exc) from None
         except BaseException:
             for pid in (child, idler):
                 if pid:
@@ -914,7 +929,7 @@ class _Builder:
         try:
             return self.chan.recv(*kinds)
         except RemoteError as exc:
-            raise _idler_failure(exc) from None
+            raise _idler_failure(exc, creating=True) from None
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
@@ -942,7 +957,7 @@ class _Builder:
         try:
             self.chan.recv()
         except RemoteError as exc:
-            return _idler_failure(exc)
+            return _idler_failure(exc, creating=True)
         except (channel.ChannelClosed, ValueError, OSError):
             pass  # EOF or noise without a report: the caller's own error is the best we have
         return None
@@ -1073,11 +1088,17 @@ class _Builder:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _idler_failure(exc: RemoteError) -> OciSystemdError:
-    """The runtime's error for an idler's `error` message."""
-    if exc.kind == "HookError":
-        return HookError("createContainer", "", exc.message)
-    return IdlerError(exc.message)
+def _idler_failure(exc: RemoteError, *, creating: bool = False) -> OciSystemdError:
+    """The runtime's error for an idler's `error` message: the idler's own exception class
+    (SpecError, HookError, ExecFailedError, ...) with its message and attributes; an OSError or
+    anything unexpected in the idler is an IdlerError. `create` exits 1 for every failure, a
+    missing program included (as runc); only start and exec exit 126/127."""
+    from oci_systemd.errors import ExecFailedError, from_report
+
+    error = from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
+    if creating and isinstance(error, ExecFailedError):
+        error.exit_code = 1
+    return error
 
 
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
@@ -1226,11 +1247,7 @@ def _start_idler(state_dir: str, cid: str, seccomp_agent: Callable[[int], None] 
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc
     except RemoteError as exc:
-        if exc.kind == "exec":
-            raise ExecFailedError(exc.message, err=exc.errno) from None
-        if exc.kind == "HookError":
-            raise HookError("startContainer", "", exc.message) from None
-        raise IdlerError(exc.message) from None
+        raise _idler_failure(exc) from None
     finally:
         peer.close()
 

@@ -34,20 +34,20 @@ I64_MAX: Final = 2**63 - 1
 
 NAMESPACE_TYPES: Final = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"})
 
-# Linux capability names up to CAP_CHECKPOINT_RESTORE (40), from linux/capability.h.
-CAPABILITIES: Final = frozenset(
-    {
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-    }
+# Linux capability names up to CAP_CHECKPOINT_RESTORE (40), from linux/capability.h, in number order.
+CAPABILITY_NAMES: Final = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
+CAPABILITIES: Final = frozenset(CAPABILITY_NAMES)
+CAPABILITY_SETS: Final = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 RLIMITS: Final = frozenset(
     {
@@ -673,7 +673,41 @@ def _parse_user(raw: object, path: str) -> User:
 
 
 def _capability(value: object, path: str) -> str:
-    return _enum(value, path, CAPABILITIES, "capability")
+    # Any name: runtime-spec 1.2 says an unknown or ungrantable capability is logged as a warning
+    # (capability_warnings) and SHOULD NOT fail; process.cap_mask() leaves such names out.
+    return _as_str(value, path)
+
+
+def capability_warnings(
+    caps: Capabilities | None, *, last_cap: int, path: str = "process.capabilities"
+) -> list[str]:
+    """One warning per capability of `caps` that is unknown or above the kernel's `last_cap`."""
+    if caps is None:
+        return []
+    sets: dict[str, list[str]] = {}
+    for kind in CAPABILITY_SETS:
+        for name in getattr(caps, kind):
+            key = _capability_key(name)
+            if key not in CAPABILITIES or CAPABILITY_NAMES.index(key) > last_cap:
+                sets.setdefault(name, []).append(kind)
+    return [
+        f"{path}: {_capability_problem(name)} {jsonio.dumps(name)} ignored (in {', '.join(kinds)})"
+        for name, kinds in sets.items()
+    ]
+
+
+def _capability_key(name: str) -> str:
+    """The name as process.cap_mask() reads it: any case, "CAP_" optional."""
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") else f"CAP_{upper}"
+
+
+def _capability_problem(name: str) -> str:
+    return (
+        "capability unknown to this kernel"
+        if _capability_key(name) in CAPABILITIES
+        else "unknown capability"
+    )
 
 
 def _parse_capabilities(raw: object, path: str) -> Capabilities:
@@ -1265,11 +1299,12 @@ def validate_container_id(cid: str) -> None:
 
 
 __all__ = [
-    "CAPABILITIES", "CPU", "NAMESPACE_TYPES", "RLIMITS", "BlockIO", "Capabilities", "ConsoleSize",
-    "Device", "DeviceRule", "ExecCPUAffinity", "Hook", "Hooks", "HugepageLimit", "IDMapping",
+    "CAPABILITIES", "CAPABILITY_NAMES", "CAPABILITY_SETS", "CPU", "NAMESPACE_TYPES", "RLIMITS",
+    "BlockIO", "Capabilities", "ConsoleSize", "Device", "DeviceRule", "ExecCPUAffinity", "Hook",
+    "Hooks", "HugepageLimit", "IDMapping",
     "IOPriority", "IntelRdt", "Linux", "Memory", "MemoryPolicy", "Mount", "Namespace", "NetDevice",
     "Network", "NetworkPriority", "Personality", "Pids", "Process", "Rdma", "Resources", "Rlimit",
     "Root", "Scheduler", "Seccomp", "SeccompArg", "Spec", "Syscall", "ThrottleDevice", "TimeOffset",
-    "TimeOffsets", "User", "WeightDevice", "load", "parse", "parse_process", "parse_resources",
-    "validate_container_id",
+    "TimeOffsets", "User", "WeightDevice", "capability_warnings", "load", "parse", "parse_process",
+    "parse_resources", "validate_container_id",
 ]  # fmt: skip

@@ -49,8 +49,14 @@ def test_all_propagation_options() -> None:
 
 
 def test_unsupported_options_are_refused() -> None:
-    with pytest.raises(OciSystemdError, match="idmap"):
-        mounts.parse_options(["idmap"])
+    with pytest.raises(OciSystemdError, match="rro"):
+        mounts.parse_options(["rro"])
+
+
+def test_idmap_options_are_not_mount_data() -> None:
+    """idmap/ridmap are done by idmap.py, never passed to mount(2) as data."""
+    opts = mounts.parse_options(["bind", "idmap", "ridmap", "ro"])
+    assert opts.data == "" and opts.flags & linux.MS_RDONLY
 
 
 def test_sysctl_path() -> None:

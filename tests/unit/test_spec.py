@@ -443,13 +443,8 @@ BAD: list[tuple[str, object, str, str]] = [
     ("process.user.gid", 1.0, "process.user.gid", "expected an integer, got float"),
     ("process.user.uid", True, "process.user.uid", "expected an integer, got bool"),
     ("process.user.additionalGids", [1, "2"], "process.user.additionalGids[1]", "expected an integer"),
-    (
-        "process.capabilities.bounding[1]",
-        "CAP_FLY",
-        "process.capabilities.bounding[1]",
-        'unknown capability "CAP_FLY"',
-    ),
-    ("process.capabilities.effective[0]", "kill", "process.capabilities.effective[0]", "unknown capability"),
+    # An unknown capability name is a warning (test_unknown_capabilities_are_warnings), a non-string is not.
+    ("process.capabilities.bounding[1]", 7, "process.capabilities.bounding[1]", "expected a string"),
     ("process.rlimits[0].type", "RLIMIT_FOO", "process.rlimits[0].type", 'unknown rlimit type "RLIMIT_FOO"'),
     ("process.rlimits[0].type", "NOFILE", "process.rlimits[0].type", "unknown rlimit type"),
     ("process.rlimits[0].hard", 2**64, "process.rlimits[0].hard", "out of range"),
@@ -719,3 +714,30 @@ def test_without_mount_namespace_what_needs_a_mount_is_refused(path: str, value:
     with pytest.raises(SpecError) as info:
         spec.parse(edit(_without_mount_ns(), path, value))
     assert info.value.field == path and "mount namespace" in info.value.problem
+
+
+def test_unknown_capabilities_are_warnings() -> None:
+    """runtime-spec 1.2: an unknown or ungrantable capability is logged, and SHOULD NOT fail."""
+    caps = spec.parse_process(
+        {
+            "args": ["sh"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_FLY", "CAP_BPF"],
+                "effective": ["CAP_FLY", "kill", "fly"],
+            },
+        }
+    ).capabilities
+    assert caps is not None and caps.bounding == ("CAP_KILL", "CAP_FLY", "CAP_BPF")
+    assert spec.capability_warnings(caps, last_cap=40) == [
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)',
+        'process.capabilities: unknown capability "fly" ignored (in effective)',
+    ], '"kill" is CAP_KILL to process.cap_mask: applied, so no warning'
+
+    assert spec.capability_warnings(caps, last_cap=38)[0] == (
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)'
+    )
+    assert 'capability unknown to this kernel "CAP_BPF" ignored (in bounding)' in " ".join(
+        spec.capability_warnings(caps, last_cap=38)
+    )
+    assert spec.capability_warnings(None, last_cap=40) == []
