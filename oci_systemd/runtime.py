@@ -327,7 +327,7 @@ class Runtime:
             )
             raw = {**raw, "process": proc}
         notify = _notify_settings(raw)
-        if notify is not None:
+        if notify is not None and _needs_notify_mount(raw, notify[1]):
             raw = _with_notify_mount(raw, os.path.join(self.store.dir(cid), NOTIFY_DIR))
         plan: dict[str, Any] = {
             "id": cid,
@@ -1322,6 +1322,23 @@ def _notify_settings(raw: dict[str, Any]) -> tuple[str, str] | None:
             f'annotations["{NOTIFY_MODE_ANNOTATION}"]', f"expected container or started, got {mode!r}"
         )
     return host, mode
+
+
+def _needs_notify_mount(raw: dict[str, Any], mode: str) -> bool:
+    """Whether the container gets our notify socket (a bind mount at /run/notify).
+
+    Without a mount namespace nothing can be mounted for it (it would be mounted in the
+    caller's namespace): with `started` the runtime says READY=1 itself and the container
+    needs no socket; with `container` nobody could say it, so that is refused."""
+    if any(ns.get("type") == "mount" for ns in (raw.get("linux") or {}).get("namespaces") or ()):
+        return True
+    if mode == "started":
+        return False
+    raise SpecError(
+        "linux.namespaces",
+        "sd_notify passthrough to the container (NOTIFY_SOCKET) needs a mount namespace; "
+        "add one, or let the runtime report READY=1 itself (OCI_SYSTEMD_NOTIFY=started)",
+    )
 
 
 def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:

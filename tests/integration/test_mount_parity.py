@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -129,6 +130,44 @@ def test_without_mount_namespace_chroots_and_leaves_the_caller_alone(sandbox: Sa
     assert root_entry(after) == root_entry(before)
     assert after == before, "the runtime changed the mounts of its caller's namespace"
     assert sandbox_mountinfo(sandbox) == outer_before
+    no_trace_left(sandbox, c)
+
+
+def test_sd_notify_without_mount_namespace(sandbox: Sandbox) -> None:
+    """With NOTIFY_SOCKET set (a Type=notify service) nothing can be mounted at /run/notify for
+    a container without a mount namespace: in `started` mode the runtime says READY=1 itself and
+    the container runs; in `container` mode create is refused and leaves nothing behind."""
+    c = Container(sandbox, no_mount_ns_config("echo ran=yes"))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(os.fspath(c.host_bundle / "service-notify.sock"))
+    listener.settimeout(10)
+    host_notify = f"{c.bundle}/service-notify.sock"
+    try:
+        proc = in_throwaway_ns(
+            sandbox,
+            f"""
+            cat /proc/self/mountinfo > {c.bundle}/mi-before
+            NOTIFY_SOCKET={host_notify} OCI_SYSTEMD_NOTIFY=started \
+                $RT run --bundle {c.bundle} {c.id} > {c.bundle}/out 2>&1; echo rc=$?
+            NOTIFY_SOCKET={host_notify} OCI_SYSTEMD_NOTIFY=container \
+                $RT create --bundle {c.bundle} {c.id}-c > {c.bundle}/out-c 2>&1; echo rc_container=$?
+            $RT delete --force {c.id}
+            cat /proc/self/mountinfo > {c.bundle}/mi-after
+            """,
+        )
+        messages = listener.recv(4096).decode()
+    finally:
+        listener.close()
+    out = (c.host_bundle / "out").read_text()
+    got = tagged(proc.stdout)
+    assert got.get("rc") == "0", (proc.stdout, proc.stderr, out)
+    assert "ran=yes" in out
+    assert "READY=1" in messages.split("\n"), messages
+    assert got.get("rc_container") not in (None, "0"), proc.stdout
+    refused = (c.host_bundle / "out-c").read_text()
+    assert "needs a mount namespace" in refused, refused
+    assert not sandbox.host_path(f"/run/oci-systemd/{c.id}-c").exists()
+    assert (c.host_bundle / "mi-after").read_text() == (c.host_bundle / "mi-before").read_text()
     no_trace_left(sandbox, c)
 
 
