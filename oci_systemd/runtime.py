@@ -491,7 +491,7 @@ class Runtime:
                     status = self._status(record, sd)
                     if not status.can_kill() and status is not Status.STOPPED:
                         raise ContainerNotRunningError(cid, status.value)
-                    sd.kill_unit(record["scope"], signum, who="all")
+                    _kill_scope(sd, record, signum, stopped=status is Status.STOPPED)
             else:
                 status = self._local_status(record)
                 if not status.can_kill():
@@ -1174,6 +1174,23 @@ def _signal_init(record: Record, signum: int) -> None:
             raise SyscallError.from_oserror("pidfd_send_signal", exc) from exc
     finally:
         os.close(pidfd)
+
+
+def _kill_scope(sd: Any, record: Record, signum: int, *, stopped: bool) -> None:
+    """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup is
+    gone succeeds, and containerd's CRI relies on it: it sends `kill --all <id> 9` while it
+    cleans up an exited task and retries that forever on failure. A scope systemd has already
+    collected (its init exited, or the init exits now, between the check and the call) is that
+    case: nothing is left to signal."""
+    from oci_systemd.systemd import NoSuchUnit
+
+    if stopped and sd.active_state(record["scope"]) in (None, "inactive", "failed"):
+        return
+    try:
+        sd.kill_unit(record["scope"], signum, who="all")
+    except NoSuchUnit:
+        if pid_alive(record):
+            raise
 
 
 def _destroy(sd: Any, record: Record) -> None:
