@@ -345,3 +345,14 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
+    """`oci-systemd exec` without a second interpreter: the runtime forks and the child runs
+    this with the plan it already holds; errors reach the runtime as from `main`. Never
+    returns."""
+    try:
+        _exec_into(chan, plan)
+    except BaseException as exc:
+        _report(chan, exc)
+    os._exit(1)

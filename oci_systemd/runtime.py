@@ -401,6 +401,16 @@ class Runtime:
             return Status.RUNNING
         return Status.CREATED if self._idler_waiting(record) else Status.RUNNING
 
+    def _exec_status(self, record: Record) -> Status:
+        """exec's precondition without D-Bus, as runc decides it: the init alive (pid + start
+        time) and the cgroup not frozen. Every ExecSync probe of a pod pays this."""
+        from oci_systemd import cgroups
+
+        status = self._local_status(record)
+        if status in (Status.CREATED, Status.RUNNING) and cgroups.frozen(record["pid"]):
+            return Status.PAUSED
+        return status
+
     def _idler_waiting(self, record: Record) -> bool:
         """The idler still waits for start: it removes its notify socket when start comes."""
         return os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
@@ -721,11 +731,11 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, channel, linux
+        from oci_systemd import cgroups, channel
         from oci_systemd.channel import RemoteError
 
         with self.store.locked(cid, shared=True) as record:
-            status = self._status(record)
+            status = self._exec_status(record)
             if status is Status.PAUSED:
                 raise InvalidStateError("cannot exec in a paused container", status=status.value)
             if status not in (Status.CREATED, Status.RUNNING):
@@ -746,15 +756,24 @@ class Runtime:
             "extra_fds": preserve_fds,
             "listen_fds": 0,
         }
-        if not detach:
+        if not detach:  # ctypes (linux) costs ~1.5 ms: only when we wait for the process
+            from oci_systemd import linux
+
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        chan, idler = spawn_idler(preserve_fds)
+        chan, idler = _fork_exec_helper(plan, preserve_fds)
         child = 0
         try:
-            chan.send(channel.PLAN, **plan)
+            # The helper first, as runc does with `runc init`: the move costs an RCU grace
+            # period (~10-20 ms) that now overlaps the helper's setns, and the process it forks
+            # is born in the container's cgroup. If the fork won the race, it is moved after.
+            try:
+                cgroups.join(idler, record["pid"])
+            except SyscallError:
+                pass  # the helper died: its report (or EOF) below says why
             child = int(chan.recv(channel.PID)["pid"])
             os.waitpid(idler, 0)
-            cgroups.join(child, record["pid"])
+            if cgroups.cgroup_of(child) != cgroups.cgroup_of(record["pid"]):
+                cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
                 await_exec(chan)
@@ -1065,6 +1084,30 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
             for fd in range(3, 3 + extra_fds):
                 os.set_inheritable(fd, True)
             os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    theirs.close()
+    return ours, pid
+
+
+def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, int]:
+    """fork a child that joins the container and forks the exec'd process (idler.exec_forked);
+    (channel, pid). A fork, not spawn_idler's fresh interpreter: exec is every probe's path,
+    and a second `python -I -S` start is most of its time. Single-threaded here (no D-Bus),
+    so the child may setns into the mount namespace. Its channel moves above the passed fds."""
+    from oci_systemd.channel import Channel
+
+    ours, theirs = Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            target = 3 + extra_fds + 16
+            os.dup2(theirs.fileno(), target, inheritable=False)
+            theirs.close()
+            from oci_systemd import idler
+
+            idler.exec_forked(Channel.from_fd(target), plan)
         finally:
             os._exit(127)
     theirs.close()
