@@ -57,7 +57,10 @@ RLIMITS: Final = frozenset(
     }
 )  # fmt: skip
 
-ROOTFS_PROPAGATIONS: Final = frozenset({"private", "shared", "slave", "unbindable"})
+# runtime-spec 1.2 lists the first four; runc and crun also take mount(8)'s recursive forms.
+ROOTFS_PROPAGATIONS: Final = frozenset(
+    {"private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave", "runbindable"}
+)
 IOPRIO_CLASSES: Final = frozenset({"IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE"})
 SCHED_POLICIES: Final = frozenset(
     {"SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE"}

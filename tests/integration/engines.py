@@ -18,6 +18,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tarfile
 import textwrap
 import time
@@ -410,7 +411,7 @@ disabled_plugins = [
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "runc"
+        BinaryName = "{runc}"
         Root = "{root_runc}"
         SystemdCgroup = true
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -438,6 +439,34 @@ CRI_CNI_CONFIG = """\
     {"type": "loopback"}
   ]
 }
+"""
+
+# runc writes every limit of linux.resources into the cgroup and fails on a file that is not
+# there: the private systemd's cgroup2 has no cpu, memory, io or pids controller (the CRI sets
+# cpu.shares for every pod). The `runc` handler gets the bundle without them (devices stay);
+# oci-systemd sets them as unit properties, which systemd accepts without the controllers.
+RUNC_WRAPPER = """\
+#!/bin/sh
+bundle=
+prev=
+for arg in "$@"; do
+    case $prev in --bundle|-b) bundle=$arg ;; esac
+    prev=$arg
+done
+if [ -n "$bundle" ]; then
+    /usr/bin/python3 -I -S -c '
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    config = json.load(f)
+resources = config.get("linux", {}).get("resources")
+if resources:
+    config["linux"]["resources"] = {k: v for k, v in resources.items() if k == "devices"}
+with open(path, "w") as f:
+    json.dump(config, f)
+' "$bundle/config.json" || exit 1
+fi
+exec runc "$@"
 """
 
 CRICTL_CONFIG = """\
@@ -469,7 +498,8 @@ class CriContainerd:
         self.crictl_config = f"{self.dir}/crictl.yaml"
         host = sb.host_path(self.dir)
         (host / "cni").mkdir(parents=True, exist_ok=True)
-        launcher = bundles.runtime_argv()[0] if not os.environ.get("OCI_RUNTIME") else "oci-systemd"
+        # This venv's launcher, whatever OCI_RUNTIME says: the `runc` handler is the comparison.
+        launcher = os.fspath(Path(sys.executable).with_name("oci-systemd"))
         (host / "config.toml").write_text(
             CRI_CONTAINERD_CONFIG.format(
                 d=self.dir,
@@ -477,9 +507,14 @@ class CriContainerd:
                 oci_systemd=launcher,
                 root_oci_systemd=CRI_RUNTIME_ROOTS["oci-systemd"],
                 root_runc=CRI_RUNTIME_ROOTS["runc"],
+                runc=f"{self.dir}/bin/runc-sandboxed",
             )
         )
         (host / "cni" / "10-oci-systemd-test.conflist").write_text(CRI_CNI_CONFIG)
+        runc = host / "bin" / "runc-sandboxed"
+        runc.parent.mkdir(parents=True, exist_ok=True)
+        runc.write_text(RUNC_WRAPPER)
+        runc.chmod(0o755)
         (host / "crictl.yaml").write_text(CRICTL_CONFIG.format(d=self.dir))
 
     def start(self) -> None:
@@ -495,7 +530,9 @@ class CriContainerd:
             ],
         )  # fmt: skip
         assert proc.returncode == 0, text(proc)
-        wait_for(lambda: self.crictl("version").returncode == 0, timeout=30, what="containerd's CRI answering")
+        wait_for(
+            lambda: self.crictl("version").returncode == 0, timeout=30, what="containerd's CRI answering"
+        )
 
     def stop(self) -> None:
         run_inside(self.sb, ["systemctl", "stop", self.unit])
@@ -509,7 +546,9 @@ class CriContainerd:
 
     def ctr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         address = f"{self.dir}/containerd.sock"
-        return run_inside(self.sb, ["ctr", "--address", address, "-n", CRI_NAMESPACE, *args], timeout=timeout)
+        return run_inside(
+            self.sb, ["ctr", "--address", address, "-n", CRI_NAMESPACE, *args], timeout=timeout
+        )
 
     def import_images(self, podman: Podman) -> None:
         """busybox and a pause image made of it (podman import), saved as OCI archives and
