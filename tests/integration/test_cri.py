@@ -46,7 +46,7 @@ class Pod:
         self.slice = f"kubepods-pod{self.name}.slice"
         self.dir = f"{engines.CRI_DIR}/pods/{self.name}"
         cri.sb.host_path(self.dir).mkdir(parents=True)
-        self.config = self._write(
+        self.config = self.write(
             "pod.json",
             {
                 "metadata": {"name": self.name, "namespace": "default", "uid": self.name, "attempt": 0},
@@ -60,7 +60,7 @@ class Pod:
         self.id = ""
         self.containers: list[str] = []
 
-    def _write(self, name: str, doc: dict[str, Any]) -> str:
+    def write(self, name: str, doc: dict[str, Any]) -> str:
         path = f"{self.dir}/{name}"
         self.cri.sb.host_path(path).write_text(json.dumps(doc))
         return path
@@ -84,7 +84,7 @@ class Pod:
             "log_path": f"{name}.log",
         }
         doc.update(extra)
-        config = self._write(f"{name}.json", doc)
+        config = self.write(f"{name}.json", doc)
         cid = str(self.crictl("create", self.id, config, self.config).stdout.strip())
         self.containers.append(cid)
         return cid
