@@ -26,6 +26,19 @@ COMMANDS = {
     "start": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.channel", "oci_systemd.journal"],
     "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
     "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.systemd"],
+    # exec's fast path (entry.py) and the helper it forks (idler.exec_forked); no D-Bus.
+    "exec": [
+        "oci_systemd.entry",
+        "oci_systemd.runtime",
+        "oci_systemd.exec_process",
+        "oci_systemd.spec",
+        "oci_systemd.cgroups",
+        "oci_systemd.channel",
+        "oci_systemd.journal",
+        "oci_systemd.idler",
+        "oci_systemd.namespaces",
+        "oci_systemd.process",
+    ],
     "create": [
         "oci_systemd.entry",
         "oci_systemd.runtime",
