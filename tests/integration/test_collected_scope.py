@@ -75,13 +75,22 @@ def test_kill_all_of_an_exited_container_whose_scope_is_gone_succeeds(sandbox: S
 
 @pytest.mark.parametrize(
     "verb",
-    [["kill", "{id}", "9"], ["pause", "{id}"], ["resume", "{id}"]],
-    ids=["kill", "pause", "resume"],
+    [
+        ["kill", "{id}", "9"],
+        ["pause", "{id}"],
+        ["resume", "{id}"],
+        ["update", "--resources", "{resources}", "{id}"],
+        ["events", "--stats", "{id}"],
+    ],
+    ids=["kill", "pause", "resume", "update", "events"],
 )
 def test_verbs_that_need_a_live_container_say_not_running(sandbox: Sandbox, verb: list[str]) -> None:
-    """runc: a plain kill, pause and resume of a stopped container fail with a clear message."""
+    """runc: a plain kill, pause, resume, update and events of a stopped container fail with a
+    clear message."""
     cid = _exited_container(sandbox)
-    proc = _run(sandbox, *(arg.format(id=cid) for arg in verb))
+    resources = f"{bundles.INNER_WORKDIR}/bundles/{cid}/resources.json"
+    sandbox.host_path(resources).write_text('{"memory": {"limit": 100000000}}')
+    proc = _run(sandbox, *(arg.format(id=cid, resources=resources) for arg in verb))
     assert proc.returncode == 1
     assert "not running" in proc.stderr or "not paused" in proc.stderr, proc.stderr
     assert "not loaded" not in proc.stderr
