@@ -548,9 +548,9 @@ BAD: list[tuple[str, object, str, str]] = [
     ),
     (
         "linux.rootfsPropagation",
-        "rprivate",
+        "rbogus",
         "linux.rootfsPropagation",
-        'unknown rootfs propagation "rprivate"',
+        'unknown rootfs propagation "rbogus"',
     ),
     ("linux.seccomp", {}, "linux.seccomp.defaultAction", "required field missing"),
     ("linux.seccomp", {"defaultAction": "ALLOW"}, "linux.seccomp.defaultAction", "unknown seccomp action"),
