@@ -52,9 +52,7 @@ _EXEC = {
     "-p": ("process", True),
     "--detach": ("detach", False),
     "-d": ("detach", False),
-    "--pid-file": ("pid_file", True),
-    "--console-socket": ("console_socket", True),
-    "--preserve-fds": ("preserve_fds", True),
+    **{name: _CREATE[name] for name in ("--pid-file", "--console-socket", "--preserve-fds")},
 }
 _COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], int, int]] = {
     # command: (options, min positionals, max positionals)
