@@ -52,6 +52,9 @@ _EXEC = {
     "-p": ("process", True),
     "--detach": ("detach", False),
     "-d": ("detach", False),
+    # conmon adds --tty for `podman exec -t`; with --process the file says it (as in runc).
+    "--tty": ("tty", False),
+    "-t": ("tty", False),
     **{name: _CREATE[name] for name in ("--pid-file", "--console-socket", "--preserve-fds")},
 }
 _COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], int, int]] = {
