@@ -480,7 +480,7 @@ def require_crictl() -> None:
     """crictl comes from the Go module proxy (scripts/setup); where that cannot be reached
     it is not installed, and the CRI tests say so instead of failing."""
     if shutil.which("crictl") is None:
-        pytest.skip("crictl not installed (scripts/setup builds it with `go install`; no Go module proxy?)")
+        pytest.skip("crictl not installed: scripts/setup builds it from the Go module proxy (unreachable?)")
     require_binaries("containerd", "ctr", "podman")
     if not Path("/usr/lib/cni/bridge").exists():
         pytest.skip("containernetworking-plugins not installed: run scripts/setup")
