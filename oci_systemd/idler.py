@@ -343,10 +343,6 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
         os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
     """`oci-systemd exec` without a second interpreter: the runtime forks and the child runs
     this with the plan it already holds; errors reach the runtime as from `main`. Never
@@ -356,3 +352,7 @@ def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
     except BaseException as exc:
         _report(chan, exc)
     os._exit(1)
+
+
+if __name__ == "__main__":
+    main()
