@@ -92,6 +92,16 @@ def join(pid: int, container_pid: int) -> None:
         raise SyscallError.from_oserror("join container cgroup", exc) from exc
 
 
+def frozen(pid: int) -> bool:
+    """Whether the pid's cgroup is frozen (FreezeUnit on the scope freezes its subtree; the
+    kernel reports it in each descendant's cgroup.events)."""
+    mount = unified_mount()
+    path = cgroup_of(pid)
+    if mount is None or path is None:
+        return False
+    return _read_kv(os.path.join(mount, path.lstrip("/"), "cgroup.events")).get("frozen") == 1
+
+
 def _read_kv(path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     try:

@@ -390,5 +390,16 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
         os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)
 
 
+def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
+    """`oci-systemd exec` without a second interpreter: the runtime forks and the child runs
+    this with the plan it already holds; errors reach the runtime as from `main`. Never
+    returns."""
+    try:
+        _exec_into(chan, plan)
+    except BaseException as exc:
+        _report(chan, exc)
+    os._exit(1)
+
+
 if __name__ == "__main__":
     main()

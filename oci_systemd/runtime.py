@@ -438,6 +438,16 @@ class Runtime:
             return Status.RUNNING
         return Status.CREATED if self._idler_waiting(record) else Status.RUNNING
 
+    def _exec_status(self, record: Record) -> Status:
+        """exec's precondition without D-Bus, as runc decides it: the init alive (pid + start
+        time) and the cgroup not frozen. Every ExecSync probe of a pod pays this."""
+        from oci_systemd import cgroups
+
+        status = self._local_status(record)
+        if status in (Status.CREATED, Status.RUNNING) and cgroups.frozen(record["pid"]):
+            return Status.PAUSED
+        return status
+
     def _idler_waiting(self, record: Record) -> bool:
         """The idler still waits for start: it removes its notify socket when start comes."""
         return os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
@@ -528,7 +538,7 @@ class Runtime:
                     status = self._status(record, sd)
                     if not status.can_kill() and status is not Status.STOPPED:
                         raise ContainerNotRunningError(cid, status.value)
-                    sd.kill_unit(record["scope"], signum, who="all")
+                    _kill_scope(sd, record, signum, stopped=status is Status.STOPPED)
             else:
                 status = self._local_status(record)
                 if not status.can_kill():
@@ -787,12 +797,12 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, channel, linux, spec
+        from oci_systemd import cgroups, channel, spec
         from oci_systemd.channel import RemoteError
 
         _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
         with self.store.locked(cid, shared=True) as record:
-            status = self._status(record)
+            status = self._exec_status(record)
             if status is Status.PAUSED:
                 raise InvalidStateError("cannot exec in a paused container", status=status.value)
             if status not in (Status.CREATED, Status.RUNNING):
@@ -813,15 +823,24 @@ class Runtime:
             "extra_fds": preserve_fds,
             "listen_fds": 0,
         }
-        if not detach:
+        if not detach:  # ctypes (linux) costs ~1.5 ms: only when we wait for the process
+            from oci_systemd import linux
+
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        chan, idler = spawn_idler(preserve_fds)
+        chan, idler = _fork_exec_helper(plan, preserve_fds)
         child = 0
         try:
-            chan.send(channel.PLAN, **plan)
+            # The helper first, as runc does with `runc init`: the move costs an RCU grace
+            # period (~10-20 ms) that now overlaps the helper's setns, and the process it forks
+            # is born in the container's cgroup. If the fork won the race, it is moved after.
+            try:
+                cgroups.join(idler, record["pid"])
+            except SyscallError:
+                pass  # the helper died: its report (or EOF) below says why
             child = int(chan.recv(channel.PID)["pid"])
             os.waitpid(idler, 0)
-            cgroups.join(child, record["pid"])
+            if cgroups.cgroup_of(child) != cgroups.cgroup_of(record["pid"]):
+                cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
                 await_exec(chan, _seccomp_agent(record, child, Status.RUNNING))
@@ -1142,6 +1161,30 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     return ours, pid
 
 
+def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, int]:
+    """fork a child that joins the container and forks the exec'd process (idler.exec_forked);
+    (channel, pid). A fork, not spawn_idler's fresh interpreter: exec is every probe's path,
+    and a second `python -I -S` start is most of its time. Single-threaded here (no D-Bus),
+    so the child may setns into the mount namespace. Its channel moves above the passed fds."""
+    from oci_systemd.channel import Channel
+
+    ours, theirs = Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            target = 3 + extra_fds + 16
+            os.dup2(theirs.fileno(), target, inheritable=False)
+            theirs.close()
+            from oci_systemd import idler
+
+            idler.exec_forked(Channel.from_fd(target), plan)
+        finally:
+            os._exit(127)
+    theirs.close()
+    return ours, pid
+
+
 class _maybe_bus:  # lower case: used like the context manager function it replaced
     """`with _maybe_bus(bus) as sd`: the caller's connection, or a new one closed at the end.
     (A class: contextlib would cost every short command its import.)"""
@@ -1277,6 +1320,23 @@ def _signal_init(record: Record, signum: int) -> None:
             raise SyscallError.from_oserror("pidfd_send_signal", exc) from exc
     finally:
         os.close(pidfd)
+
+
+def _kill_scope(sd: Any, record: Record, signum: int, *, stopped: bool) -> None:
+    """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup is
+    gone succeeds, and containerd's CRI relies on it: it sends `kill --all <id> 9` while it
+    cleans up an exited task and retries that forever on failure. A scope systemd has already
+    collected (its init exited, or the init exits now, between the check and the call) is that
+    case: nothing is left to signal."""
+    from oci_systemd.systemd import NoSuchUnit
+
+    if stopped and sd.active_state(record["scope"]) in (None, "inactive", "failed"):
+        return
+    try:
+        sd.kill_unit(record["scope"], signum, who="all")
+    except NoSuchUnit:
+        if pid_alive(record):
+            raise
 
 
 def _destroy(sd: Any, record: Record) -> None:
