@@ -1,21 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Kubernetes' path: containerd's CRI plugin with oci-systemd as a runtime handler, driven with
-crictl, inside the private systemd (issue 16). Every scenario runs with the `runc` handler too.
+"""Kubernetes' path: containerd's CRI plugin with oci-systemd as a runtime handler, inside the
+private systemd (issue 16). Every scenario runs with the `runc` handler too.
 
 containerd runs as a transient service in a network namespace of its own (engines.CRI_NETNS),
 with a CNI bridge there; pods' cgroup parents are slices, as with the kubelet's systemd driver.
+The CRI is driven with crictl where it is installed and with the gRPC client of cri_client.py
+otherwise (cri_driver; OCI_SYSTEMD_CRI_CLIENT=crictl|python forces one).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import cri_driver
 import engines
 import pytest
+from cri_client import CriError
+from cri_driver import CriDriver
 from engines import CRI_RUNTIME_ROOTS, IMAGE, CriContainerd, Podman, text, wait_for
 
 from oci_systemd.sandbox import Sandbox
@@ -23,60 +27,66 @@ from oci_systemd.sandbox import Sandbox
 HANDLERS = ["oci-systemd", "runc"]
 
 
+class Cri:
+    """The engine and what drives it."""
+
+    def __init__(self, engine: CriContainerd, driver: CriDriver) -> None:
+        self.engine = engine
+        self.sb = engine.sb
+        self.driver = driver
+
+
 @pytest.fixture(scope="module")
-def cri(sandbox: Sandbox) -> Iterator[CriContainerd]:
-    engines.require_crictl()
+def cri(sandbox: Sandbox) -> Iterator[Cri]:
+    engines.require_cri()
     engine = CriContainerd(sandbox, f"engines-cri-{secrets.token_hex(3)}")
-    engine.start()
+    driver = cri_driver.choose(engine)
+    engine.start(answering=lambda: _answers(driver))
     try:
         engine.import_images(Podman(sandbox))
-        yield engine
+        yield Cri(engine, driver)
     finally:
+        driver.close()
         engine.stop()
 
 
-class Pod:
-    """One pod sandbox through crictl, its containers, and what must be gone after it."""
+def _answers(driver: CriDriver) -> bool:
+    try:
+        driver.version()
+    except CriError:
+        return False
+    return True
 
-    def __init__(self, cri: CriContainerd, handler: str, *, host_network: bool = False) -> None:
+
+class Pod:
+    """One pod sandbox, its containers, and what must be gone after it."""
+
+    def __init__(self, cri: Cri, handler: str, *, host_network: bool = False) -> None:
         self.cri = cri
+        self.driver = cri.driver
         self.handler = handler
         self.name = f"pod{secrets.token_hex(4)}"
         # The kubelet's systemd driver names pods' slices kubepods-...-pod<uid>.slice.
         self.slice = f"kubepods-pod{self.name}.slice"
         self.dir = f"{engines.CRI_DIR}/pods/{self.name}"
         cri.sb.host_path(self.dir).mkdir(parents=True)
-        self.config = self.write(
-            "pod.json",
-            {
-                "metadata": {"name": self.name, "namespace": "default", "uid": self.name, "attempt": 0},
-                "log_directory": self.dir,
-                "linux": {
-                    "cgroup_parent": self.slice,
-                    "security_context": {"namespace_options": {"network": 2 if host_network else 0}},
-                },
+        self.config: dict[str, Any] = {
+            "metadata": {"name": self.name, "namespace": "default", "uid": self.name, "attempt": 0},
+            "log_directory": self.dir,
+            "linux": {
+                "cgroup_parent": self.slice,
+                "security_context": {"namespace_options": {"network": 2 if host_network else 0}},
             },
-        )
+        }
         self.id = ""
         self.containers: list[str] = []
 
-    def write(self, name: str, doc: dict[str, Any]) -> str:
-        path = f"{self.dir}/{name}"
-        self.cri.sb.host_path(path).write_text(json.dumps(doc))
-        return path
-
-    def crictl(self, *args: str, ok: bool = True, **kw: Any) -> Any:
-        proc = self.cri.crictl(*args, **kw)
-        if ok:
-            assert proc.returncode == 0, f"crictl {' '.join(args)}\n{text(proc)}"
-        return proc
-
     def run(self) -> str:
-        self.id = self.crictl("runp", "--runtime", self.handler, self.config).stdout.strip()
+        self.id = self.driver.run_pod(self.config, self.handler)
         return self.id
 
     def container(self, name: str, command: list[str], **extra: Any) -> str:
-        """crictl create (in this pod) of a busybox container; its id."""
+        """CreateContainer (in this pod) of a busybox container; its id."""
         doc: dict[str, Any] = {
             "metadata": {"name": name},
             "image": {"image": IMAGE},
@@ -84,29 +94,23 @@ class Pod:
             "log_path": f"{name}.log",
         }
         doc.update(extra)
-        config = self.write(f"{name}.json", doc)
-        cid = str(self.crictl("create", self.id, config, self.config).stdout.strip())
+        cid = self.driver.create(self.id, doc, self.config)
         self.containers.append(cid)
         return cid
 
-    def inspect(self, cid: str) -> dict[str, Any]:
-        status: dict[str, Any] = json.loads(self.crictl("inspect", "-o", "json", cid).stdout)["status"]
-        return status
-
-    def exec_sync(self, cid: str, *command: str) -> Any:
-        return self.crictl("exec", "-s", cid, *command, ok=False)
+    def state(self, cid: str) -> str:
+        return str(self.driver.status(cid)["state"])
 
     def remove(self) -> None:
         """stopp + rmp, then nothing of the pod may be left."""
         if self.id:
-            self.crictl("stopp", self.id)
-            self.crictl("rmp", self.id)
+            self.driver.stop_pod(self.id)
+            self.driver.remove_pod(self.id)
         self.cri.sb.run(["systemctl", "stop", self.slice], capture_output=True)
-        assert_nothing_left(self.cri, self.handler, [self.id, *self.containers])
+        assert_nothing_left(self.cri.sb, self.handler, [self.id, *self.containers])
 
 
-def assert_nothing_left(cri: CriContainerd, handler: str, ids: list[str]) -> None:
-    sb = cri.sb
+def assert_nothing_left(sb: Sandbox, handler: str, ids: list[str]) -> None:
     for cid in filter(None, ids):
         wait_for(
             lambda cid=cid: not [u for u in cri_scopes(sb) if cid in u],
@@ -131,7 +135,7 @@ def cri_scopes(sb: Sandbox) -> list[str]:
 
 
 @pytest.fixture(params=HANDLERS)
-def pod(request: pytest.FixtureRequest, cri: CriContainerd) -> Iterator[Pod]:
+def pod(request: pytest.FixtureRequest, cri: Cri) -> Iterator[Pod]:
     p = Pod(cri, request.param)
     try:
         yield p
@@ -140,28 +144,38 @@ def pod(request: pytest.FixtureRequest, cri: CriContainerd) -> Iterator[Pod]:
 
 
 def wait_state(p: Pod, cid: str, state: str, timeout: float = 20) -> dict[str, Any]:
-    wait_for(lambda: p.inspect(cid)["state"] == state, timeout=timeout, what=f"{cid} {state}")
-    return p.inspect(cid)
+    wait_for(lambda: p.state(cid) == state, timeout=timeout, what=f"{cid} {state}")
+    return p.driver.status(cid)
 
 
 def test_pod_and_container_lifecycle(pod: Pod) -> None:
     """runp, create, start, exec -s, exec, logs, stop, rm, stopp, rmp: every step as with runc."""
+    driver = pod.driver
+    assert driver.version()["RuntimeApiVersion"] == "v1"
     pod.run()
+    assert driver.pod_status(pod.id)["state"] == "SANDBOX_READY" and pod.id in driver.pods()
     cid = pod.container("web", ["sh", "-c", "echo hello-from-cri; exec sleep 1000"])
-    assert pod.inspect(cid)["state"] == "CONTAINER_CREATED"
-    pod.crictl("start", cid)
+    assert pod.state(cid) == "CONTAINER_CREATED" and driver.containers(pod.id) == [cid]
+    driver.start(cid)
     wait_state(pod, cid, "CONTAINER_RUNNING")
-    synced = pod.exec_sync(cid, "sh", "-c", "echo out; echo err >&2")
-    assert synced.returncode == 0 and synced.stdout.split() == ["out", "err"], text(synced)
-    # crictl 1.26 reports ExecSync's exit code in its message (and exits 1).
-    failed = pod.exec_sync(cid, "sh", "-c", "exit 7")
-    assert failed.returncode != 0 and "exited with 7" in failed.stderr, text(failed)
-    streamed = pod.crictl("exec", cid, "cat", "/proc/1/cmdline", ok=False)
-    assert streamed.returncode == 0, text(streamed)
-    wait_for(lambda: "hello-from-cri" in pod.crictl("logs", cid).stdout, timeout=10, what="the log line")
-    pod.crictl("stop", "--timeout", "5", cid)
-    assert pod.inspect(cid)["state"] == "CONTAINER_EXITED"
-    pod.crictl("rm", cid)
+    synced = driver.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2"])
+    if driver.exec_sync_merges:
+        assert synced.exit_code == 0 and synced.stdout.split() == ["out", "err"], synced
+    else:
+        assert (synced.exit_code, synced.stdout, synced.stderr) == (0, "out\n", "err\n"), synced
+    failed = driver.exec_sync(cid, ["sh", "-c", "exit 7"])
+    assert failed.exit_code == 7, failed
+    streamed = driver.exec(cid, ["cat", "/proc/self/cmdline"])
+    assert (streamed.exit_code, streamed.stdout) == (0, "cat\x00/proc/self/cmdline\x00"), streamed
+    streamed = driver.exec(cid, ["sh", "-c", "echo out; echo err >&2; exit 5"])
+    assert (streamed.exit_code, streamed.stdout, streamed.stderr) == (5, "out\n", "err\n"), streamed
+    wait_for(lambda: "hello-from-cri\n" in driver.logs(cid), timeout=10, what="the log line")
+    driver.stop(cid, 5)
+    assert pod.state(cid) == "CONTAINER_EXITED"
+    driver.remove(cid)
+    assert driver.containers(pod.id) == []
+    driver.stop_pod(pod.id)
+    assert driver.pod_status(pod.id)["state"] == "SANDBOX_NOTREADY"
 
 
 def test_container_that_exits_reaches_exited_with_its_code(pod: Pod) -> None:
@@ -169,24 +183,26 @@ def test_container_that_exits_reaches_exited_with_its_code(pod: Pod) -> None:
     scope collected) failed, the container stayed RUNNING and stopp/rmp hung."""
     pod.run()
     cid = pod.container("job", ["sh", "-c", "exit 3"])
-    pod.crictl("start", cid)
+    pod.driver.start(cid)
     status = wait_state(pod, cid, "CONTAINER_EXITED")
     assert status["exitCode"] == 3
-    pod.crictl("rm", cid)
+    pod.driver.remove(cid)
     started = time.monotonic()
-    pod.crictl("stopp", pod.id)
+    pod.driver.stop_pod(pod.id)
     assert time.monotonic() - started < 20
 
 
 def test_stopp_and_rmp_of_a_pod_with_a_running_container(pod: Pod) -> None:
     pod.run()
     cid = pod.container("sleeper", ["sleep", "1000"])
-    pod.crictl("start", cid)
+    pod.driver.start(cid)
     wait_state(pod, cid, "CONTAINER_RUNNING")
-    pod.crictl("stopp", pod.id)
-    assert pod.inspect(cid)["state"] == "CONTAINER_EXITED"
-    pod.crictl("rmp", pod.id)
-    assert pod.crictl("inspect", cid, ok=False).returncode != 0
+    pod.driver.stop_pod(pod.id)
+    assert pod.state(cid) == "CONTAINER_EXITED"
+    pod.driver.remove_pod(pod.id)
+    with pytest.raises(CriError):
+        pod.driver.status(cid)
+    assert pod.id not in pod.driver.pods()
     pod.id = ""  # removed: nothing left for the fixture to stop
 
 
@@ -194,12 +210,12 @@ def test_read_only_rootfs_and_run_as_user_and_group(pod: Pod) -> None:
     pod.run()
     security = {"readonly_rootfs": True, "run_as_user": {"value": 1234}, "run_as_group": {"value": 5678}}
     cid = pod.container("locked", ["sleep", "1000"], linux={"security_context": security})
-    pod.crictl("start", cid)
+    pod.driver.start(cid)
     wait_state(pod, cid, "CONTAINER_RUNNING")
-    ids = pod.exec_sync(cid, "sh", "-c", "id -u; id -g")
-    assert ids.stdout.split() == ["1234", "5678"], text(ids)
-    touched = pod.exec_sync(cid, "touch", "/x")
-    assert touched.returncode != 0 and "Read-only file system" in touched.stderr, text(touched)
+    ids = pod.driver.exec_sync(cid, ["sh", "-c", "id -u; id -g"])
+    assert ids.stdout.split() == ["1234", "5678"], ids
+    touched = pod.driver.exec_sync(cid, ["touch", "/x"])
+    assert touched.exit_code != 0 and "Read-only file system" in touched.stderr, touched
 
 
 # PROPAGATION_HOST_TO_CONTAINER (rslave) and PROPAGATION_BIDIRECTIONAL (rshared): containerd
@@ -215,17 +231,17 @@ def test_mount_propagation_reaches_the_container(pod: Pod, propagation: int) -> 
         pod.run()
         mount = {"container_path": "/mnt/shared", "host_path": host_dir, "propagation": propagation}
         cid = pod.container("prop", ["sleep", "1000"], mounts=[mount])
-        pod.crictl("start", cid)
+        pod.driver.start(cid)
         wait_state(pod, cid, "CONTAINER_RUNNING")
         # A mount made on the host after the container started reaches it.
         _sh(sb, f"mount -t tmpfs tmpfs {host_dir}/sub && echo late > {host_dir}/sub/marker")
-        seen = pod.exec_sync(cid, "cat", "/mnt/shared/sub/marker")
+        seen = pod.driver.exec_sync(cid, ["cat", "/mnt/shared/sub/marker"])
         if propagation:
-            assert seen.stdout.strip() == "late", text(seen)
+            assert seen.stdout.strip() == "late", seen
         else:
-            assert "No such file" in seen.stdout + seen.stderr, text(seen)
-        pod.crictl("stop", "--timeout", "2", cid)
-        pod.crictl("rm", cid)
+            assert seen.exit_code != 0 and "No such file" in seen.stderr, seen
+        pod.driver.stop(cid, 2)
+        pod.driver.remove(cid)
     finally:
         sb.run(["umount", "-R", host_dir], capture_output=True)
     assert not engines.sandbox_mounts_mentioning(sb, host_dir)
