@@ -112,17 +112,17 @@ class Pod:
 
 def assert_nothing_left(sb: Sandbox, handler: str, ids: list[str]) -> None:
     for cid in filter(None, ids):
-        wait_for(
-            lambda cid=cid: not [u for u in cri_scopes(sb) if cid in u],
-            timeout=15,
-            what=f"no scope of {cid}",
-        )
-        assert cid not in engines.state_entries(sb, CRI_RUNTIME_ROOTS[handler]), f"state of {cid} left"
-        assert not engines.sandbox_mounts_mentioning(sb, cid), f"mounts of {cid} left"
-        wait_for(lambda cid=cid: not engines.processes_mentioning(sb, cid), timeout=10, what="no process")
+        assert_gone(sb, handler, cid)
     netns = sb.host_path("/run/netns")
     left = sorted(p.name for p in netns.iterdir()) if netns.is_dir() else []
     assert left == [engines.CRI_NETNS], f"network namespaces left: {left}"
+
+
+def assert_gone(sb: Sandbox, handler: str, cid: str) -> None:
+    wait_for(lambda: not [u for u in cri_scopes(sb) if cid in u], timeout=15, what=f"no scope of {cid}")
+    assert cid not in engines.state_entries(sb, CRI_RUNTIME_ROOTS[handler]), f"state of {cid} left"
+    assert not engines.sandbox_mounts_mentioning(sb, cid), f"mounts of {cid} left"
+    wait_for(lambda: not engines.processes_mentioning(sb, cid), timeout=10, what="no process")
 
 
 def cri_scopes(sb: Sandbox) -> list[str]:
@@ -154,7 +154,9 @@ def test_pod_and_container_lifecycle(pod: Pod) -> None:
     assert driver.version()["RuntimeApiVersion"] == "v1"
     pod.run()
     assert driver.pod_status(pod.id)["state"] == "SANDBOX_READY" and pod.id in driver.pods()
-    cid = pod.container("web", ["sh", "-c", "echo hello-from-cri; exec sleep 1000"])
+    # A line longer than containerd's 16 KiB log line: the log file has it as P(artial) lines.
+    script = "echo hello-from-cri; head -c 20000 /dev/zero | tr '\\0' x; echo; exec sleep 1000"
+    cid = pod.container("web", ["sh", "-c", script])
     assert pod.state(cid) == "CONTAINER_CREATED" and driver.containers(pod.id) == [cid]
     driver.start(cid)
     wait_state(pod, cid, "CONTAINER_RUNNING")
@@ -169,7 +171,9 @@ def test_pod_and_container_lifecycle(pod: Pod) -> None:
     assert (streamed.exit_code, streamed.stdout) == (0, "cat\x00/proc/self/cmdline\x00"), streamed
     streamed = driver.exec(cid, ["sh", "-c", "echo out; echo err >&2; exit 5"])
     assert (streamed.exit_code, streamed.stdout, streamed.stderr) == (5, "out\n", "err\n"), streamed
-    wait_for(lambda: "hello-from-cri\n" in driver.logs(cid), timeout=10, what="the log line")
+    logged = "hello-from-cri\n" + "x" * 20000 + "\n"
+    wait_for(lambda: driver.logs(cid) == logged, timeout=10, what="the log lines")
+    assert " stdout P " in pod.cri.sb.host_path(f"{pod.dir}/web.log").read_text()
     driver.stop(cid, 5)
     assert pod.state(cid) == "CONTAINER_EXITED"
     driver.remove(cid)
