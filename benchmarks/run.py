@@ -47,11 +47,12 @@ REPO = HERE.parent
 RESULTS_DIR = HERE / "results"
 INNER_DIR = "/tmp/oci-bench"  # inside the sandbox: its private tmpfs
 
-OPS = ("create", "start", "state", "kill", "delete", "run", "cycle")
+OPS = ("create", "start", "state", "exec", "kill", "delete", "run", "cycle")
 OP_LABELS = {
     "create": "create",
     "start": "start",
     "state": "state",
+    "exec": "exec --detach /bin/true",
     "kill": "kill",
     "delete": "delete",
     "run": "run /bin/true",
@@ -218,6 +219,17 @@ def one_iteration(r: Runner, sleeper: dict[str, Any], trueconf: dict[str, Any]) 
     status = json.loads(text).get("status")
     if status != "running":
         raise OpFailed(f"{r.name} state {cid}: status {status!r}, expected 'running'")
+    # exec as containerd's shim sends it for every ExecSync (probes): a process file, detached,
+    # a pid file; the exec'd /bin/true is re-parented to us (a subreaper) and reaped.
+    process = dict(sleeper["process"], args=["/bin/true"])
+    with open(os.path.join(bundle, "exec.json"), "w") as f:
+        json.dump(process, f)
+    exec_pid = os.path.join(bundle, "exec.pid")
+    out["exec"], _ = r.call(
+        "exec", "--process", os.path.join(bundle, "exec.json"), "--detach", "--pid-file", exec_pid, cid
+    )
+    with open(exec_pid) as f:
+        wait_exit(int(f.read().strip()))
     out["kill"], _ = r.call("kill", cid, "KILL")
     wait_exit(pid)
     out["delete"] = r.delete(cid)

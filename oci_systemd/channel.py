@@ -35,6 +35,8 @@ SCOPED = "scoped"  # runtime -> idler: network and runtime hooks done, go on bui
 CREATED = "created"  # idler -> runtime: environment ready, waiting for start
 START = "start"  # start -> idler: exec the program
 EXEC = "exec"  # idler -> start: calling execve now; EOF next means it worked
+SECCOMP = "seccomp"  # idler -> start (or exec): the seccomp notify fd, over SCM_RIGHTS
+SECCOMP_SENT = "seccomp_sent"  # start -> idler: the agent at listenerPath has it, go on
 ERROR = "error"
 
 
@@ -43,11 +45,17 @@ class ChannelClosed(Exception):
 
 
 class RemoteError(Exception):
-    def __init__(self, message: str, err: int = 0, kind: str = "") -> None:
+    """An `error` message: `kind` names the sender's exception class, `attrs` its attributes
+    (errors.from_report() turns them back into that exception)."""
+
+    def __init__(
+        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errno = err
         self.kind = kind
+        self.attrs = attrs or {}
 
 
 class UnixSocket(_socket.socket):
@@ -83,8 +91,10 @@ class Channel:
         data = jsonio.dumps(fields).encode()
         self.sock.sendall(len(data).to_bytes(_HEADER_SIZE, "big") + data)
 
-    def send_error(self, message: str, err: int = 0, kind: str = "") -> None:
-        self.send(ERROR, message=message, errno=err, kind=kind)
+    def send_error(
+        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
+    ) -> None:
+        self.send(ERROR, message=message, errno=err, kind=kind, attrs=attrs or {})
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -95,9 +105,32 @@ class Channel:
             buf += chunk
         return bytes(buf)
 
+    def send_with_fds(self, msg_type: str, fds: list[int], /, **fields: Any) -> None:
+        """send(), with `fds` attached to the message's first byte (SCM_RIGHTS)."""
+        fields["type"] = msg_type
+        data = jsonio.dumps(fields).encode()
+        message = len(data).to_bytes(_HEADER_SIZE, "big") + data
+        sent = self.sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))])
+        self.sock.sendall(message[sent:])
+
+    def recv_with_fds(self, *expected: str, max_fds: int = 1) -> tuple[dict[str, Any], list[int]]:
+        """recv(), plus the fds that came with the message (none for most messages)."""
+        data, fds = recv_fds(self.sock, _HEADER_SIZE, max_fds)
+        try:
+            if not data:
+                raise ChannelClosed()
+            return self._message(data + self._recv_exact(_HEADER_SIZE - len(data)), expected), fds
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+
     def recv(self, *expected: str) -> dict[str, Any]:
         """Receive one message; raise RemoteError for an error, ValueError for a surprise."""
-        size = int.from_bytes(self._recv_exact(_HEADER_SIZE), "big")
+        return self._message(self._recv_exact(_HEADER_SIZE), expected)
+
+    def _message(self, header: bytes, expected: tuple[str, ...]) -> dict[str, Any]:
+        size = int.from_bytes(header, "big")
         if size > MAX_MESSAGE:
             raise ValueError(f"channel message too large: {size} bytes")
         msg = _parse(self._recv_exact(size))
@@ -105,8 +138,12 @@ class Channel:
             raise ValueError(f"channel message is not an object: {type(msg).__name__}")
         kind = msg.get("type")
         if kind == ERROR:
+            attrs = msg.get("attrs")
             raise RemoteError(
-                str(msg.get("message", "unknown error")), int(msg.get("errno", 0)), str(msg.get("kind", ""))
+                str(msg.get("message", "unknown error")),
+                int(msg.get("errno", 0)),
+                str(msg.get("kind", "")),
+                attrs if isinstance(attrs, dict) else None,
             )
         if expected and kind not in expected:
             raise ValueError(f"unexpected message {kind!r} from peer (wanted {', '.join(expected)})")
@@ -124,10 +161,29 @@ def _parse(data: bytes) -> Any:
         raise ValueError(f"channel message is not JSON ({type(exc).__name__})") from None
 
 
+def _fd_bytes(fds: list[int]) -> bytes:
+    """SCM_RIGHTS's payload: C ints in host order (no `array` module needed)."""
+    return b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+
+
 def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
-    """socket.send_fds without `socket` and `array`: SCM_RIGHTS takes C ints in host order."""
-    payload = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, payload)])
+    """socket.send_fds without `socket` and `array`."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))])
+
+
+def recv_fds(sock: _socket.socket, bufsize: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """socket.recv_fds without `socket` and `array`: up to `bufsize` bytes and the fds sent
+    with them (close-on-exec: MSG_CMSG_CLOEXEC)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(
+        bufsize, _socket.CMSG_SPACE(4 * max_fds), _socket.MSG_CMSG_CLOEXEC
+    )
+    fds = [
+        int.from_bytes(cmsg[i : i + 4], sys.byteorder)
+        for level, kind, cmsg in ancdata
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+        for i in range(0, len(cmsg) - len(cmsg) % 4, 4)
+    ]
+    return data, fds
 
 
 def _with_address(sock: UnixSocket, path: str, op: Any) -> UnixSocket:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Process entry: the lifecycle's hot commands without click, everything else through it.
 
-podman, conmon and containerd call create/start/state/kill/delete/run for every container;
+podman, conmon and containerd call create/start/state/kill/delete/run for every container,
+and exec for every probe;
 importing click costs ~16 ms of each call. Those commands, in the forms engines send, are
 parsed here; any other shape (help, an unknown option, another command) goes to click in
 `cli.py`, which defines the full interface. Both paths share `guarded()`: one error line
@@ -45,6 +46,17 @@ _CREATE = {
 _RUN = {**_CREATE, "--detach": ("detach", False), "-d": ("detach", False), "--keep": ("keep", False)}
 _KILL = {"--all": ("all", False), "-a": ("all", False)}
 _DELETE = {"--force": ("force", False), "-f": ("force", False)}
+# exec in the form containerd's shim and conmon send: the process as a file, no command words.
+_EXEC = {
+    "--process": ("process", True),
+    "-p": ("process", True),
+    "--detach": ("detach", False),
+    "-d": ("detach", False),
+    # conmon adds --tty for `podman exec -t`; with --process the file says it (as in runc).
+    "--tty": ("tty", False),
+    "-t": ("tty", False),
+    **{name: _CREATE[name] for name in ("--pid-file", "--console-socket", "--preserve-fds")},
+}
 _COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], int, int]] = {
     # command: (options, min positionals, max positionals)
     "state": ({}, 1, 1),
@@ -53,6 +65,7 @@ _COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], int, int]] = {
     "delete": (_DELETE, 1, 1),
     "create": (_CREATE, 1, 1),
     "run": (_RUN, 1, 1),
+    "exec": (_EXEC, 1, 1),
 }
 
 
@@ -107,6 +120,8 @@ def _dispatch(argv: list[str]) -> int | None:
         return None
     if not lo <= len(pos) <= hi or gopts.get("log_format", "text") not in ("text", "json"):
         return None
+    if rest[0] == "exec" and "process" not in copts:
+        return None  # the command on the command line, with flags: click's
     preserve = copts.get("preserve_fds", "0")
     if not str(preserve).isdigit():
         return None
@@ -127,6 +142,18 @@ def _dispatch(argv: list[str]) -> int | None:
         rt.kill(cid, pos[1] if len(pos) > 1 else "TERM", all_processes=bool(copts.get("all")))
     elif command == "delete":
         rt.delete(cid, force=bool(copts.get("force")))
+    elif command == "exec":
+        from oci_systemd import exec_process
+
+        process = exec_process.load_process_file(copts["process"])
+        return rt.exec(
+            cid,
+            process,
+            detach=bool(copts.get("detach")),
+            pid_file=copts.get("pid_file"),
+            console_socket=copts.get("console_socket"),
+            preserve_fds=int(preserve),
+        )
     else:
         kwargs = {
             "bundle": copts.get("bundle", "."),

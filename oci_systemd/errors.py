@@ -133,3 +133,38 @@ class SandboxError(OciSystemdError):
 
 class PermissionDeniedError(OciSystemdError):
     pass
+
+
+# -- across the idler's channel ---------------------------------------------------------------------
+# An idler's error travels as its class name, message and plain attributes (errno, stage, path,
+# field, exit_code, ...) and is rebuilt on the runtime's side as the same class with the same
+# message: no re-wrapping, so no doubled text and no lost exit status.
+
+
+def report_attrs(exc: OciSystemdError) -> dict[str, str | int | None]:
+    """The attributes of `exc` that from_report() restores: the scalar public ones."""
+    return {
+        k: v
+        for k, v in vars(exc).items()
+        if not k.startswith("_") and k != "message" and (v is None or isinstance(v, (str, int)))
+    }
+
+
+def _error_classes(cls: type[OciSystemdError]) -> dict[str, type[OciSystemdError]]:
+    found = {cls.__name__: cls}
+    for sub in cls.__subclasses__():
+        found.update(_error_classes(sub))
+    return found
+
+
+def from_report(kind: str, message: str, attrs: dict[str, object]) -> OciSystemdError | None:
+    """The exception an idler reported as `kind` (a class name of this module), or None."""
+    cls = _error_classes(OciSystemdError).get(kind)
+    if cls is None or cls.__module__ != __name__:
+        return None
+    exc = cls.__new__(cls)
+    OciSystemdError.__init__(exc, message)
+    for key, value in attrs.items():
+        if not key.startswith("_") and key != "message" and (value is None or isinstance(value, (str, int))):
+            setattr(exc, key, value)
+    return exc

@@ -7,12 +7,13 @@ capabilities, rlimits, noNewPrivileges) and override or extend it.
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Sequence
-from typing import Any
-
+from oci_systemd import jsonio
 from oci_systemd.errors import OciSystemdError, SpecError
+
+TYPE_CHECKING = False  # exec's fast path imports this module: typing for annotations only
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def load_process_file(path: str) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def load_process_file(path: str) -> dict[str, Any]:
 
     try:
         with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+            raw = jsonio.loads(f.read())
     except OSError as exc:
         raise OciSystemdError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from exc
     except ValueError as exc:
@@ -44,6 +45,8 @@ def from_flags(
 ) -> dict[str, Any]:
     if not args:
         raise OciSystemdError("exec: no command given", hint="oci-systemd exec ID COMMAND [ARGS...]")
+    import copy
+
     proc = copy.deepcopy(base)
     proc["args"] = list(args)
     proc["terminal"] = tty

@@ -20,8 +20,20 @@ if TYPE_CHECKING:
 STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
-def run_stage(stage: str, hooks: Mapping[str, Any] | None, state: Mapping[str, Any]) -> None:
-    """Run every hook of `stage` in order; the first failure raises HookError."""
+def run_stage(
+    stage: str,
+    hooks: Mapping[str, Any] | None,
+    state: Mapping[str, Any],
+    *,
+    default_env: Sequence[str] | None = None,
+) -> None:
+    """Run every hook of `stage` in order; the first failure raises HookError.
+
+    A hook without `env` gets `default_env`, or, when that is None, our own environment; an
+    explicit `env`, even an empty one, is its whole environment. That is runc's behaviour (Go's
+    exec.Cmd inherits only for a nil Env): the runtime's hooks inherit the runtime's environment,
+    the container's (createContainer, startContainer) the process's, all runc's init has by then.
+    """
     if not hooks:
         return
     entries: Sequence[Mapping[str, Any]] = hooks.get(stage) or ()
@@ -29,17 +41,23 @@ def run_stage(stage: str, hooks: Mapping[str, Any] | None, state: Mapping[str, A
         return
     payload = jsonio.dumps(state).encode()  # json.dumps' compact text, without json's re
     for hook in entries:
-        run_hook(stage, hook, payload)
+        run_hook(stage, hook, payload, default_env=default_env)
 
 
-def run_hook(stage: str, hook: Mapping[str, Any], payload: bytes) -> None:
+def _environ(env: Sequence[object]) -> dict[str, str]:
+    return dict(str(e).split("=", 1) for e in env if "=" in str(e))
+
+
+def run_hook(
+    stage: str, hook: Mapping[str, Any], payload: bytes, *, default_env: Sequence[str] | None = None
+) -> None:
     import subprocess
 
     path = str(hook["path"])
     args = list(hook.get("args") or [path])
-    env = list(hook.get("env") or [])
     timeout = hook.get("timeout")
-    environ = dict(e.split("=", 1) for e in env if "=" in e)
+    env = hook.get("env") if hook.get("env") is not None else default_env
+    environ = None if env is None else _environ(env)  # None: subprocess passes our own
     try:
         proc = subprocess.run(
             args,

@@ -20,7 +20,7 @@ import sys
 
 from oci_systemd import channel
 from oci_systemd.channel import Channel, RemoteError, UnixSocket
-from oci_systemd.errors import ExecFailedError, OciSystemdError
+from oci_systemd.errors import ExecFailedError, OciSystemdError, report_attrs
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ def main() -> None:
 
 
 def _report(chan: Channel, exc: BaseException) -> None:
-    if isinstance(exc, ExecFailedError):
-        message, err, kind = exc.message, exc.errno, "exec"
-    elif isinstance(exc, OciSystemdError):
+    """Send `exc` to the runtime, which raises it as the same class (errors.from_report)."""
+    attrs: dict[str, str | int | None] = {}
+    if isinstance(exc, OciSystemdError):
         message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
+        attrs = report_attrs(exc)
     elif isinstance(exc, OSError):
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
@@ -86,7 +87,7 @@ def _report(chan: Channel, exc: BaseException) -> None:
     else:
         message, err, kind = f"{type(exc).__name__}: {exc}", 0, "internal"
     try:
-        chan.send_error(message, err, kind)
+        chan.send_error(message, err, kind, attrs)
     except OSError:
         pass
 
@@ -143,10 +144,14 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # and a cgroup namespace is rooted there. (The runtime started the scope while this
     # interpreter was starting: both wait, in parallel.)
     chan.recv(channel.JOINED)
+    _prepare_idmapped_mounts(cfg, plan)
+    # Forked while we are still the host's root: it opens the bind sources for us (user namespace).
+    opener = mounts.SourceOpener.start(cfg, plan["bundle"])
     entered = namespaces.enter(linux.get("namespaces") or [], sync_user_ns=sync_user_ns)
     # A new user namespace changes our credentials, and commit_creds() then resets dumpable
     # to fs.suid_dumpable: seal again before any container process can exist.
     process.seal_self()
+    sources = opener.receive() if opener is not None else None
     if linux.get("timeOffsets"):
         namespaces.write_time_offsets(linux["timeOffsets"])
     if entered.needs_fork:
@@ -166,10 +171,13 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         namespaces.loopback_up()
 
     rootfs = plan["rootfs"]
-    mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"])
-    hooks.run_stage("createContainer", cfg.get("hooks"), _hook_state(plan, "created"))
+    mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"], sources=sources)
+    hooks.run_stage(
+        "createContainer", cfg.get("hooks"), _hook_state(plan, "created"), default_env=proc.get("env") or []
+    )
     mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
     forbid_imports()
+    process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
     mounts.finish_rootfs(cfg)
     # Like runc, a program that isn't there fails create, not start: podman and containerd
     # classify "executable file not found" from create's error as exit 127.
@@ -208,6 +216,17 @@ def forbid_imports() -> None:
     sys.meta_path.clear()
     sys.path_hooks.clear()
     sys.path_importer_cache.clear()
+
+
+def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
+    from oci_systemd import mounts
+
+    if not any(mounts.wants_idmap(m) for m in cfg.get("mounts") or ()):
+        return
+    from oci_systemd import idmap
+
+    idmap.prepare(cfg, bundle=plan["bundle"])
 
 
 def _check_program(proc: dict[str, Any]) -> None:
@@ -293,20 +312,25 @@ def _accept_start(listener: UnixSocket) -> Channel:
 def _wait_for_start(
     listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None
 ) -> None:
-    from oci_systemd import hooks
-
     peer = _accept_start(listener)
     listener.close()
     try:
-        hooks.run_stage("startContainer", cfg.get("hooks"), _hook_state(plan, "running"))
-        _exec_process(cfg.get("process") or {}, plan, peer, tty)
+        _exec_process(cfg.get("process") or {}, plan, peer, tty, hook_state=_hook_state(plan, "running"))
     except BaseException as exc:
         _report(peer, exc)
         code = exc.exit_code if isinstance(exc, OciSystemdError) else 1
         os._exit(code)
 
 
-def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty: int | None) -> None:
+def _exec_process(
+    proc: dict[str, Any],
+    plan: dict[str, Any],
+    peer: Channel,
+    tty: int | None,
+    *,
+    hook_state: dict[str, Any] | None = None,
+) -> None:
+    """Prepare the process, run the startContainer hooks when `hook_state` is given, exec."""
     from oci_systemd import process
 
     if tty is not None:
@@ -319,8 +343,19 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
     keep = _keep_fds(plan, peer.fileno())
     linux = plan["config"].get("linux") or {}
     path, argv, envp = process.prepare(
-        proc, keep_fds=keep, seccomp=linux.get("seccomp"), personality=linux.get("personality")
+        proc,
+        keep_fds=keep,
+        seccomp=linux.get("seccomp"),
+        personality=linux.get("personality"),
+        seccomp_notify=lambda fd: _hand_over_notify_fd(peer, fd),
     )
+    if hook_state is not None:
+        # The hook is the image's binary: it runs as the process will, with its credentials,
+        # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
+        # (runc runs them after finalizeNamespace and seccomp, right before exec).
+        from oci_systemd import hooks  # imported by _create already: exec's idler never needs it
+
+        hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state, default_env=envp)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
@@ -332,6 +367,18 @@ def _exec_process(proc: dict[str, Any], plan: dict[str, Any], peer: Channel, tty
         raise ExecFailedError(
             f'exec: "{argv[0]}": {os.strerror(exc.errno or 0).lower()}', err=exc.errno or 0
         ) from exc
+
+
+def _hand_over_notify_fd(peer: Channel, fd: int) -> None:
+    """The seccomp notify fd goes to `start` (or `exec`) on the host, which gives it to the agent
+    at listenerPath: that path is out of our reach past pivot_root, and no host fd is ever held
+    here. Wait until the agent has it (the spec: failing to send it is an error), then drop our
+    copy, so the program never holds it."""
+    try:
+        peer.send_with_fds(channel.SECCOMP, [fd])
+    finally:
+        os.close(fd)
+    peer.recv(channel.SECCOMP_SENT)
 
 
 def _make_controlling_tty(tty: int) -> None:
@@ -377,6 +424,17 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     except BaseException as exc:
         _report(chan, exc)
         os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)
+
+
+def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
+    """`oci-systemd exec` without a second interpreter: the runtime forks and the child runs
+    this with the plan it already holds; errors reach the runtime as from `main`. Never
+    returns."""
+    try:
+        _exec_into(chan, plan)
+    except BaseException as exc:
+        _report(chan, exc)
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,19 @@ class Logger:
             return jsonio.dumps({"level": level, "msg": msg, "time": now})
         return f'time="{now}" level={level} msg={jsonio.dumps(msg)}'
 
-    def write(self, level: str, msg: str) -> None:
+    def write(self, level: str, msg: str, *, container_id: str | None = None) -> None:
         ident = self._journald_ident()
         if ident is not None:
             from oci_systemd import journal
 
-            journal.send({"MESSAGE": msg, "PRIORITY": LEVELS[level], "SYSLOG_IDENTIFIER": ident})
+            fields: dict[str, str | int] = {
+                "MESSAGE": msg,
+                "PRIORITY": LEVELS[level],
+                "SYSLOG_IDENTIFIER": ident,
+            }
+            if container_id is not None:
+                fields["CONTAINER_ID"] = container_id
+            journal.send(fields)
             return
         if self.target is None:
             return
@@ -77,10 +84,28 @@ class Logger:
         self.write("error", msg)
         print(msg, file=sys.stderr)
 
-    def warning(self, msg: str) -> None:
-        if self.debug_enabled or self.fmt != "json":
-            self.write("warning", msg)
+    def warning(self, msg: str, *, container_id: str | None = None) -> None:
+        """A warning on stderr and in the log; with `container_id` also in the journal, tagged
+        CONTAINER_ID= (one entry when the log is the journal)."""
+        if container_id is not None and (self._journald_ident() is None or not self._writes_warnings()):
+            from oci_systemd import journal
+
+            journal.send(
+                {
+                    "MESSAGE": msg,
+                    "PRIORITY": LEVELS["warning"],
+                    "SYSLOG_IDENTIFIER": journal.SYSLOG_IDENTIFIER,
+                    "CONTAINER_ID": container_id,
+                }
+            )
+            container_id = None
+        if self._writes_warnings():
+            self.write("warning", msg, container_id=container_id)
         print(f"oci-systemd: warning: {msg}", file=sys.stderr)
+
+    def _writes_warnings(self) -> bool:
+        # podman reads a JSON log as ONE object: warnings go there only with --debug.
+        return self.debug_enabled or self.fmt != "json"
 
     def debug(self, msg: str) -> None:
         if self.debug_enabled:

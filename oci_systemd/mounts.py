@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths, sysctl.
 
-Idler hot path: imports only `os`, `stat`-free arithmetic, `oci_systemd.linux` and `.errors`; it
-works on the raw config.json dict.
+Idler hot path: imports only `os`, `sys`, `_socket` (loaded by the channel anyway), `stat`-free
+arithmetic, `oci_systemd.linux`, `.channel`, `.namespaces` and `.errors`; it works on the raw
+config.json dict.
 
 Every destination is resolved *inside* the rootfs and mounted through an O_PATH fd
 (`/proc/self/fd/N`), never through a path string a symlink could redirect (CVE-2021-30465):
@@ -13,18 +14,20 @@ O_PATH fd it was made through, so remounts and propagation changes re-resolve th
 
 Order (runc's rootfs_linux.go): `prepare_rootfs` (propagation of /, rootfs bind onto itself, the
 `mounts` in config order, devices and /dev links) → createContainer hooks (caller) →
-`enter_rootfs` (pivot_root or MS_MOVE + chroot) → `finish_rootfs` (maskedPaths, readonlyPaths,
-root.readonly, rootfsPropagation, sysctl).
+`enter_rootfs` (pivot_root or MS_MOVE + chroot; chroot only without a mount namespace) →
+`finish_rootfs` (rootfsPropagation, root.readonly, sysctl, readonlyPaths, maskedPaths).
 
 `trace` may be set to a callable receiving one line per step (the idler wires it to --debug).
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
+import sys
 
-from oci_systemd import linux
+from oci_systemd import channel, linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -87,12 +90,13 @@ PROPAGATION_FLAGS: dict[str, int] = {
     "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
 }
 
+# Idmapped bind mounts: made by idmap.py before the namespaces, attached by mount_entry().
+IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
+
 # Options other runtimes accept that need mount_setattr(2)/idmapped mounts or copy-up: refused
 # clearly instead of reaching the kernel as unknown data (EINVAL).
 UNSUPPORTED_OPTIONS = frozenset(
     {
-        "idmap",
-        "ridmap",
         "rro",
         "rrw",
         "rnosuid",
@@ -149,6 +153,8 @@ def parse_options(options: Iterable[str]) -> MountOptions:
             flags = (flags & ~fl[0]) | fl[1]
         elif opt in PROPAGATION_FLAGS:
             propagation.append(PROPAGATION_FLAGS[opt])
+        elif opt in IDMAP_OPTIONS:
+            pass  # idmap.py: the tree is idmapped before it is attached
         elif opt in UNSUPPORTED_OPTIONS:
             raise OciSystemdError(f"mount option {opt!r} is not supported by oci-systemd")
         else:
@@ -316,6 +322,20 @@ def _host_source(source: str, bundle: str) -> str:
     return source if os.path.isabs(source) else os.path.join(bundle, source)
 
 
+def wants_idmap(m: dict[str, Any]) -> bool:
+    return not IDMAP_OPTIONS.isdisjoint(m.get("options") or ())
+
+
+def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
+    """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
+    if not wants_idmap(m):
+        return False
+    from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
+
+    idmap.attach(m, fd, dest)
+    return True
+
+
 def _remount_bind(root_fd: int, root: str, dest: str, flags: int) -> None:
     """Re-resolve `dest` (now a mount) and remount it MS_BIND|MS_REMOUNT with `flags` + locked ones."""
     fd = open_in_root(root_fd, root, dest)
@@ -338,8 +358,12 @@ def _set_propagation(root_fd: int, root: str, dest: str, propagation: list[int])
         os.close(fd)
 
 
-def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> None:
-    """Perform one `mounts` entry (runtime-spec config.md) below the rootfs."""
+def mount_entry(
+    m: dict[str, Any], *, root_fd: int, root: str, bundle: str, source_fd: int | None = None
+) -> None:
+    """Perform one `mounts` entry (runtime-spec config.md) below the rootfs.
+
+    `source_fd`: the bind source, opened by `SourceOpener` with the host's credentials."""
     dest = m["destination"]
     fstype = m.get("type")
     source = m.get("source")
@@ -349,13 +373,16 @@ def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> N
             raise OciSystemdError(f"bind mount on {dest} has no source")
         src = _host_source(source, bundle)
         try:
-            is_dir = (os.stat(src).st_mode & 0o170000) == 0o040000
+            st = os.stat(src) if source_fd is None else os.fstat(source_fd)
         except OSError as e:
             raise SyscallError("stat", src, e.errno or errno.ENOENT) from e
+        is_dir = (st.st_mode & 0o170000) == 0o040000
         fd = mkdest_in_root(root_fd, root, dest, directory=is_dir)
         try:
             _trace(f"bind {src} -> {dest}{' (recursive)' if opts.flags & linux.MS_REC else ''}")
-            _mount_fd(src, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
+            if not _attach_idmapped(m, fd, dest):
+                from_ = src if source_fd is None else _fdpath(source_fd)
+                _mount_fd(from_, fd, None, linux.MS_BIND | (opts.flags & linux.MS_REC), None, dest)
         finally:
             os.close(fd)
         extra = opts.flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
@@ -405,6 +432,111 @@ def mount_entry(m: dict[str, Any], *, root_fd: int, root: str, bundle: str) -> N
         if below >= 0:
             os.close(below)
     _set_propagation(root_fd, root, dest, opts.propagation)
+
+
+# --- bind sources opened with the host's credentials ----------------------------------------------
+class SourceOpener:
+    """Bind sources opened by a helper that keeps the host's credentials, for a container with a
+    user namespace: as its root we could not reach a source under a 0700 directory of the host's
+    root (runc's goCreateMountSources does the same, crun opens its sources before the switch).
+
+    `start()` forks the helper while the idler is still the host's root in the host's namespaces.
+    Once the idler has its namespaces, `receive()` lets the helper join the new mount namespace
+    and open each source O_PATH there (an fd from another mount namespace cannot be bind-mounted:
+    EINVAL); it returns the fds and reaps the helper. `prepare_rootfs()` mounts from the fds and
+    closes them: they never reach the waiting idler.
+    """
+
+    __slots__ = ("_paths", "_pid", "_sock")
+
+    def __init__(self, pid: int, sock: _socket.socket, paths: dict[int, str]) -> None:
+        self._pid = pid
+        self._sock = sock
+        self._paths = paths
+
+    @classmethod
+    def start(cls, cfg: dict[str, Any], bundle: str) -> SourceOpener | None:
+        if namespaces.configured(cfg, "user") is None or namespaces.configured(cfg, "mount") is None:
+            return None
+        paths = {
+            i: _host_source(m["source"], bundle)
+            for i, m in enumerate(cfg.get("mounts") or ())
+            if m.get("source") and _is_bind(m, parse_options(m.get("options") or ()))
+        }
+        if not paths:
+            return None
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the helper: never returns into the idler's code
+            code = 1
+            try:
+                ours.close()
+                _serve_sources(theirs, list(paths.values()))
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        return cls(pid, ours, paths)
+
+    def receive(self) -> dict[int, int]:
+        """Call once the mount namespace exists; index in `mounts` → O_PATH fd of its source."""
+        fds: dict[int, int] = {}
+        try:
+            # Our own mount namespace, opened by us: the helper needs no ptrace access to us (we
+            # are not dumpable) to join it.
+            nsfd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                channel.send_fds(self._sock, b"go", [nsfd])
+            finally:
+                os.close(nsfd)
+            for i, path in self._paths.items():
+                data, fd = _recv_fd(self._sock)
+                if fd >= 0:
+                    fds[i] = fd
+                if data != b"ok" or fd < 0:
+                    what, _, err = data.decode(errors="replace").rpartition(":")
+                    target = "the container's mount namespace" if what == "setns" else path
+                    code = int(err) if err.isdigit() else errno.EIO
+                    raise SyscallError(what or "open bind source", target, code)
+            return fds
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        finally:
+            self._sock.close()
+            os.waitpid(self._pid, 0)
+
+
+def _serve_sources(sock: _socket.socket, paths: list[str]) -> None:
+    """The helper's side of SourceOpener: one message per source, "ok" + fd or an errno."""
+    data, nsfd = _recv_fd(sock)
+    if data != b"go" or nsfd < 0:
+        return  # the idler failed before making its namespaces
+    try:
+        linux.setns(nsfd, linux.CLONE_NEWNS, "the container's mount namespace")
+    except SyscallError as e:
+        sock.send(f"setns:{e.errno or errno.EIO}".encode())
+        return
+    finally:
+        os.close(nsfd)
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError as e:
+            sock.send(f"open bind source:{e.errno or errno.EIO}".encode())
+            return
+        channel.send_fds(sock, b"ok", [fd])
+        os.close(fd)
+
+
+def _recv_fd(sock: _socket.socket) -> tuple[bytes, int]:
+    """One message and the fd passed with it (-1 without one)."""
+    data, anc, _, _ = sock.recvmsg(64, _socket.CMSG_SPACE(4))
+    for level, kind, payload in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(payload) >= 4:
+            return data, int.from_bytes(payload[:4], sys.byteorder)
+    return data, -1
 
 
 def copy_tree(src_fd: int, dst_fd: int) -> None:
@@ -465,10 +597,17 @@ DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
 _DEVICE_TYPES = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
 
 
-def in_user_namespace() -> bool:
+_INIT_USER_NS_INO = 0xEFFFFFFD  # PROC_USER_INIT_INO (include/linux/proc_ns.h)
+
+
+def in_user_namespace(cfg: dict[str, Any]) -> bool:
+    """Whether mknod(2) is refused: the container has a user namespace (new or joined, whatever
+    its maps say: a full identity map is still not the initial namespace), or the runtime itself
+    runs in one."""
+    if namespaces.configured(cfg, "user") is not None:
+        return True
     try:
-        with open("/proc/self/uid_map", "rb") as f:
-            return f.read().split() != [b"0", b"0", b"4294967295"]
+        return os.stat("/proc/self/ns/user").st_ino != _INIT_USER_NS_INO
     except OSError:
         return False
 
@@ -532,7 +671,7 @@ def create_device(dev: dict[str, Any], *, root_fd: int, root: str, bind: bool) -
 
 def setup_dev(cfg: dict[str, Any], *, root_fd: int, root: str) -> None:
     """Default devices + `linux.devices`, /dev/ptmx → pts/ptmx, /dev/fd and stdio links."""
-    bind = in_user_namespace()
+    bind = in_user_namespace(cfg)
     devices = list((cfg.get("linux") or {}).get("devices") or ())
     configured = {d["path"] for d in devices}
     for path, major, minor in DEFAULT_DEVICES:
@@ -605,13 +744,51 @@ def _root_propagation(cfg: dict[str, Any]) -> int | None:
     return flag
 
 
-def prepare_rootfs(cfg: dict[str, Any], *, rootfs: str, bundle: str) -> None:
+_NEED_MOUNT_NS = ("mounts", "maskedPaths", "readonlyPaths", "rootfsPropagation")
+
+
+def _prepare_in_callers_ns(cfg: dict[str, Any], rootfs: str) -> None:
+    """No mount namespace: the caller's is shared, so nothing may be mounted, unmounted or have
+    its propagation changed. What needs that is refused (also by spec.py, before create);
+    /dev nodes are made as files in the rootfs, sysctls written through the caller's /proc (its
+    /proc/sys shows the namespaces of the writer: ours), and enter_rootfs() chroots."""
+    lin = cfg.get("linux") or {}
+    wanted = [k for k in _NEED_MOUNT_NS if (cfg if k == "mounts" else lin).get(k)]
+    if (cfg.get("root") or {}).get("readonly"):
+        wanted.append("root.readonly")
+    if in_user_namespace(cfg):
+        wanted.append("a user namespace")  # its /dev could only be bind-mounted
+    if wanted:
+        raise OciSystemdError(f"{', '.join(wanted)}: requires a mount namespace in linux.namespaces")
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        setup_dev(cfg, root_fd=root_fd, root=rootfs)
+    finally:
+        os.close(root_fd)
+    write_sysctls(lin.get("sysctl") or {})
+
+
+def prepare_rootfs(
+    cfg: dict[str, Any], *, rootfs: str, bundle: str, sources: dict[int, int] | None = None
+) -> None:
     """All mounts, devices and /dev links below `rootfs`, in the new mount namespace, before pivot.
 
     `rootfs` and `bundle` are absolute host paths; relative bind sources are relative to `bundle`.
+    `sources` maps the index of a bind entry in `mounts` to its source fd (`SourceOpener`); they
+    are closed here, whatever happens.
     """
-    rootfs = os.path.realpath(rootfs)
+    try:
+        _prepare_rootfs(cfg, os.path.realpath(rootfs), bundle, sources or {})
+    finally:
+        for fd in (sources or {}).values():
+            os.close(fd)
+
+
+def _prepare_rootfs(cfg: dict[str, Any], rootfs: str, bundle: str, sources: dict[int, int]) -> None:
     check_sysctls(cfg)
+    if namespaces.configured(cfg, "mount") is None:
+        _prepare_in_callers_ns(cfg, rootfs)
+        return
     prop = _root_propagation(cfg)
     # Stop our mounts from propagating to the host; "shared" variants keep / shared but then the
     # rootfs' parent mount must be private for pivot_root(2). An unbindable rootfs could not be
@@ -628,8 +805,8 @@ def prepare_rootfs(cfg: dict[str, Any], *, rootfs: str, bundle: str) -> None:
 
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for m in cfg.get("mounts") or ():
-            mount_entry(m, root_fd=root_fd, root=rootfs, bundle=bundle)
+        for i, m in enumerate(cfg.get("mounts") or ()):
+            mount_entry(m, root_fd=root_fd, root=rootfs, bundle=bundle, source_fd=sources.get(i))
         if _needs_dev_setup(cfg):
             setup_dev(cfg, root_fd=root_fd, root=rootfs)
     finally:
@@ -637,8 +814,15 @@ def prepare_rootfs(cfg: dict[str, Any], *, rootfs: str, bundle: str) -> None:
 
 
 def enter_rootfs(cfg: dict[str, Any], rootfs: str, *, no_pivot: bool = False) -> None:
-    """Make `rootfs` the root: pivot_root(".", ".") + detach the old root, or MS_MOVE + chroot."""
+    """Make `rootfs` the root: pivot_root(".", ".") + detach the old root, or MS_MOVE + chroot;
+    without a mount namespace only chroot (runc too): the caller's mounts stay as they are."""
     rootfs = os.path.realpath(rootfs)
+    if namespaces.configured(cfg, "mount") is None:
+        _trace(f"chroot {rootfs} (no mount namespace)")
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
+        return
     if no_pivot:
         _trace(f"move {rootfs} -> / and chroot")
         os.chdir(rootfs)
@@ -738,15 +922,6 @@ _IPC_SYSCTLS = frozenset(
 )
 
 
-def _same_ns(kind: str, pid: int) -> bool:
-    """Whether we share namespace `kind` (a /proc/<pid>/ns name) with `pid`; False if unknown."""
-    try:
-        own, other = os.stat(f"/proc/self/ns/{kind}"), os.stat(f"/proc/{pid}/ns/{kind}")
-    except OSError:
-        return False
-    return (own.st_dev, own.st_ino) == (other.st_dev, other.st_ino)
-
-
 def check_sysctls(cfg: dict[str, Any]) -> None:
     """Refuse `linux.sysctl` keys that would change the host (runc's validator): net.* needs a
     network namespace, IPC keys an ipc namespace, kernel.{hostname,domainname} a uts namespace,
@@ -768,7 +943,7 @@ def check_sysctls(cfg: dict[str, Any]) -> None:
         else:
             raise OciSystemdError(f"sysctl {key!r} is not in a separate kernel namespace")
         ns = kinds.get(kind)
-        if ns is None or (ns.get("path") and _same_ns(proc_name, 1)):
+        if ns is None or (ns.get("path") and namespaces.same_ns(proc_name, 1)):
             raise OciSystemdError(
                 f"sysctl {key!r} is not allowed in the host's {kind} namespace",
                 hint=f"add a new {kind} namespace to linux.namespaces",
@@ -829,12 +1004,15 @@ def _open_sysctl_walk(sfd: int, rel: str) -> int:
 
 def finish_rootfs(cfg: dict[str, Any]) -> None:
     """After pivot, in runc's order: rootfsPropagation, root.readonly, sysctl (while /proc/sys is
-    still writable), readonlyPaths, maskedPaths."""
+    still writable), readonlyPaths, maskedPaths; an unbindable propagation comes last, since the
+    read-only paths are bind mounts of themselves (EINVAL below an unbindable mount). Nothing to
+    do without a mount namespace."""
+    if namespaces.configured(cfg, "mount") is None:
+        return
     lin = cfg.get("linux") or {}
     prop = _root_propagation(cfg)
-    if prop:
-        _trace(f"propagation of / = {linux.propagation_name(prop)}")
-        linux.mount(None, "/", None, prop)
+    if prop and not prop & linux.MS_UNBINDABLE:
+        _set_root_propagation(prop)
     if (cfg.get("root") or {}).get("readonly"):
         _trace("remount / read-only")
         linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | statvfs_flags("/"))
@@ -853,3 +1031,10 @@ def finish_rootfs(cfg: dict[str, Any]) -> None:
                 os.close(null_fd)
     finally:
         os.close(root_fd)
+    if prop and prop & linux.MS_UNBINDABLE:
+        _set_root_propagation(prop)
+
+
+def _set_root_propagation(prop: int) -> None:
+    _trace(f"propagation of / = {linux.propagation_name(prop)}")
+    linux.mount(None, "/", None, prop)

@@ -115,6 +115,8 @@ def enter(
             except OSError as e:
                 raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
             fds.append((nstype, path, fd))
+            if nstype == "mount":
+                _refuse_own_mount_ns(fd, path)
         for nstype, path, fd in fds:
             try:
                 linux.setns(fd, NAMESPACE_FLAGS[nstype], path)
@@ -145,6 +147,17 @@ def enter(
         new_net_ns=bool(new & linux.CLONE_NEWNET),
         cgroup_pending=cgroup_pending,
     )
+
+
+def _refuse_own_mount_ns(fd: int, path: str) -> None:
+    """The rootfs is built by changing propagation, pivot_root and unmounting the old root: in the
+    caller's own mount namespace that would take the caller's / away."""
+    st, own = os.fstat(fd), os.stat("/proc/self/ns/mnt")
+    if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+        raise OciSystemdError(
+            f"mount namespace {path} is the runtime's own: the container would replace its root",
+            hint='use a new mount namespace ({"type": "mount"}) or the path of another one',
+        )
 
 
 def _unshare(flags: int) -> None:
@@ -251,23 +264,41 @@ def write_time_offsets(offsets: dict[str, Any]) -> None:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)
 
 
-def _has_new_uts(cfg: dict[str, Any]) -> bool:
-    for ns in cfg.get("linux", {}).get("namespaces", []):
-        if ns.get("type") == "uts" and not ns.get("path"):
-            return True
-    return False
+def configured(cfg: dict[str, Any], nstype: str) -> dict[str, Any] | None:
+    """The `linux.namespaces` entry of type `nstype` (new or by path), None when the container
+    shares the caller's namespace of that type."""
+    for ns in (cfg.get("linux") or {}).get("namespaces") or ():
+        if ns.get("type") == nstype:
+            return ns  # type: ignore[no-any-return]
+    return None
+
+
+def same_ns(kind: str, pid: int) -> bool:
+    """Whether we share namespace `kind` (a /proc/<pid>/ns name) with `pid`; False if unknown."""
+    try:
+        own, other = os.stat(f"/proc/self/ns/{kind}"), os.stat(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return False
+    return (own.st_dev, own.st_ino) == (other.st_dev, other.st_ino)
 
 
 def set_hostname(cfg: dict[str, Any]) -> None:
-    """Set `hostname` and `domainname` of the full config, in the container's new uts namespace."""
+    """Set `hostname` and `domainname` of the full config, in the container's uts namespace: new,
+    or joined by path as runc allows, unless that one is the host's (pid 1's: as for sysctls)."""
     hostname = cfg.get("hostname")
     domainname = cfg.get("domainname")
     if hostname is None and domainname is None:
         return
-    if not _has_new_uts(cfg):
+    uts = configured(cfg, "uts")
+    if uts is None:
         raise OciSystemdError(
             "unable to set hostname without a private UTS namespace",
             hint='add {"type": "uts"} to linux.namespaces',
+        )
+    if uts.get("path") and same_ns("uts", 1):
+        raise OciSystemdError(
+            f"unable to set hostname: the uts namespace {uts['path']} is the host's (that of pid 1)",
+            hint='use a new uts namespace ({"type": "uts"}) or the path of another one',
         )
     if hostname is not None:
         linux.sethostname(hostname)
@@ -319,7 +350,15 @@ def join_all(pid: int, types: list[Any]) -> bool:
             except OSError as e:
                 raise SyscallError(f"open {nstype} namespace", path, e.errno or 1) from e
         needs_fork = False
+        # Opened before any setns(): a joined pid namespace does not change what /proc shows us.
+        shares_mount_ns = "mount" in wanted and "mount" not in {t for t, _, _ in fds}
+        root = _shared_mount_ns_root(pid) if shares_mount_ns else -1
+        if root >= 0:
+            fds.append(("root", f"/proc/{pid}/root", root))
         for nstype, path, fd in fds:
+            if nstype == "root":
+                _chroot_fd(fd)  # after the other joins: a joined user namespace grants CAP_SYS_CHROOT
+                continue
             try:
                 linux.setns(fd, NAMESPACE_FLAGS[nstype], path)
             except SyscallError as e:
@@ -329,6 +368,27 @@ def join_all(pid: int, types: list[Any]) -> bool:
     finally:
         for _, _, fd in fds:
             os.close(fd)
+
+
+def _shared_mount_ns_root(pid: int) -> int:
+    """A container without a mount namespace is only chrooted (mounts.enter_rootfs): when we share
+    `pid`'s mount namespace but not its root, an fd on that root to chroot into; else -1."""
+    path = f"/proc/{pid}/root"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SyscallError("open the container's root", path, e.errno or 1) from e
+    st, own = os.fstat(fd), os.stat("/")
+    if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _chroot_fd(fd: int) -> None:
+    os.fchdir(fd)
+    os.chroot(".")
+    os.chdir("/")
 
 
 def loopback_up() -> None:

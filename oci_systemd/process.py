@@ -6,8 +6,8 @@ module, and `oci_systemd.seccomp` when the config has a seccomp profile). Works 
 `process` dict of config.json.
 
 Order of `prepare()` (runc's standard_init_linux.go / finalizeNamespace):
-close fds → personality → rlimits → oomScoreAdj → ioPriority → scheduler → chdir (as root)
-→ [seccomp, when noNewPrivileges is off: loading a filter without NNP needs CAP_SYS_ADMIN]
+HOME from /etc/passwd → close fds → personality → rlimits → oomScoreAdj → ioPriority → scheduler
+→ chdir (as root) → [seccomp, when noNewPrivileges is off: loading a filter without NNP needs CAP_SYS_ADMIN]
 → bounding set → keepcaps + setgroups/setresgid/setresuid → chdir again, verify cwd
 → capset (inheritable empty unless listed, CVE-2022-29162) → ambient → umask
 → executable lookup (as the container user) → no_new_privs → seccomp (last).
@@ -24,7 +24,7 @@ from oci_systemd.errors import ExecFailedError, OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -350,6 +350,55 @@ def _chdir(cwd: str) -> OSError | None:
     return None
 
 
+# --- cwd and HOME ---------------------------------------------------------------------------------
+def make_cwd(process: dict[str, Any]) -> None:
+    """Create a missing `process.cwd` (mode 0755, owned by whoever we are: the container's root), as
+    runc's prepareRootfs does after entering the rootfs and before / is made read-only.
+
+    Call it inside the container's root (after `mounts.enter_rootfs`): paths resolve there only.
+    """
+    cwd = process.get("cwd") or "/"
+    if os.path.isdir(cwd):
+        return
+    if os.path.lexists(cwd):  # a file, or a dangling symlink: never write through it
+        raise SyscallError("mkdir", cwd, errno.ENOTDIR)
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as e:
+        raise SyscallError("mkdir", cwd, e.errno or errno.EIO) from e
+
+
+_PASSWD_MAX = 4 << 20  # /etc/passwd is the image's: read a bounded amount, never block
+
+
+def home_for(uid: int, passwd: str = "/etc/passwd") -> str:
+    """`uid`'s home directory from the container's /etc/passwd, or "/" (runc's and crun's default)."""
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if (os.fstat(fd).st_mode & 0o170000) != 0o100000:  # a FIFO or device would block or never end
+            return "/"
+        data = os.read(fd, _PASSWD_MAX)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2].strip() == str(uid) and fields[5]:
+            return fields[5]
+    return "/"
+
+
+def with_home(env: list[str], uid: int) -> list[str]:
+    """`env` plus HOME from the container's passwd when it has none (runc's setupUser)."""
+    if env_value(env, "HOME") is not None:
+        return env
+    return [*env, f"HOME={home_for(uid)}"]
+
+
 # --- executable lookup ----------------------------------------------------------------------------
 def env_value(env: Iterable[str], key: str) -> str | None:
     value = None
@@ -401,18 +450,21 @@ def prepare(
     keep_fds: Collection[int],
     seccomp: dict[str, Any] | None = None,
     personality: dict[str, Any] | None = None,
+    seccomp_notify: Callable[[int], None] | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """Apply the `process` object (runtime-spec config.md) to this process; return execve() args.
 
     Everything but the execve() itself: the returned (path, argv, envp) go straight to os.execve().
     `keep_fds` survive besides stdio, with their CLOEXEC flag untouched. `seccomp` and
     `personality` are `linux.seccomp` and `linux.personality` of the config (they live outside
-    `process` in the spec).
+    `process` in the spec). `seccomp_notify` receives the filter's notify fd (SCMP_ACT_NOTIFY).
     """
     args = [str(a) for a in process.get("args") or ()]
     if not args:
         raise OciSystemdError("process.args must not be empty")
-    env = [str(e) for e in process.get("env") or ()]
+    # HOME from /etc/passwd is read now, as root: the container's user may not read it.
+    uid = int((process.get("user") or {}).get("uid", 0))
+    env = with_home([str(e) for e in process.get("env") or ()], uid)
     close_fds(keep_fds)
 
     if personality:
@@ -431,7 +483,7 @@ def prepare(
     nnp = bool(process.get("noNewPrivileges"))
     if seccomp and not nnp:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it.
-        _apply_seccomp(seccomp)
+        _apply_seccomp(seccomp, seccomp_notify)
 
     caps = process.get("capabilities")
     last = last_cap()
@@ -439,6 +491,9 @@ def prepare(
         drop_bounding(cap_mask(caps.get("bounding"), last=last), last=last)
         linux.prctl(linux.PR_SET_KEEPCAPS, 1)
     set_user(process.get("user") or {})
+    # A uid change resets "dumpable" to fs.suid_dumpable: keep the idler sealed until exec, also
+    # from the startContainer hooks that now run with the same credentials.
+    seal_self()
     if caps is not None:
         linux.prctl(linux.PR_SET_KEEPCAPS, 0)
 
@@ -462,11 +517,11 @@ def prepare(
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp:
-            _apply_seccomp(seccomp)
+            _apply_seccomp(seccomp, seccomp_notify)
     return path, args, env
 
 
-def _apply_seccomp(profile: dict[str, Any]) -> None:
+def _apply_seccomp(profile: dict[str, Any], notify: Callable[[int], None] | None) -> None:
     from oci_systemd import seccomp
 
-    seccomp.apply(profile)
+    seccomp.apply(profile, notify)

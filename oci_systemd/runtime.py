@@ -17,7 +17,6 @@ import sys
 from oci_systemd.errors import (
     ContainerNotFoundError,
     ContainerNotRunningError,
-    ExecFailedError,
     HookError,
     IdlerError,
     InvalidStateError,
@@ -42,9 +41,12 @@ from oci_systemd.state import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
     from typing import Any
 
     from oci_systemd.channel import Channel, RemoteError
+    from oci_systemd.spec import Capabilities
+    from oci_systemd.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -161,6 +163,21 @@ def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
             log.warning(f"{field} {value!r} ignored: {lsm} {state}")
 
 
+def _warn_about_capabilities(cid: str, caps: Capabilities | None) -> None:
+    """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
+    from oci_systemd import spec
+
+    if caps is None:
+        return
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = len(spec.CAPABILITY_NAMES) - 1
+    for warning in spec.capability_warnings(caps, last_cap=last):
+        log.warning(warning, container_id=cid)
+
+
 def _log_event(
     event: str, record: Record, status: str, message: str, extra: dict[str, Any] | None = None
 ) -> None:
@@ -205,8 +222,12 @@ class Runtime:
         no_pivot: bool = False,
         no_new_keyring: bool = False,
         preserve_fds: int = 0,
+        console_listener: ConsoleListener | None = None,
     ) -> Record:
-        """Create a container; returns its record. Leaves nothing behind on failure."""
+        """Create a container; returns its record. Leaves nothing behind on failure.
+
+        `console_listener` (a foreground `run`): with process.terminal and no console socket,
+        the pty master comes to that listener, bound in the state directory."""
         validate_id(cid)
         plan, record, props = self._prepare(
             cid,
@@ -215,12 +236,15 @@ class Runtime:
             no_pivot=no_pivot,
             no_new_keyring=no_new_keyring,
             preserve_fds=preserve_fds,
+            relay_terminal=console_listener is not None,
         )
         dirfd = self.store.claim(cid)
         try:
             fault_point("create:claimed")
             if record.get("notify_socket"):
                 os.mkdir(os.path.join(self.store.dir(cid), NOTIFY_DIR), 0o755)
+            if console_listener is not None and plan["console_socket"] and not console_socket:
+                console_listener.bind(plan["console_socket"])
             self.store.write(cid, record)
             self.store.write_config(cid, plan["config"])
             builder = _Builder(self, cid, plan, record, props)
@@ -255,6 +279,7 @@ class Runtime:
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
+        relay_terminal: bool = False,
     ) -> tuple[dict[str, Any], Record, list[Any]]:
         """Everything that can fail on bad input, before anything is created."""
 
@@ -265,15 +290,20 @@ class Runtime:
         proc = raw.get("process")
         if not proc:
             raise SpecError("process", "required to create a container")
-        if proc.get("terminal") and not console_socket:
-            raise OciSystemdError(
-                "cannot allocate tty if runc will detach without setting console socket",
-                hint="pass --console-socket PATH, or set process.terminal to false",
-            )
         if console_socket and not proc.get("terminal"):
             raise OciSystemdError("cannot use console socket if runc will not detach or allocate tty")
         if console_socket:
             console_socket = os.path.abspath(console_socket)
+        elif proc.get("terminal"):
+            if not relay_terminal:
+                raise OciSystemdError(
+                    "cannot allocate tty if runc will detach without setting console socket",
+                    hint="pass --console-socket PATH, or set process.terminal to false",
+                )
+            # A foreground run relays the pty itself (terminal.py): the idler sends it to us.
+            from oci_systemd.terminal import CONSOLE_SOCKET
+
+            console_socket = os.path.join(self.store.dir(cid), CONSOLE_SOCKET)
         root_path = (raw.get("root") or {}).get("path", "rootfs")
         rootfs = os.path.realpath(os.path.join(bundle, root_path))
         if not os.path.isdir(rootfs):
@@ -281,6 +311,7 @@ class Runtime:
 
         linux = raw.get("linux") or {}
         _warn_about_labels(proc, linux)
+        _warn_about_capabilities(cid, parsed.process.capabilities if parsed.process else None)
         unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
         props = list(
             resources.scope_properties(
@@ -297,7 +328,7 @@ class Runtime:
             )
             raw = {**raw, "process": proc}
         notify = _notify_settings(raw)
-        if notify is not None:
+        if notify is not None and _needs_notify_mount(raw, notify[1]):
             raw = _with_notify_mount(raw, os.path.join(self.store.dir(cid), NOTIFY_DIR))
         plan: dict[str, Any] = {
             "id": cid,
@@ -331,6 +362,12 @@ class Runtime:
         )
         if notify is not None:
             record["notify_socket"], record["notify_mode"] = notify
+        if (linux.get("seccomp") or {}).get("listenerPath"):
+            from oci_systemd import seccomp_notify
+
+            agent = seccomp_notify.listener_of(linux["seccomp"])
+            if agent is not None:
+                record["seccomp_listener"] = agent
         try:
             import pwd
 
@@ -358,13 +395,14 @@ class Runtime:
                 raise _cannot("start", status)
             proxy = self._bind_notify_proxy(cid, record)
             try:
+                agent = _seccomp_agent(record, record["pid"], Status.CREATED)
                 peer = _send_start(self.store.dir(cid), cid)
             except BaseException:
                 if proxy is not None:
                     proxy.close()
                 raise
         try:
-            _await_started(peer, cid)
+            _await_started(peer, cid, agent)
             fault_point("start:sent")
             with self.store.locked(cid) as record:  # ContainerNotFoundError: deleted meanwhile
                 record["phase"] = "started"
@@ -394,13 +432,7 @@ class Runtime:
         container asks systemd, to name running or paused in the error."""
         if record.get("phase") == "started":
             return self._status(record)
-        status = self._local_status(record)
-        if status is Status.CREATED:
-            from oci_systemd import cgroups
-
-            if cgroups.frozen(record["pid"]):
-                return Status.PAUSED
-        return status
+        return self._exec_status(record)  # the same local checks: init alive, cgroup not frozen
 
     def _local_status(self, record: Record) -> Status:
         """The status from the record and the init alone, without D-Bus, for a plain kill: a
@@ -414,8 +446,18 @@ class Runtime:
             return Status.RUNNING
         return Status.CREATED if self._idler_waiting(record) else Status.RUNNING
 
+    def _exec_status(self, record: Record) -> Status:
+        """exec's precondition without D-Bus, as runc decides it: the init alive (pid + start
+        time) and the cgroup not frozen. Every ExecSync probe of a pod pays this."""
+        from oci_systemd import cgroups
+
+        status = self._local_status(record)
+        if status in (Status.CREATED, Status.RUNNING) and cgroups.frozen(record["pid"]):
+            return Status.PAUSED
+        return status
+
     def _idler_waiting(self, record: Record) -> bool:
-        """The idler still waits for start: it removes its notify socket when start comes."""
+        """The idler still waits for start: start removes its notify socket when it hands START over."""
         return os.path.exists(os.path.join(self.store.dir(record["id"]), NOTIFY_SOCKET))
 
     def _bind_notify_proxy(self, cid: str, record: Record) -> Any:
@@ -440,7 +482,7 @@ class Runtime:
         host = record["notify_socket"]
         try:
             if record.get("notify_mode") == "started":
-                proxy.forward(host, "READY=1", mainpid=record["pid"])
+                proxy.forward(host, {"READY": "1"}, mainpid=record["pid"])
                 return
             # Forward until READY=1, but never wait for a program that has already exited.
             while not proxy.run_until_ready(host, record["pid"], timeout=0.25):
@@ -504,7 +546,7 @@ class Runtime:
                     status = self._status(record, sd)
                     if not status.can_kill() and status is not Status.STOPPED:
                         raise ContainerNotRunningError(cid, status.value)
-                    sd.kill_unit(record["scope"], signum, who="all")
+                    _kill_scope(sd, record, signum, stopped=status is Status.STOPPED)
             else:
                 status = self._local_status(record)
                 if not status.can_kill():
@@ -567,21 +609,46 @@ class Runtime:
     ) -> int:
         from oci_systemd import linux
 
+        listener = None
         if not detach:
             # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        record = self.create(
-            cid,
-            bundle=bundle,
-            console_socket=console_socket,
-            pid_file=pid_file,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-            preserve_fds=preserve_fds,
-        )
+            if not console_socket:  # process.terminal: runc's and crun's pty relay
+                from oci_systemd.terminal import ConsoleListener
+
+                listener = ConsoleListener()
         try:
+            record = self.create(
+                cid,
+                bundle=bundle,
+                console_socket=console_socket,
+                pid_file=pid_file,
+                no_pivot=no_pivot,
+                no_new_keyring=no_new_keyring,
+                preserve_fds=preserve_fds,
+                console_listener=listener,
+            )
+            return self._run_created(record, listener, detach=detach, keep=keep)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _run_created(
+        self, record: Record, listener: ConsoleListener | None, *, detach: bool, keep: bool
+    ) -> int:
+        cid = record["id"]
+        relay = None
+        try:
+            if listener is not None and listener.sock is not None:
+                from oci_systemd.terminal import Relay
+
+                relay = Relay(listener.receive())
+                listener.close()  # one pty per container: nothing else may connect
+                relay.begin()  # raw mode and the window size before the program runs, as runc
             proxy = self._start(cid)
         except BaseException:
+            if relay is not None:
+                relay.close()
             if not detach:
                 self.delete(cid, force=True)
             raise
@@ -590,7 +657,11 @@ class Runtime:
                 proxy.close()
             return 0
         forwarder = _forward_notifications(proxy, record) if proxy is not None else None
-        status = _wait_forwarding_signals(record["pid"])
+        try:
+            status = _wait_forwarding_signals(record["pid"], relay)
+        finally:
+            if relay is not None:
+                relay.close()  # the caller's terminal back, also on errors
         if forwarder is not None:
             forwarder.join(timeout=1)
             proxy.close()
@@ -734,12 +805,13 @@ class Runtime:
         preserve_fds: int = 0,
     ) -> int:
         """Run a process in a running container's namespaces and cgroup; its exit status."""
-        from oci_systemd import cgroups, channel, linux
+        from oci_systemd import cgroups, channel, spec
         from oci_systemd.channel import RemoteError
 
         check_passed_fds(preserve_fds)
+        _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
         with self.store.locked(cid, shared=True) as record:
-            status = self._status(record)
+            status = self._exec_status(record)
             if status is Status.PAUSED:
                 raise InvalidStateError("cannot exec in a paused container", status=status.value)
             if status not in (Status.CREATED, Status.RUNNING):
@@ -760,25 +832,32 @@ class Runtime:
             "extra_fds": preserve_fds,
             "listen_fds": 0,
         }
-        if not detach:
+        if not detach:  # ctypes (linux) costs ~1.5 ms: only when we wait for the process
+            from oci_systemd import linux
+
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        chan, idler = spawn_idler(preserve_fds)
+        chan, idler = _fork_exec_helper(plan, preserve_fds)
         child = 0
         try:
-            chan.send(channel.PLAN, **plan)
+            # The helper first, as runc does with `runc init`: the move costs an RCU grace
+            # period (~10-20 ms) that now overlaps the helper's setns, and the process it forks
+            # is born in the container's cgroup. If the fork won the race, it is moved after.
+            try:
+                cgroups.join(idler, record["pid"])
+            except SyscallError:
+                pass  # the helper died: its report (or EOF) below says why
             child = int(chan.recv(channel.PID)["pid"])
             os.waitpid(idler, 0)
-            cgroups.join(child, record["pid"])
+            if cgroups.cgroup_of(child) != cgroups.cgroup_of(record["pid"]):
+                cgroups.join(child, record["pid"])
             chan.send(channel.START)
             try:
-                await_exec(chan)
+                await_exec(chan, _seccomp_agent(record, child, Status.RUNNING))
             except channel.ChannelClosed:
                 raise IdlerError("the process died before it could exec") from None
         except RemoteError as exc:
             _reap_quietly(child or idler)
-            if exc.kind == "exec":
-                raise ExecFailedError(exc.message, err=exc.errno) from None
-            raise IdlerError(exc.message) from None
+            raise _idler_failure(exc) from None
         except BaseException:
             for pid in (child, idler):
                 if pid:
@@ -878,7 +957,7 @@ class _Builder:
         try:
             return self.chan.recv(*kinds)
         except RemoteError as exc:
-            raise _idler_failure(exc) from None
+            raise _idler_failure(exc, creating=True) from None
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
@@ -906,7 +985,7 @@ class _Builder:
         try:
             self.chan.recv()
         except RemoteError as exc:
-            return _idler_failure(exc)
+            return _idler_failure(exc, creating=True)
         except (channel.ChannelClosed, ValueError, OSError):
             pass  # EOF or noise without a report: the caller's own error is the best we have
         return None
@@ -1037,11 +1116,17 @@ class _Builder:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _idler_failure(exc: RemoteError) -> OciSystemdError:
-    """The runtime's error for an idler's `error` message."""
-    if exc.kind == "HookError":
-        return HookError("createContainer", "", exc.message)
-    return IdlerError(exc.message)
+def _idler_failure(exc: RemoteError, *, creating: bool = False) -> OciSystemdError:
+    """The runtime's error for an idler's `error` message: the idler's own exception class
+    (SpecError, HookError, ExecFailedError, ...) with its message and attributes; an OSError or
+    anything unexpected in the idler is an IdlerError. `create` exits 1 for every failure, a
+    missing program included (as runc); only start and exec exit 126/127."""
+    from oci_systemd.errors import ExecFailedError, from_report
+
+    error = from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
+    if creating and isinstance(error, ExecFailedError):
+        error.exit_code = 1
+    return error
 
 
 def check_passed_fds(count: int) -> None:
@@ -1115,6 +1200,30 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     return ours, pid
 
 
+def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, int]:
+    """fork a child that joins the container and forks the exec'd process (idler.exec_forked);
+    (channel, pid). A fork, not spawn_idler's fresh interpreter: exec is every probe's path,
+    and a second `python -I -S` start is most of its time. Single-threaded here (no D-Bus),
+    so the child may setns into the mount namespace. Its channel moves above the passed fds."""
+    from oci_systemd.channel import Channel
+
+    ours, theirs = Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            target = 3 + extra_fds + 16
+            os.dup2(theirs.fileno(), target, inheritable=False)
+            theirs.close()
+            from oci_systemd import idler
+
+            idler.exec_forked(Channel.from_fd(target), plan)
+        finally:
+            os._exit(127)
+    theirs.close()
+    return ours, pid
+
+
 class _maybe_bus:  # lower case: used like the context manager function it replaced
     """`with _maybe_bus(bus) as sd`: the caller's connection, or a new one closed at the end.
     (A class: contextlib would cost every short command its import.)"""
@@ -1153,18 +1262,54 @@ def _cannot(op: str, status: Status) -> InvalidStateError:
     return InvalidStateError(f"cannot {op} a container in the {status.value} state", status=status.value)
 
 
-def await_exec(peer: Channel) -> None:
+def await_exec(peer: Channel, seccomp_agent: Callable[[int], None] | None = None) -> None:
     """The idler announces EXEC just before execve(); its socket is close-on-exec, so EOF after
     the announcement means the program runs, an error message means exec failed, and EOF
-    before it means the idler died (ChannelClosed)."""
+    before it means the idler died (ChannelClosed). Before EXEC, a filter with SCMP_ACT_NOTIFY
+    sends its notify fd, for `seccomp_agent` (seccomp_notify.py)."""
     from oci_systemd import channel
 
-    peer.recv(channel.EXEC)
+    msg, fds = peer.recv_with_fds(channel.EXEC, channel.SECCOMP)
+    if msg["type"] == channel.SECCOMP:
+        _hand_to_agent(peer, fds, seccomp_agent)
+        peer.recv(channel.EXEC)
     try:
         peer.recv()
     except channel.ChannelClosed:
         return
     raise IdlerError("unexpected answer from the idler")
+
+
+def _hand_to_agent(peer: Channel, fds: list[int], agent: Callable[[int], None] | None) -> None:
+    """Give the notify fd to the seccomp agent, then let the idler go on; if that fails, the
+    idler is told so (it exits) and start fails, as the spec asks."""
+    from oci_systemd import channel
+
+    try:
+        if agent is None or len(fds) != 1:
+            raise IdlerError("the idler sent a seccomp notify fd that nobody asked for")
+        agent(fds[0])
+    except BaseException as exc:
+        try:
+            peer.send_error(str(exc), kind="seccomp")
+        except OSError:
+            pass
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    peer.send(channel.SECCOMP_SENT)
+
+
+def _seccomp_agent(record: Record, pid: int, status: Status) -> Callable[[int], None] | None:
+    """What sends the notify fd of process `pid` to the record's listenerPath; None without one."""
+    listener = record.get("seccomp_listener")
+    if not listener:
+        return None
+    from oci_systemd import seccomp_notify
+
+    state = Runtime._state_json(record, status)
+    return lambda fd: seccomp_notify.send_state(listener, pid, state, fd)
 
 
 # Connecting and handing START over happen under the container's lock: bounded. (A unix
@@ -1198,22 +1343,18 @@ def _send_start(state_dir: str, cid: str) -> Channel:
     return peer
 
 
-def _await_started(peer: Channel, cid: str) -> None:
+def _await_started(peer: Channel, cid: str, seccomp_agent: Callable[[int], None] | None) -> None:
     """EOF on the idler's close-on-exec socket after EXEC means the exec succeeded."""
     from oci_systemd import channel
     from oci_systemd.channel import RemoteError
 
     try:
-        await_exec(peer)
+        await_exec(peer, seccomp_agent)
         return
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc
     except RemoteError as exc:
-        if exc.kind == "exec":
-            raise ExecFailedError(exc.message, err=exc.errno) from None
-        if exc.kind == "HookError":
-            raise HookError("startContainer", "", exc.message) from None
-        raise IdlerError(exc.message) from None
+        raise _idler_failure(exc) from None
     finally:
         peer.close()
 
@@ -1243,6 +1384,23 @@ def _signal_init(record: Record, signum: int) -> None:
             raise SyscallError.from_oserror("pidfd_send_signal", exc) from exc
     finally:
         os.close(pidfd)
+
+
+def _kill_scope(sd: Any, record: Record, signum: int, *, stopped: bool) -> None:
+    """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup is
+    gone succeeds, and containerd's CRI relies on it: it sends `kill --all <id> 9` while it
+    cleans up an exited task and retries that forever on failure. A scope systemd has already
+    collected (its init exited, or the init exits now, between the check and the call) is that
+    case: nothing is left to signal."""
+    from oci_systemd.systemd import NoSuchUnit
+
+    if stopped and sd.active_state(record["scope"]) in (None, "inactive", "failed"):
+        return
+    try:
+        sd.kill_unit(record["scope"], signum, who="all")
+    except NoSuchUnit:
+        if pid_alive(record):
+            raise
 
 
 def _destroy(sd: Any, record: Record) -> None:
@@ -1290,8 +1448,29 @@ def _notify_settings(raw: dict[str, Any]) -> tuple[str, str] | None:
     return host, mode
 
 
+def _needs_notify_mount(raw: dict[str, Any], mode: str) -> bool:
+    """Whether the container gets our notify socket (a bind mount at /run/notify).
+
+    Without a mount namespace nothing can be mounted for it (it would be mounted in the
+    caller's namespace): with `started` the runtime says READY=1 itself and the container
+    needs no socket; with `container` nobody could say it, so that is refused."""
+    if any(ns.get("type") == "mount" for ns in (raw.get("linux") or {}).get("namespaces") or ()):
+        return True
+    if mode == "started":
+        return False
+    raise SpecError(
+        "linux.namespaces",
+        "sd_notify passthrough to the container (NOTIFY_SOCKET) needs a mount namespace; "
+        "add one, or let the runtime report READY=1 itself (OCI_SYSTEMD_NOTIFY=started)",
+    )
+
+
 def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
-    """Bind our notify directory at /run/notify and point NOTIFY_SOCKET there (as runc)."""
+    """Bind our notify directory at /run/notify and point NOTIFY_SOCKET there (as runc).
+
+    Read-only: the directory is on the host (often its /run tmpfs), so a writable one would
+    let the container's root plant files, setuid binaries, devices or deep trees there.
+    Sending to the socket needs only its mode, not a writable mount."""
     from oci_systemd.sdnotify import CONTAINER_DIRECTORY, CONTAINER_NOTIFY_SOCKET
 
     proc = dict(raw["process"])
@@ -1303,7 +1482,7 @@ def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
             "destination": CONTAINER_DIRECTORY,
             "type": "bind",
             "source": host_dir,
-            "options": ["bind", "nosuid", "nodev", "noexec"],
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
         },
     ]
     return {**raw, "process": proc, "mounts": mounts}
@@ -1369,8 +1548,11 @@ def _write_pid_file(path: str, pid: int) -> None:
         os.close(dirfd)
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    """Wait for the container's init like `runc run`: forward signals, return its status."""
+def _wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
+    """Wait for the container's init like `runc run`: forward signals, return its status.
+
+    With a terminal `relay`, the pty is relayed until the init exits, and SIGWINCH resizes the
+    pty instead of being forwarded (the kernel signals the container's foreground group)."""
     forwarded = (
         _signal.SIGTERM,
         _signal.SIGINT,
@@ -1389,6 +1571,9 @@ def _wait_forwarding_signals(pid: int) -> int:
 
     for sig in forwarded:
         _signal.signal(sig, forward)
+    if relay is not None:
+        _signal.signal(_signal.SIGWINCH, lambda _signum, _frame: relay.resize())
+        relay.run(pid)
     while True:
         try:
             got, status = os.waitpid(-1, 0)

@@ -8,6 +8,11 @@ runc: unknown syscall names are skipped (profiles list syscalls of newer kernels
 action equals the default action are skipped, conditions on the same argument index become
 separate rules (OR), and libseccomp's own no_new_privs is turned off (process.noNewPrivileges
 decides). Unknown actions, architectures, operators and flags are errors.
+
+SCMP_ACT_NOTIFY (seccomp user notification): libseccomp loads such a filter with
+SECCOMP_FILTER_FLAG_NEW_LISTENER; `apply()` hands the listener fd to its `hand_over` callback
+right after loading (the idler sends it to `oci-systemd start`, which gives it to the agent at
+`listenerPath`: seccomp_notify.py, docs/protocol.md), and closes it before the exec.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # seccomp.h
@@ -129,14 +135,17 @@ def action_value(name: str, errno_ret: int | None, *, where: str) -> int:
     base = ACTIONS.get(name)
     if base is None:
         raise OciSystemdError(f"seccomp: unknown action {name!r} in {where}")
-    if base == SCMP_ACT_NOTIFY:
-        raise OciSystemdError(
-            f"seccomp: action SCMP_ACT_NOTIFY ({where}) is not supported by oci-systemd",
-            hint="seccomp user notification (listenerPath) is not implemented",
-        )
     if base in (SCMP_ACT_ERRNO_BASE, SCMP_ACT_TRACE_BASE):
         return base | ((errno.EPERM if errno_ret is None else int(errno_ret)) & 0xFFFF)
     return base
+
+
+def uses_notify(profile: dict[str, Any]) -> bool:
+    """Whether `linux.seccomp` has an SCMP_ACT_NOTIFY rule (then, and only then, the agent at
+    listenerPath gets the listener fd, as with runc)."""
+    return profile.get("defaultAction") == "SCMP_ACT_NOTIFY" or any(
+        sc.get("action") == "SCMP_ACT_NOTIFY" for sc in profile.get("syscalls") or ()
+    )
 
 
 def translate(profile: dict[str, Any]) -> Plan:
@@ -156,9 +165,6 @@ def translate(profile: dict[str, Any]) -> Plan:
         if attr is None:
             raise OciSystemdError(f"seccomp: flag {f!r} is not supported")
         attrs.append(attr)
-    if profile.get("listenerPath"):
-        raise OciSystemdError("seccomp: listenerPath (user notification) is not supported by oci-systemd")
-
     rules: list[Rule] = []
     for i, sc in enumerate(profile.get("syscalls") or ()):
         where = f"syscalls[{i}]"
@@ -226,6 +232,7 @@ def _libseccomp() -> ctypes.CDLL:
         )
         lib.seccomp_load.argtypes = (ctypes.c_void_p,)
         lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+        lib.seccomp_notify_fd.argtypes = (ctypes.c_void_p,)
         _lib = lib
     return _lib
 
@@ -258,6 +265,13 @@ class Filter:
                 f"seccomp: loading the filter failed: {errno.errorcode.get(-rc, rc)}",
                 hint="without noNewPrivileges, loading needs CAP_SYS_ADMIN",
             )
+
+    def notify_fd(self) -> int:
+        """The user-notification listener of the loaded filter (it has SCMP_ACT_NOTIFY rules)."""
+        fd = int(self._lib.seccomp_notify_fd(self._ctx))
+        if fd < 0:
+            raise OciSystemdError(f"seccomp: no notify fd after loading: {errno.errorcode.get(-fd, fd)}")
+        return fd
 
     def release(self) -> None:
         if self._ctx is not None:
@@ -299,10 +313,19 @@ def build(plan: Plan) -> Filter:
     return filt
 
 
-def apply(seccomp: dict[str, Any]) -> None:
-    """Translate, build and load `linux.seccomp`; call it last, after no_new_privs."""
+def apply(seccomp: dict[str, Any], hand_over: Callable[[int], None] | None = None) -> None:
+    """Translate, build and load `linux.seccomp`; call it last, after no_new_privs.
+
+    With SCMP_ACT_NOTIFY rules, `hand_over(fd)` gets the listener fd right after loading (every
+    syscall from here on is filtered) and must close it: the program must never hold it."""
+    notify = uses_notify(seccomp)
+    if notify and hand_over is None:
+        raise OciSystemdError("seccomp: SCMP_ACT_NOTIFY needs a listener to hand the notify fd to")
     filt = build(translate(seccomp))
     try:
         filt.load()
+        if notify:
+            assert hand_over is not None
+            hand_over(filt.notify_fd())  # before release(): free() may call munmap or brk
     finally:
         filt.release()

@@ -34,20 +34,20 @@ I64_MAX: Final = 2**63 - 1
 
 NAMESPACE_TYPES: Final = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"})
 
-# Linux capability names up to CAP_CHECKPOINT_RESTORE (40), from linux/capability.h.
-CAPABILITIES: Final = frozenset(
-    {
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-    }
+# Linux capability names up to CAP_CHECKPOINT_RESTORE (40), from linux/capability.h, in number order.
+CAPABILITY_NAMES: Final = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
+CAPABILITIES: Final = frozenset(CAPABILITY_NAMES)
+CAPABILITY_SETS: Final = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 RLIMITS: Final = frozenset(
     {
@@ -57,7 +57,10 @@ RLIMITS: Final = frozenset(
     }
 )  # fmt: skip
 
-ROOTFS_PROPAGATIONS: Final = frozenset({"private", "shared", "slave", "unbindable"})
+# runtime-spec 1.2 lists the first four; runc and crun also take mount(8)'s recursive forms.
+ROOTFS_PROPAGATIONS: Final = frozenset(
+    {"private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave", "runbindable"}
+)
 IOPRIO_CLASSES: Final = frozenset({"IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE"})
 SCHED_POLICIES: Final = frozenset(
     {"SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE"}
@@ -75,6 +78,7 @@ SECCOMP_ACTIONS: Final = frozenset(
         "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
     }
 )  # fmt: skip
+SECCOMP_HANDOVER_SYSCALL: Final = "sendmsg"  # how the idler sends the notify fd out
 SECCOMP_FLAGS: Final = frozenset(
     {
         "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
@@ -669,7 +673,41 @@ def _parse_user(raw: object, path: str) -> User:
 
 
 def _capability(value: object, path: str) -> str:
-    return _enum(value, path, CAPABILITIES, "capability")
+    # Any name: runtime-spec 1.2 says an unknown or ungrantable capability is logged as a warning
+    # (capability_warnings) and SHOULD NOT fail; process.cap_mask() leaves such names out.
+    return _as_str(value, path)
+
+
+def capability_warnings(
+    caps: Capabilities | None, *, last_cap: int, path: str = "process.capabilities"
+) -> list[str]:
+    """One warning per capability of `caps` that is unknown or above the kernel's `last_cap`."""
+    if caps is None:
+        return []
+    sets: dict[str, list[str]] = {}
+    for kind in CAPABILITY_SETS:
+        for name in getattr(caps, kind):
+            key = _capability_key(name)
+            if key not in CAPABILITIES or CAPABILITY_NAMES.index(key) > last_cap:
+                sets.setdefault(name, []).append(kind)
+    return [
+        f"{path}: {_capability_problem(name)} {jsonio.dumps(name)} ignored (in {', '.join(kinds)})"
+        for name, kinds in sets.items()
+    ]
+
+
+def _capability_key(name: str) -> str:
+    """The name as process.cap_mask() reads it: any case, "CAP_" optional."""
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") else f"CAP_{upper}"
+
+
+def _capability_problem(name: str) -> str:
+    return (
+        "capability unknown to this kernel"
+        if _capability_key(name) in CAPABILITIES
+        else "unknown capability"
+    )
 
 
 def _parse_capabilities(raw: object, path: str) -> Capabilities:
@@ -1051,6 +1089,18 @@ def _parse_seccomp(raw: object, path: str) -> Seccomp:
     # config-linux.md: SCMP_ACT_NOTIFY needs a listener to hand the notify fd to.
     if uses_notify and not sc.listener_path:
         raise SpecError(o.at("listenerPath"), "required when an action is SCMP_ACT_NOTIFY")
+    # A notification the runtime itself triggers before the agent has the fd never gets an
+    # answer: every syscall for a default action, and the hand-over's own sendmsg (runc
+    # refuses the default action, and `write`, its own hand-over call).
+    if sc.default_action == "SCMP_ACT_NOTIFY":
+        raise SpecError(o.at("defaultAction"), "SCMP_ACT_NOTIFY cannot be used as the default action")
+    for i, rule in enumerate(sc.syscalls):
+        if rule.action == "SCMP_ACT_NOTIFY" and SECCOMP_HANDOVER_SYSCALL in rule.names:
+            raise SpecError(
+                f"{o.at('syscalls')}[{i}].names",
+                f"SCMP_ACT_NOTIFY cannot be used for {SECCOMP_HANDOVER_SYSCALL}: "
+                "the runtime hands the notify fd to the agent with it",
+            )
     return sc
 
 
@@ -1134,6 +1184,39 @@ def _parse_linux(raw: object, path: str) -> Linux:
     )
 
 
+def _check_uts_sysctls(linux: Linux, *, hostname: str | None, domainname: str | None) -> None:
+    """kernel.hostname/kernel.domainname next to the field that sets the same name: which one wins
+    would depend on the order we apply them in; refused, as runc refuses kernel.hostname."""
+    for key in linux.sysctl:
+        rel = key if "/" in key else key.replace(".", "/")
+        for name, value in (("hostname", hostname), ("domainname", domainname)):
+            if rel == f"kernel/{name}" and value is not None:
+                raise SpecError(
+                    _key_path("linux.sysctl", key), f"conflicts with the {name} field (set only one of them)"
+                )
+
+
+def _check_without_mount_ns(linux: Linux, root: Root | None, mounts: tuple[Mount, ...]) -> None:
+    """Without a mount namespace of its own the container shares the caller's: every mount made
+    for it would be made there, change the caller's view and outlive the container. What needs
+    a mount is refused (docs/security.md, "Without a mount namespace")."""
+    if linux.has_namespace("mount"):
+        return
+    problem = "requires a mount namespace in linux.namespaces (it would change the caller's mounts)"
+    for field_name, wanted in (
+        ("mounts", bool(mounts)),
+        ("linux.maskedPaths", bool(linux.masked_paths)),
+        ("linux.readonlyPaths", bool(linux.readonly_paths)),
+        ("linux.rootfsPropagation", bool(linux.rootfs_propagation)),
+        ("root.readonly", bool(root is not None and root.readonly)),
+    ):
+        if wanted:
+            raise SpecError(field_name, problem)
+    if linux.has_namespace("user"):
+        # mknod is refused in a user namespace, and binding the host's nodes needs a mount.
+        raise SpecError("linux.namespaces", "a user namespace without a mount namespace cannot provide /dev")
+
+
 def parse(raw: object) -> Spec:
     """Validate a decoded config.json and return it typed; raise SpecError naming the bad field."""
     o = _Obj(raw, "")
@@ -1148,11 +1231,15 @@ def parse(raw: object) -> Spec:
         for key, value in (("hostname", hostname), ("domainname", domainname)):
             if value:
                 raise SpecError(key, "requires a uts namespace in linux.namespaces")
+    _check_uts_sysctls(linux or Linux(), hostname=hostname, domainname=domainname)
     annotations = o.str_map("annotations")
+    root = _parse_root(o.d["root"], "root") if o.has("root") else None
+    mounts = o.items("mounts", _parse_mount)
+    _check_without_mount_ns(linux or Linux(), root, mounts)
     return Spec(
         oci_version=version,
-        root=_parse_root(o.d["root"], "root") if o.has("root") else None,
-        mounts=o.items("mounts", _parse_mount),
+        root=root,
+        mounts=mounts,
         process=parse_process(o.d["process"], "process") if o.has("process") else None,
         hostname=hostname,
         domainname=domainname,
@@ -1239,11 +1326,12 @@ def validate_container_id(cid: str) -> None:
 
 
 __all__ = [
-    "CAPABILITIES", "CPU", "NAMESPACE_TYPES", "RLIMITS", "BlockIO", "Capabilities", "ConsoleSize",
-    "Device", "DeviceRule", "ExecCPUAffinity", "Hook", "Hooks", "HugepageLimit", "IDMapping",
+    "CAPABILITIES", "CAPABILITY_NAMES", "CAPABILITY_SETS", "CPU", "NAMESPACE_TYPES", "RLIMITS",
+    "BlockIO", "Capabilities", "ConsoleSize", "Device", "DeviceRule", "ExecCPUAffinity", "Hook",
+    "Hooks", "HugepageLimit", "IDMapping",
     "IOPriority", "IntelRdt", "Linux", "Memory", "MemoryPolicy", "Mount", "Namespace", "NetDevice",
     "Network", "NetworkPriority", "Personality", "Pids", "Process", "Rdma", "Resources", "Rlimit",
     "Root", "Scheduler", "Seccomp", "SeccompArg", "Spec", "Syscall", "ThrottleDevice", "TimeOffset",
-    "TimeOffsets", "User", "WeightDevice", "load", "parse", "parse_process", "parse_resources",
-    "validate_container_id",
+    "TimeOffsets", "User", "WeightDevice", "capability_warnings", "load", "parse", "parse_process",
+    "parse_resources", "validate_container_id",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ claims an id with mkdir, which is atomic.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 
@@ -20,6 +21,7 @@ from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, Inv
 # together) stay out of it. Annotations only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, ClassVar, TypedDict
 
 STATE_FILE = "state.json"
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
         systemd_cgroup: bool
         notify_socket: str  # the caller's NOTIFY_SOCKET, when sd_notify is passed through
         notify_mode: str  # "container" (wait for the program's READY=1) or "started"
+        seccomp_listener: dict[str, str]  # listenerPath + listenerMetadata, with SCMP_ACT_NOTIFY
 
 else:
     Record = dict  # a TypedDict is a dict at runtime; this spares importing typing
@@ -264,24 +267,66 @@ def _write_private(path: str, text: str) -> None:
 
 
 def _remove_tree(path: str) -> None:
-    """rm -r for the state directory's few entries, without shutil (~2 ms of imports).
+    """rm -r for the state directory, without shutil (~2 ms of imports).
 
-    Symlinks are removed, never followed; what is already gone is fine (a racing delete).
+    Iterative and fd-relative, one directory open at a time: a tree of any depth or path
+    length left in the notify directory is removed, never followed out of (symlinks are
+    unlinked, `..` is checked against the directory we came from). What is already gone
+    is fine (a racing delete).
     """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        entries = list(os.scandir(path))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except FileNotFoundError:
-            pass
+    # Per level above us: (the directory we went into, st_dev and st_ino of the one we left,
+    # the subdirectories still to do there).
+    above: list[tuple[str, int, int, list[str]]] = []
     try:
-        os.rmdir(path)
+        subdirs = _clear_files(fd)
+        while True:
+            if subdirs:
+                sub = subdirs.pop()
+                try:
+                    child = os.open(sub, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                st = os.fstat(fd)
+                above.append((sub, st.st_dev, st.st_ino, subdirs))
+                os.close(fd)
+                fd = child
+                subdirs = _clear_files(fd)
+                continue
+            if not above:
+                break
+            name, dev, ino, subdirs = above.pop()
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise OSError(errno.EXDEV, "directory moved while it was removed", path)
+            _ignore_missing(os.rmdir, name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    _ignore_missing(os.rmdir, path)
+
+
+def _clear_files(dirfd: int) -> list[str]:
+    """Unlink everything in `dirfd` but directories; the names of those."""
+    subdirs: list[str] = []
+    with os.scandir(dirfd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                _ignore_missing(os.unlink, entry.name, dir_fd=dirfd)
+    return subdirs
+
+
+def _ignore_missing(remove: Callable[..., None], name: str, dir_fd: int | None = None) -> None:
+    try:
+        remove(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
 

@@ -18,6 +18,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tarfile
 import textwrap
 import time
@@ -355,3 +356,212 @@ def no_new_scopes(sandbox: Sandbox) -> Iterator[None]:
     yield
     # conmon's own scope may end a moment after podman returns.
     wait_for(lambda: set(leftover_scopes(sandbox)) <= before, timeout=10, what="no new scope left")
+
+
+# -- containerd's CRI (crictl or cri_client) -------------------------------------------------
+
+CRI_DIR = f"{ENGINES_DIR}/cri"
+CRI_NAMESPACE = "k8s.io"
+# The shim's --root per handler (its `Root` option), so each runtime's state can be checked alone.
+CRI_RUNTIME_ROOTS = {"oci-systemd": "/run/containerd/oci-systemd", "runc": "/run/containerd/runc-cri"}
+PAUSE_IMAGE = "localhost/pause:oci-systemd-test"
+# The network namespace containerd runs in (`ip netns add`, in the sandbox's private /run): the
+# CNI bridge and its addresses live there, never in the host's network namespace.
+CRI_NETNS = "oci-systemd-cri"
+
+# Written verbatim (with {d} = CRI_DIR, {oci_systemd} = the venv's launcher) and shown in
+# docs/kubernetes.md.
+CRI_CONTAINERD_CONFIG = """\
+version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  # A pause image built from busybox (no registry here).
+  sandbox_image = "{pause}"
+  disable_apparmor = true
+  # No CAP_SYS_RESOURCE games with the OOM score inside the sandbox.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    # native: a plain copy of the image; overlayfs on the sandbox's tmpfs /tmp works too.
+    snapshotter = "native"
+    default_runtime_name = "oci-systemd"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oci-systemd]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oci-systemd.options]
+        BinaryName = "{oci_systemd}"
+        Root = "{root_oci_systemd}"
+        SystemdCgroup = true
+    # The same set-up with runc, for comparison.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+        Root = "{root_runc}"
+        SystemdCgroup = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/cni"
+"""
+
+# Debian's containernetworking-plugins: a bridge with host-local addresses, plus loopback.
+CRI_CNI_CONFIG = """\
+{
+  "cniVersion": "1.0.0",
+  "name": "oci-systemd-test",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni-ocisd0",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.88.77.0/24"}]],
+        "dataDir": "/run/oci-systemd-cni"
+      }
+    },
+    {"type": "loopback"}
+  ]
+}
+"""
+
+# runc writes every limit of linux.resources into the cgroup and fails on a file that is not
+# there: the private systemd's cgroup2 has no cpu, memory, io or pids controller (the CRI sets
+# cpu.shares for every pod). The `runc` handler gets the bundle without them (devices stay);
+# oci-systemd sets them as unit properties, which systemd accepts without the controllers.
+RUNC_WRAPPER = """\
+#!/bin/sh
+bundle=
+prev=
+for arg in "$@"; do
+    case $prev in --bundle|-b) bundle=$arg ;; esac
+    prev=$arg
+done
+if [ -n "$bundle" ]; then
+    /usr/bin/python3 -I -S -c '
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    config = json.load(f)
+resources = config.get("linux", {}).get("resources")
+if resources:
+    config["linux"]["resources"] = {k: v for k, v in resources.items() if k == "devices"}
+with open(path, "w") as f:
+    json.dump(config, f)
+' "$bundle/config.json" || exit 1
+fi
+exec runc "$@"
+"""
+
+CRICTL_CONFIG = """\
+runtime-endpoint: unix://{d}/containerd.sock
+image-endpoint: unix://{d}/containerd.sock
+timeout: 60
+"""
+
+
+def require_cri() -> None:
+    """containerd, ctr, podman (the images) and the CNI plugins; crictl is optional: the tests
+    drive the CRI with tests/integration/cri_client.py where it is not installed (cri_driver)."""
+    require_binaries("containerd", "ctr", "podman")
+    if not Path("/usr/lib/cni/bridge").exists():
+        pytest.skip("containernetworking-plugins not installed: run scripts/setup")
+
+
+class CriContainerd:
+    """containerd with its CRI plugin as a transient service of the sandbox, in a network
+    namespace of its own, with `oci-systemd` and `runc` runtime handlers."""
+
+    def __init__(self, sb: Sandbox, unit: str) -> None:
+        self.sb = sb
+        self.dir = CRI_DIR
+        self.unit = unit
+        self.config = f"{self.dir}/config.toml"
+        self.crictl_config = f"{self.dir}/crictl.yaml"
+        self.socket = f"{self.dir}/containerd.sock"
+        host = sb.host_path(self.dir)
+        (host / "cni").mkdir(parents=True, exist_ok=True)
+        # This venv's launcher, whatever OCI_RUNTIME says: the `runc` handler is the comparison.
+        launcher = os.fspath(Path(sys.executable).with_name("oci-systemd"))
+        (host / "config.toml").write_text(
+            CRI_CONTAINERD_CONFIG.format(
+                d=self.dir,
+                pause=PAUSE_IMAGE,
+                oci_systemd=launcher,
+                root_oci_systemd=CRI_RUNTIME_ROOTS["oci-systemd"],
+                root_runc=CRI_RUNTIME_ROOTS["runc"],
+                runc=f"{self.dir}/bin/runc-sandboxed",
+            )
+        )
+        (host / "cni" / "10-oci-systemd-test.conflist").write_text(CRI_CNI_CONFIG)
+        runc = host / "bin" / "runc-sandboxed"
+        runc.parent.mkdir(parents=True, exist_ok=True)
+        runc.write_text(RUNC_WRAPPER)
+        runc.chmod(0o755)
+        (host / "crictl.yaml").write_text(CRICTL_CONFIG.format(d=self.dir))
+
+    def start(self, answering: Callable[[], bool] | None = None) -> None:
+        """containerd up, then `answering` (by default `crictl version` succeeding) within 30 s."""
+        added = run_inside(self.sb, ["ip", "netns", "add", CRI_NETNS])
+        assert added.returncode == 0, text(added)
+        run_inside(self.sb, ["ip", "netns", "exec", CRI_NETNS, "ip", "link", "set", "lo", "up"])
+        proc = run_inside(
+            self.sb,
+            [
+                "systemd-run", f"--unit={self.unit}", "--collect", "-p", "KillMode=mixed",
+                "-p", f"NetworkNamespacePath=/run/netns/{CRI_NETNS}",
+                "containerd", "--config", self.config,
+            ],
+        )  # fmt: skip
+        assert proc.returncode == 0, text(proc)
+        if answering is None:
+            answering = lambda: self.crictl("version").returncode == 0  # noqa: E731
+        wait_for(answering, timeout=30, what="containerd's CRI answering")
+
+    def stop(self) -> None:
+        run_inside(self.sb, ["systemctl", "stop", self.unit])
+        run_inside(self.sb, ["ip", "netns", "delete", CRI_NETNS])
+
+    def crictl(self, *args: str, timeout: float = 90, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """crictl in containerd's network namespace: `exec` and `logs -f` stream from a server
+        containerd listens on at 127.0.0.1 there."""
+        argv = ["nsenter", f"--net=/run/netns/{CRI_NETNS}", "crictl", "--config", self.crictl_config, *args]
+        return run_inside(self.sb, argv, timeout=timeout, **kw)
+
+    def ctr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        address = f"{self.dir}/containerd.sock"
+        return run_inside(
+            self.sb, ["ctr", "--address", address, "-n", CRI_NAMESPACE, *args], timeout=timeout
+        )
+
+    def import_images(self, podman: Podman) -> None:
+        """busybox and a pause image made of it (podman import), saved as OCI archives and
+        imported into containerd's k8s.io namespace, where the CRI looks."""
+        tar = busybox_rootfs_tar(self.sb, podman.dir)
+        for image, changes in (
+            (IMAGE, ["--change", 'CMD ["sh"]']),
+            (PAUSE_IMAGE, ["--change", 'ENTRYPOINT ["/bin/sleep", "2147483647"]']),
+        ):
+            made = podman("import", *changes, tar, image)
+            assert made.returncode == 0, text(made)
+            archive = f"{self.dir}/{image.rsplit(':', 1)[0].rsplit('/', 1)[1]}-oci.tar"
+            saved = podman("save", "--format", "oci-archive", "-o", archive, image)
+            assert saved.returncode == 0, text(saved)
+            imported = self.ctr("images", "import", "--snapshotter", "native", archive)
+            assert imported.returncode == 0, text(imported)

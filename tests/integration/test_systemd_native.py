@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -29,13 +31,18 @@ MESSAGE_IDS = {
 }
 
 
+def _compile_static(sandbox: Sandbox, src: Path) -> Path:
+    """`src` built once per sandbox as a static binary (runs in a busybox rootfs); host path."""
+    out = sandbox.host_path(f"{bundles.INNER_WORKDIR}/{src.stem}")
+    if not out.exists():
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(src)], check=True)
+    return out
+
+
 @pytest.fixture(scope="module")
 def test_init(sandbox: Sandbox) -> Path:
     """The static helper (accept on fd 3, sd_notify), compiled once; host path."""
-    out = sandbox.host_path(f"{bundles.INNER_WORKDIR}/oci-test-init")
-    if not out.exists():
-        subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(INIT_SRC)], check=True)
-    return out
+    return _compile_static(sandbox, INIT_SRC)
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +270,201 @@ def test_pause_resume_and_events(sandbox: Sandbox) -> None:
         assert stats["data"]["pids"]["current"] >= 1
     finally:
         c.rt("delete", "--force", c.id)
+
+
+# -- sd_notify abuse (issue 14, items 4-6): each test performs the attack as the container ----
+
+ATTACK_SRC = Path(__file__).parent / "init" / "oci-notify-attack.c"
+
+
+@pytest.fixture(scope="module")
+def notify_attack(sandbox: Sandbox) -> Path:
+    """The static sd_notify abuser (send / flood / extend), compiled once; host path."""
+    return _compile_static(sandbox, ATTACK_SRC)
+
+
+def _install_attacker(units: Path, sandbox: Sandbox, name: str, attack: Path, args: list[str]) -> str:
+    bundle = _install_bundle(
+        units,
+        sandbox,
+        name,
+        attack,
+        ["/bin/oci-notify-attack", *args],
+        annotations={"io.github.oci-systemd.notify": "container"},
+    )
+    (bundle / "rootfs" / "bin" / "oci-test-init").rename(bundle / "rootfs" / "bin" / "oci-notify-attack")
+    return f"oci-container@{name}.service"
+
+
+def _cpu_seconds(sandbox: Sandbox, cgroup: str) -> tuple[float, float]:
+    """(CPU of the service's own cgroup: `oci-systemd run`, the relay; CPU of PID 1), read
+    from cgroupfs and /proc, not through the busy manager."""
+    out = sandbox.run(
+        ["cat", f"/sys/fs/cgroup{cgroup}/cpu.stat", "/proc/1/stat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    usage = next(line for line in out.splitlines() if line.startswith("usage_usec "))
+    stat = out.splitlines()[-1].rsplit(")", 1)[1].split()
+    ticks = int(stat[11]) + int(stat[12])  # utime + stime
+    return int(usage.split()[1]) / 1e6, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_notify_mainpid_injection(sandbox: Sandbox, units: Path, notify_attack: Path) -> None:
+    """`STATUS=x\\rMAINPID=<host pid>`: systemd splits on \\r too, so this made a root relay
+    hand any host process to the service as its main pid, and `systemctl stop` killed it."""
+    victim = "notify-victim.service"
+    sandbox.run(["systemd-run", f"--unit={victim}", "sleep", "1000"], check=True)
+    victim_pid = systemctl_show(sandbox, victim, "MainPID")
+    # Two datagrams: runc relays only the first line of the first READY= one.
+    injected = ["send", f"STATUS=x\rMAINPID={victim_pid}", f"READY=1\rMAINPID={victim_pid}"]
+    unit = _install_attacker(units, sandbox, "mainpid", notify_attack, injected)
+    try:
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        state = json.loads(bundles.run_runtime(sandbox, ["state", "mainpid"]).stdout)
+        main_pid = systemctl_show(sandbox, unit, "MainPID")
+        assert main_pid != victim_pid
+        if not os.environ.get("OCI_RUNTIME"):  # runc: its own pid, and it relays READY= alone
+            assert main_pid == str(state["pid"])
+            assert systemctl_show(sandbox, unit, "StatusText") == "x"
+        _stop_unit(sandbox, unit)
+        assert systemctl_show(sandbox, victim, "ActiveState") == "active"
+        assert systemctl_show(sandbox, victim, "MainPID") == victim_pid
+    finally:
+        _stop_unit(sandbox, unit, victim)
+
+
+def test_notify_flood_is_bounded(sandbox: Sandbox, units: Path, notify_attack: Path) -> None:
+    """A container flooding STATUS= cost the relay ~31 % and PID 1 ~28 % of a CPU."""
+    unit = _install_attacker(units, sandbox, "flooder", notify_attack, ["flood", "2", "8"])
+    try:
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        cgroup = systemctl_show(sandbox, unit, "ControlGroup")  # before the flood starts
+        time.sleep(3)
+        relay0, pid1_0 = _cpu_seconds(sandbox, cgroup)
+        t0 = time.monotonic()
+        time.sleep(4)
+        relay1, pid1_1 = _cpu_seconds(sandbox, cgroup)
+        wall = time.monotonic() - t0
+        # An unrelated job through the manager, still within the flood.
+        t1 = time.monotonic()
+        sandbox.run(["systemd-run", "--wait", "--quiet", "true"], check=True, timeout=60)
+        job = time.monotonic() - t1
+        relay_share, pid1_share = (relay1 - relay0) / wall, (pid1_1 - pid1_0) / wall
+        print(
+            f"during the flood: relay {relay_share:.1%} of a CPU, PID 1 {pid1_share:.1%}, a job {job:.2f}s"
+        )
+        assert relay_share < 0.10
+        assert pid1_share < 0.05
+        assert job < 5
+        if not os.environ.get("OCI_RUNTIME"):  # runc relays READY= alone
+            assert systemctl_show(sandbox, unit, "StatusText").startswith("flood ")
+    finally:
+        _stop_unit(sandbox, unit)
+
+
+def test_notify_extend_timeout_cannot_stall_stop(sandbox: Sandbox, units: Path, notify_attack: Path) -> None:
+    """A container repeating EXTEND_TIMEOUT_USEC= (and ignoring SIGTERM) kept `systemctl stop`
+    from ever finishing; TimeoutStopSec=3 must hold."""
+    name = "extender"
+    unit = _install_attacker(units, sandbox, name, notify_attack, ["extend"])
+    dropin = sandbox.host_path(f"/run/systemd/system/oci-container@{name}.service.d")
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "timeout.conf").write_text("[Service]\nTimeoutStopSec=3\n")
+    sandbox.run(["systemctl", "daemon-reload"], check=True)
+    try:
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        time.sleep(1)
+        t0 = time.monotonic()
+        try:
+            sandbox.run(["systemctl", "stop", unit], timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("systemctl stop still running after 30 s with TimeoutStopSec=3")
+        elapsed = time.monotonic() - t0
+        print(f"systemctl stop took {elapsed:.1f}s with TimeoutStopSec=3")
+        assert elapsed < 15
+    finally:
+        sandbox.run(["systemctl", "kill", "-s", "KILL", unit])
+        _stop_unit(sandbox, unit)
+        shutil.rmtree(dropin, ignore_errors=True)
+        sandbox.run(["systemctl", "daemon-reload"])
+    wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
+
+
+def _notify_env(sandbox: Sandbox, cid: str) -> tuple[dict[str, str], socket.socket]:
+    """The runtime's environment with NOTIFY_SOCKET at a datagram socket the test holds."""
+    inner = f"{bundles.INNER_WORKDIR}/host-notify-{cid}.sock"
+    host = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    host.bind(os.fspath(sandbox.host_path(inner)))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": inner, "OCI_SYSTEMD_NOTIFY": "started"}
+    return env, host
+
+
+def test_notify_directory_is_read_only(sandbox: Sandbox) -> None:
+    """As the container's root (with CAP_MKNOD), try to plant files, a setuid binary, a device
+    node, a directory, or a symlink in place of the socket in the notify directory."""
+    if os.environ.get("OCI_RUNTIME"):
+        pytest.skip("`runc run` waits for READY=1, which busybox cannot send (runc mounts it ro too)")
+    attempts = {
+        "file": "touch /run/notify/planted",
+        "setuid": "cp /bin/busybox /run/notify/sh && chmod 4755 /run/notify/sh",
+        "device": "mknod /run/notify/mem c 1 1",
+        "directory": "mkdir /run/notify/d",
+        "symlink": "rm -f /run/notify/notify.sock; ln -s /etc/passwd /run/notify/notify.sock",
+    }
+    script = "".join(
+        f"if {cmd}; then echo OK {what}; else echo FAIL {what}; fi\n" for what, cmd in attempts.items()
+    )
+    script += "grep ' /run/notify ' /proc/self/mountinfo\n"
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sh", "-c", script]
+    for kind in ("bounding", "effective", "permitted"):
+        conf["process"]["capabilities"][kind].append("CAP_MKNOD")
+    c = Container(sandbox, conf)
+    env, host = _notify_env(sandbox, c.id)
+    with host:
+        proc = c.rt("run", "--bundle", c.bundle, c.id, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if line.startswith(("OK", "FAIL"))] == [f"FAIL {w}" for w in attempts]
+    mountinfo = next(line for line in lines if " /run/notify " in line)
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(mountinfo.split()[5].split(","))
+    assert "Read-only file system" in proc.stderr
+
+
+def test_delete_removes_any_tree_in_the_notify_directory(sandbox: Sandbox) -> None:
+    """What a container could once leave in a writable notify directory: a directory 1,100
+    levels deep and a symlink to a host directory. delete removes all of it and follows nothing."""
+    if os.environ.get("OCI_RUNTIME"):
+        pytest.skip("plants into oci-systemd's own state directory")
+    conf = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    c = Container(sandbox, conf)
+    env, host = _notify_env(sandbox, c.id)
+    marker = sandbox.host_path(f"{bundles.INNER_WORKDIR}/marker-{c.id}")
+    marker.mkdir()
+    (marker / "keep").write_text("host data")
+    with host, (c.host_bundle / "output").open("w") as out:
+        # The idler inherits stdout/stderr: a file, not the pipe run_runtime would wait on.
+        proc = c.rt(
+            "create", "--bundle", c.bundle, c.id, env=env, stdout=out, stderr=out, capture_output=False
+        )
+    assert proc.returncode == 0, c.output()
+    notify_dir = sandbox.host_path(f"/run/oci-systemd/{c.id}/notify")
+    (notify_dir / "link").symlink_to(marker)
+    fd = os.open(notify_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1100):
+            os.mkdir("deep-directory-level", dir_fd=fd)
+            deeper = os.open("deep-directory-level", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.symlink(os.fspath(marker), "up", dir_fd=fd)
+    finally:
+        os.close(fd)
+    proc = c.rt("delete", "--force", c.id)
+    assert proc.returncode == 0, proc.stderr
+    assert not sandbox.host_path(f"/run/oci-systemd/{c.id}").exists()
+    assert (marker / "keep").read_text() == "host data"
+    shutil.rmtree(marker)

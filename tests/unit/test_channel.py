@@ -107,3 +107,23 @@ def test_malformed_json_is_value_error_even_without_the_json_package() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ValueError"] * 4
+
+
+def test_message_with_fds() -> None:
+    """The seccomp hand-over: an fd travels with a message; other messages carry none."""
+    a, b = Channel.pair()
+    r, w = os.pipe()
+    try:
+        a.send_with_fds(channel.SECCOMP, [w], note="x")
+        a.send(channel.EXEC)
+        msg, fds = b.recv_with_fds(channel.SECCOMP)
+        assert msg == {"type": channel.SECCOMP, "note": "x"} and len(fds) == 1
+        os.write(fds[0], b"through")
+        os.close(fds[0])
+        assert os.read(r, 10) == b"through"
+        assert b.recv_with_fds(channel.EXEC) == ({"type": channel.EXEC}, [])
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        a.close()
+        b.close()

@@ -134,6 +134,7 @@ def test_features_json() -> None:
     assert feats["ociVersionMax"] == "1.2.0"
     assert "org.systemd.property." in feats["potentiallyUnsafeConfigAnnotations"]
     assert "user" in feats["linux"]["namespaces"]
+    assert "SCMP_ACT_NOTIFY" in feats["linux"]["seccomp"]["actions"]  # listenerPath works
 
 
 def test_list_empty(tmp_path: Path) -> None:

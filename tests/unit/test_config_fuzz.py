@@ -151,8 +151,9 @@ MUTATIONS: list[tuple[tuple[str | int, ...], st.SearchStrategy[Any]]] = [
         st.one_of(not_int, st.integers(min_value=1001), st.integers(max_value=-1001)),
     ),
     (("process", "capabilities"), not_obj),
-    (("process", "capabilities", "bounding"), st.one_of(not_list, unknown_word.map(lambda w: [w]))),
-    (("process", "capabilities", "effective"), unknown_word.map(lambda w: ["CAP_KILL", w])),
+    # Unknown names are a warning (runtime-spec 1.2, spec.capability_warnings); non-strings are not.
+    (("process", "capabilities", "bounding"), st.one_of(not_list, list_with_non_str)),
+    (("process", "capabilities", "effective"), not_str.map(lambda w: ["CAP_KILL", w])),
     (("process", "rlimits"), st.one_of(not_list, st.lists(not_obj, min_size=1, max_size=2))),
     (("process", "rlimits", 0, "type"), st.one_of(not_str, unknown_word)),
     (

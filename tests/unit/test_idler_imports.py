@@ -67,6 +67,13 @@ def test_seccomp_adds_no_costly_module() -> None:
     assert sorted(FORBIDDEN & loaded) == []
 
 
+def test_idmap_adds_no_costly_module() -> None:
+    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd import idmap")
+    loaded = _modules_after(code)
+    assert "oci_systemd.idmap" in loaded
+    assert sorted(FORBIDDEN & loaded) == []
+
+
 def test_struct_comes_only_from_ctypes() -> None:
     """The one exemption above stays an exemption: without ctypes, no struct."""
     code = "import sys; sys.path.insert(0, {root!r}); import oci_systemd.idler; print(*sys.modules)"

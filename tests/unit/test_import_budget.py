@@ -26,6 +26,19 @@ COMMANDS = {
     "start": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.channel", "oci_systemd.journal"],
     "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
     "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.systemd"],
+    # exec's fast path (entry.py) and the helper it forks (idler.exec_forked); no D-Bus.
+    "exec": [
+        "oci_systemd.entry",
+        "oci_systemd.runtime",
+        "oci_systemd.exec_process",
+        "oci_systemd.spec",
+        "oci_systemd.cgroups",
+        "oci_systemd.channel",
+        "oci_systemd.journal",
+        "oci_systemd.idler",
+        "oci_systemd.namespaces",
+        "oci_systemd.process",
+    ],
     "create": [
         "oci_systemd.entry",
         "oci_systemd.runtime",
@@ -62,3 +75,19 @@ def test_hot_command_imports_no_heavy_module(command: str) -> None:
 
 def test_the_check_can_see_a_heavy_import() -> None:
     assert {"json", "re"} <= _imported(["json"])
+
+
+def test_exec_with_a_process_file_is_parsed_without_click(tmp_path: Path) -> None:
+    """containerd's and conmon's form of exec takes entry.py's fast path (issue 16)."""
+    process = tmp_path / "process.json"
+    process.write_text('{"args": ["true"], "cwd": "/"}')
+    argv = ["--root", str(tmp_path / "root"), "exec", "--process", str(process), "--detach", "c1"]
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "oci_systemd", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert "container does not exist: c1" in out.stderr
+    assert "click" not in imported and "oci_systemd.cli" not in imported

@@ -49,8 +49,14 @@ def test_all_propagation_options() -> None:
 
 
 def test_unsupported_options_are_refused() -> None:
-    with pytest.raises(OciSystemdError, match="idmap"):
-        mounts.parse_options(["idmap"])
+    with pytest.raises(OciSystemdError, match="rro"):
+        mounts.parse_options(["rro"])
+
+
+def test_idmap_options_are_not_mount_data() -> None:
+    """idmap/ridmap are done by idmap.py, never passed to mount(2) as data."""
+    opts = mounts.parse_options(["bind", "idmap", "ridmap", "ro"])
+    assert opts.data == "" and opts.flags & linux.MS_RDONLY
 
 
 def test_sysctl_path() -> None:
@@ -89,10 +95,10 @@ def test_check_sysctls_refuses_a_joined_namespace_that_is_pid_1s(monkeypatch: py
     cfg = {
         "linux": {"namespaces": [{"type": "network", "path": "/x"}], "sysctl": {"net.core.somaxconn": "1"}}
     }
-    monkeypatch.setattr(mounts, "_same_ns", lambda kind, pid: True)
+    monkeypatch.setattr(mounts.namespaces, "same_ns", lambda kind, pid: True)
     with pytest.raises(OciSystemdError, match="host's network namespace"):
         mounts.check_sysctls(cfg)
-    monkeypatch.setattr(mounts, "_same_ns", lambda kind, pid: False)
+    monkeypatch.setattr(mounts.namespaces, "same_ns", lambda kind, pid: False)
     mounts.check_sysctls(cfg)
 
 
@@ -198,3 +204,50 @@ def test_walk_refuses_a_swapped_in_symlink(hostile: Path) -> None:
         assert info.value.errno == errno.ELOOP
     finally:
         os.close(root_fd)
+
+
+def test_in_user_namespace_is_decided_by_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = {"containerID": 0, "hostID": 0, "size": 4294967295}
+    cfg = {"linux": {"namespaces": [{"type": "user"}], "uidMappings": [identity], "gidMappings": [identity]}}
+    assert mounts.in_user_namespace(cfg), "a full identity map is still a user namespace"
+    assert mounts.in_user_namespace({"linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}})
+    real_stat = os.stat
+    monkeypatch.setattr(
+        mounts.os,
+        "stat",
+        lambda p, *a, **k: (
+            os.stat_result((0,) * 1 + (0xEFFFFFFD,) + (0,) * 8)
+            if p == "/proc/self/ns/user"
+            else real_stat(p, *a, **k)
+        ),
+    )
+    assert not mounts.in_user_namespace({"linux": {"namespaces": [{"type": "mount"}]}})
+
+
+def test_source_opener_only_for_a_user_namespace_with_binds() -> None:
+    bind = {"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind"]}
+    tmpfs = {"destination": "/y", "type": "tmpfs", "source": "tmpfs"}
+    ns = [{"type": "mount"}]
+    assert mounts.SourceOpener.start({"linux": {"namespaces": ns}, "mounts": [bind]}, "/b") is None
+    userns = [*ns, {"type": "user"}]
+    assert mounts.SourceOpener.start({"linux": {"namespaces": userns}, "mounts": [tmpfs]}, "/b") is None
+
+
+def test_without_mount_namespace_nothing_is_mounted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Refused before any syscall; and the accepted case never calls mount(2)."""
+    calls: list[object] = []
+    monkeypatch.setattr(mounts.linux, "mount", lambda *a: calls.append(a))
+    cfg = {"linux": {"namespaces": [{"type": "pid"}]}, "mounts": [{"destination": "/t", "type": "tmpfs"}]}
+    with pytest.raises(OciSystemdError, match="mounts: requires a mount namespace"):
+        mounts.prepare_rootfs(cfg, rootfs=str(tmp_path), bundle=str(tmp_path))
+    for key in ("maskedPaths", "readonlyPaths", "rootfsPropagation"):
+        with pytest.raises(OciSystemdError, match=key):
+            mounts.prepare_rootfs({"linux": {key: ["x"]}}, rootfs=str(tmp_path), bundle=str(tmp_path))
+    with pytest.raises(OciSystemdError, match="user namespace"):
+        mounts.prepare_rootfs(
+            {"linux": {"namespaces": [{"type": "user"}]}}, rootfs=str(tmp_path), bundle="/"
+        )
+    monkeypatch.setattr(mounts, "setup_dev", lambda cfg, **kw: calls.append("dev"))
+    mounts.prepare_rootfs({"linux": {"namespaces": []}}, rootfs=str(tmp_path), bundle=str(tmp_path))
+    mounts.finish_rootfs({"linux": {"namespaces": []}})
+    assert calls == ["dev"]

@@ -122,3 +122,11 @@ def test_set_hostname_requires_private_uts(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(OciSystemdError, match="private UTS namespace"):
         namespaces.set_hostname({"hostname": "box", "linux": {"namespaces": []}})
     namespaces.set_hostname({"linux": {}})  # nothing to do
+
+
+def test_configured_finds_new_and_joined_namespaces() -> None:
+    cfg = {"linux": {"namespaces": [{"type": "uts", "path": "/proc/9/ns/uts"}, {"type": "mount"}]}}
+    assert namespaces.configured(cfg, "uts") == {"type": "uts", "path": "/proc/9/ns/uts"}
+    assert namespaces.configured(cfg, "mount") == {"type": "mount"}
+    assert namespaces.configured(cfg, "user") is None
+    assert namespaces.configured({}, "mount") is None

@@ -5,6 +5,7 @@ import errno
 import os
 import resource
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -140,36 +141,15 @@ def test_io_priority_and_scheduler_validation() -> None:
         process.set_personality({"domain": "PER_NOPE"})
 
 
-def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
-    """prepare() end to end in a forked child (no user switch): cwd, umask, env, rlimit, NNP."""
+def _in_child(body: Callable[[int], object]) -> str:
+    """repr() of `body(w)` (or of what it raised) run in a forked child; `w` is the pipe's fd
+    that prepare() must keep."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            path, argv, envp = process.prepare(
-                {
-                    "args": ["sh", "-c", "true"],
-                    "env": ["PATH=/usr/bin:/bin"],
-                    "cwd": os.fspath(tmp_path),
-                    "user": {"uid": os.getuid(), "gid": os.getgid(), "umask": 0o027},
-                    "rlimits": [{"type": "RLIMIT_CORE", "soft": 0, "hard": 0}],
-                    "noNewPrivileges": True,
-                },
-                keep_fds=[w],
-            )
-            from oci_systemd import linux
-
-            res = [
-                path.endswith("/sh"),
-                argv == ["sh", "-c", "true"],
-                envp == ["PATH=/usr/bin:/bin"],
-                os.getcwd() == os.fspath(tmp_path),
-                os.umask(0) == 0o027,
-                resource.getrlimit(resource.RLIMIT_CORE) == (0, 0),
-                linux.prctl(linux.PR_GET_NO_NEW_PRIVS) == 1,
-            ]
-            os.write(w, repr(res).encode())
+            os.write(w, repr(body(w)).encode())
         except BaseException as e:
             os.write(w, repr(e).encode())
         os._exit(0)
@@ -177,5 +157,66 @@ def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
     out = os.read(r, 1000).decode()
     os.close(r)
     os.waitpid(pid, 0)
-    assert out == repr([True] * 7)
+    return out
+
+
+def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
+    """prepare() end to end in a forked child (no user switch): cwd, umask, env, rlimit, NNP."""
+
+    def body(w: int) -> list[bool]:
+        from oci_systemd import linux
+
+        path, argv, envp = process.prepare(
+            {
+                "args": ["sh", "-c", "true"],
+                "env": ["PATH=/usr/bin:/bin"],
+                "cwd": os.fspath(tmp_path),
+                "user": {"uid": os.getuid(), "gid": os.getgid(), "umask": 0o027},
+                "rlimits": [{"type": "RLIMIT_CORE", "soft": 0, "hard": 0}],
+                "noNewPrivileges": True,
+            },
+            keep_fds=[w],
+        )
+        return [
+            path.endswith("/sh"),
+            argv == ["sh", "-c", "true"],
+            envp == ["PATH=/usr/bin:/bin", f"HOME={process.home_for(os.getuid())}"],
+            os.getcwd() == os.fspath(tmp_path),
+            os.umask(0) == 0o027,
+            resource.getrlimit(resource.RLIMIT_CORE) == (0, 0),
+            linux.prctl(linux.PR_GET_NO_NEW_PRIVS) == 1,
+        ]
+
+    assert _in_child(body) == repr([True] * 7)
     assert stat.S_ISDIR(os.stat(tmp_path).st_mode)
+
+
+def test_home_for_reads_passwd_and_defaults_to_slash(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\nbad line\napp:x:1000:1000::/home/app:/bin/sh\n")
+    assert process.home_for(0, os.fspath(passwd)) == "/root"
+    assert process.home_for(1000, os.fspath(passwd)) == "/home/app"
+    assert process.home_for(4242, os.fspath(passwd)) == "/"
+    assert process.home_for(0, os.fspath(tmp_path / "missing")) == "/"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert process.home_for(0, os.fspath(fifo)) == "/", "an image's FIFO must not block the idler"
+
+
+def test_with_home_keeps_an_existing_home() -> None:
+    assert process.with_home(["HOME=/x", "A=b"], 0) == ["HOME=/x", "A=b"]
+
+
+def test_prepare_leaves_the_process_non_dumpable(tmp_path: Path) -> None:
+    """startContainer hooks run after prepare() with the process's uid: the idler must stay
+    sealed whatever fs.suid_dumpable makes of the uid change (simulated: dumpable before)."""
+
+    def body(w: int) -> int:
+        from oci_systemd import linux
+
+        linux.prctl(linux.PR_SET_DUMPABLE, 1)
+        user = {"uid": os.getuid(), "gid": os.getgid()}
+        process.prepare({"args": ["sh"], "cwd": os.fspath(tmp_path), "user": user}, keep_fds=[w])
+        return linux.prctl(linux.PR_GET_DUMPABLE)
+
+    assert _in_child(body) == "0"

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import select
 import socket
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,7 +168,7 @@ def test_forward_to_long_host_path(proxy: NotifyProxy, tmp_path: Path) -> None:
 
 
 def test_forward_without_mainpid_keeps_message(proxy: NotifyProxy, host: FakeHost) -> None:
-    proxy.forward(host.path, b"WATCHDOG=1\n", mainpid=None)
+    proxy.forward(host.path, {"WATCHDOG": "1"}, mainpid=None)
     assert host.recv() == ["WATCHDOG=1"]
 
 
@@ -218,8 +221,8 @@ def test_empty_messages_are_not_forwarded(proxy: NotifyProxy, host: FakeHost) ->
 
 def test_format_message() -> None:
     assert sdnotify.format_message({"READY": "1", "STATUS": "ok"}) == b"READY=1\nSTATUS=ok"
-    assert sdnotify.format_message(b"READY=1\nMAINPID=1\n", mainpid=10) == b"READY=1\nMAINPID=10"
-    assert sdnotify.format_message("STATUS=x", mainpid=None) == b"STATUS=x"
+    assert sdnotify.format_message({"READY": "1", "MAINPID": "1"}, mainpid=10) == b"READY=1\nMAINPID=10"
+    assert sdnotify.format_message({"STATUS": "x"}, mainpid=None) == b"STATUS=x"
 
 
 def test_parse() -> None:
@@ -247,3 +250,162 @@ def test_notify_without_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_unbound_proxy() -> None:
     with pytest.raises(RuntimeError):
         NotifyProxy().fileno()
+
+
+# -- what systemd acts on (issue 14, items 4 and 5) ------------------------------------
+
+
+def test_split_tags_as_systemd_252() -> None:
+    """strv_split_newlines() + extract_first_word(flags=0), as manager_dispatch_notify_fd uses them."""
+    split = sdnotify.split_tags
+    assert split(b"STATUS=x\rMAINPID=1") == ["STATUS=x", "MAINPID=1"]
+    assert split(b"\n\r\nA=1\r\r\nB=2\n") == ["A=1", "B=2"]
+    assert split(b"STATUS=a\\\nb\\\\") == ["STATUS=a\nb\\"]  # a backslash takes the next byte
+    assert split(b"STATUS=\"quoted'") == ["STATUS=\"quoted'"]  # quotes mean nothing
+    assert split(b"READY=1\\") is None  # trailing backslash: the split fails, message dropped
+    assert split(b"READY=1\0MAINPID=1") is None  # embedded NUL: dropped
+    assert split(b"READY=1\0") == ["READY=1"]  # one trailing NUL is allowed
+    assert split(b"A" * 4097) is None
+    assert split(b"") == []
+
+
+def test_format_message_escapes_separators() -> None:
+    hostile = "x\rMAINPID=1\nMAINPID=2\\"
+    data = sdnotify.format_message({"STATUS": hostile}, mainpid=99)
+    assert sdnotify.split_tags(data) == [f"STATUS={hostile}", "MAINPID=99"]
+
+
+def _host_tags(host: FakeHost) -> list[str]:
+    tags = sdnotify.split_tags(host.sock.recv(65536))
+    assert tags is not None
+    return tags
+
+
+def test_mainpid_after_carriage_return_is_not_relayed(proxy: NotifyProxy, host: FakeHost) -> None:
+    """The attack: `STATUS=x\\rMAINPID=<host pid>` made systemd adopt any host process."""
+    container_send(proxy, b"STATUS=x\rMAINPID=4321\nREADY=1")
+    assert proxy.run_until_ready(host.path, 77, timeout=5)
+    tags = _host_tags(host)
+    assert [t for t in tags if t.startswith("MAINPID=")] == ["MAINPID=77"]
+    assert tags == ["STATUS=x", "READY=1", "MAINPID=77"]
+
+
+def test_escaped_newline_is_one_tag(proxy: NotifyProxy, host: FakeHost) -> None:
+    container_send(proxy, b"READY=1\nSTATUS=a\\\nMAINPID=5")
+    assert proxy.run_until_ready(host.path, 77, timeout=5)
+    assert _host_tags(host) == ["READY=1", "STATUS=a\nMAINPID=5", "MAINPID=77"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"MAINPID=1",
+        b"EXTEND_TIMEOUT_USEC=100000000",
+        b"WATCHDOG_USEC=1",
+        b"FDSTORE=1\nFDNAME=x",
+        b"FDSTOREREMOVE=1\nFDNAME=x",
+        b"BARRIER=1",
+        b"NOTIFYACCESS=all",
+        b"READY=yes",
+        b"X_CUSTOM=1",
+        b"READY=1\\",  # systemd drops it whole: so do we
+    ],
+)
+def test_denied_fields_are_not_relayed(proxy: NotifyProxy, host: FakeHost, message: bytes) -> None:
+    container_send(proxy, message)
+    assert not proxy.run_until_ready(host.path, 77, timeout=0.3)
+    assert not host.pending()
+
+
+def test_repeats_are_coalesced(proxy: NotifyProxy, host: FakeHost) -> None:
+    for message in (b"READY=1\nSTATUS=up", b"READY=1", b"STATUS=up", b"WATCHDOG=1"):
+        container_send(proxy, message)
+    r, w = os.pipe()
+    os.close(w)  # the container has exited: everything queued goes out once
+    proxy.forward_forever(host.path, 7, r)
+    os.close(r)
+    tags = _host_tags(host)
+    assert sorted(tags[:-1]) == ["READY=1", "STATUS=up", "WATCHDOG=1"]
+    assert tags[-1] == "MAINPID=7"
+    assert not host.pending()
+    assert proxy.forwarded == 1
+
+
+def test_flood_is_bounded(proxy: NotifyProxy, host: FakeHost) -> None:
+    """A container sending STATUS= as fast as it can: the relay reads at most RECV_RATE a
+    second (the sender blocks), sends at most SEND_RATE a second, and the last value wins."""
+    assert proxy.path is not None
+    duration = 1.5
+    sent = [0]
+
+    def flood() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.05)
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                with contextlib.suppress(TimeoutError, BlockingIOError):
+                    s.sendto(f"STATUS={sent[0]}".encode(), proxy.path)
+                    sent[0] += 1
+            s.settimeout(None)
+            s.sendto(b"STATUS=last", proxy.path)
+
+    sender = threading.Thread(target=flood)
+    r, w = os.pipe()
+    relay = threading.Thread(target=proxy.forward_forever, args=(host.path, 7, r))
+    t0 = time.monotonic()
+    relay.start()
+    sender.start()
+    sender.join()
+    os.close(w)
+    relay.join(10)
+    elapsed = time.monotonic() - t0
+    os.close(r)
+    assert not relay.is_alive()
+    received = []
+    while host.pending():
+        received.append(_host_tags(host))
+    assert len(received) == proxy.forwarded
+    assert proxy.received <= sdnotify.RECV_BURST + sdnotify.RECV_RATE * elapsed + 1
+    assert proxy.forwarded <= sdnotify.SEND_BURST + sdnotify.SEND_RATE * elapsed + 2
+    assert received[-1] == ["STATUS=last", "MAINPID=7"]
+
+
+def test_bind_does_not_chmod_through_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race of issue 14 item 6: the socket path swapped for a symlink right after bind()
+    (what a container could do in a writable notify directory) must not make the runtime
+    chmod the symlink's target."""
+    victim = tmp_path / "host-file"
+    victim.write_text("marker")
+    victim.chmod(0o600)
+    real_bind = socket.socket.bind
+
+    def bind_then_swap(sock: socket.socket, address: Any) -> None:
+        real_bind(sock, address)
+        if isinstance(address, str):
+            os.unlink(address)
+            os.symlink(victim, address)
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_swap)
+    with NotifyProxy() as p:
+        p.bind(tmp_path)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert victim.read_text() == "marker"
+
+
+def test_relayed_message_fits_systemd_buffer() -> None:
+    """Every allowed field at its longest, in multi-byte characters and escapes, still fits
+    NOTIFY_BUFFER_MAX (systemd drops a longer message whole), and STATUS stays valid UTF-8."""
+    fields = {
+        "STATUS": "é\\\n" * 2000,
+        "ERRNO": "\\" * 100,
+        "BUSERROR": "\r" * 1000,
+        "READY": "1",
+        "WATCHDOG": "trigger",
+    }
+    data = sdnotify.format_message(fields, mainpid=2**22)
+    assert len(data) <= sdnotify.NOTIFY_BUFFER_MAX
+    tags = sdnotify.split_tags(data)
+    assert tags is not None
+    status = next(t for t in tags if t.startswith("STATUS="))
+    assert len(status.encode()) <= len("STATUS=") + 1024
+    status.encode("utf-8")  # no half character left: systemd ignores a STATUS that is not UTF-8

@@ -4,6 +4,7 @@
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -85,14 +86,6 @@ def test_translate() -> None:
         (
             {
                 "defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}],
-            },
-            "SCMP_ACT_NOTIFY",
-        ),
-        ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock"}, "listenerPath"),
-        (
-            {
-                "defaultAction": "SCMP_ACT_ALLOW",
                 "syscalls": [
                     {
                         "names": ["read"],
@@ -135,8 +128,9 @@ def test_build_and_export_without_loading() -> None:
         filt.release()
 
 
-def test_apply_in_child() -> None:
-    """Load a filter in a forked child: mkdir then fails with the configured errno."""
+def _in_child(work: Callable[[], bytes]) -> bytes:
+    """`work()` in a forked child with no_new_privs (a filter never outlives the child); its
+    result, or the repr of what it raised."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -145,19 +139,7 @@ def test_apply_in_child() -> None:
             from oci_systemd import linux
 
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            seccomp.apply(
-                {
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [
-                        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
-                    ],
-                }
-            )
-            try:
-                os.mkdir("/tmp/oci-systemd-seccomp-test-never")
-                out = b"created"
-            except OSError as e:
-                out = str(e.errno).encode()
+            out = work()
         except BaseException as e:
             out = repr(e).encode()
         os.write(w, out)
@@ -166,4 +148,57 @@ def test_apply_in_child() -> None:
     out = os.read(r, 1000)
     os.close(r)
     os.waitpid(pid, 0)
-    assert out == str(errno.EROFS).encode()
+    return out
+
+
+def test_apply_in_child() -> None:
+    """Load a filter in a forked child: mkdir then fails with the configured errno."""
+
+    def work() -> bytes:
+        seccomp.apply(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
+                ],
+            }
+        )
+        try:
+            os.mkdir("/tmp/oci-systemd-seccomp-test-never")
+            return b"created"
+        except OSError as e:
+            return str(e.errno).encode()
+
+    assert _in_child(work) == str(errno.EROFS).encode()
+
+
+NOTIFY_PROFILE: dict[str, Any] = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "listenerPath": "/run/agent.sock",
+    "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+        {"names": ["rmdir"], "action": "SCMP_ACT_LOG"},
+    ],
+}
+
+
+def test_notify_rules_translate() -> None:
+    assert seccomp.uses_notify(NOTIFY_PROFILE)
+    assert not seccomp.uses_notify({**NOTIFY_PROFILE, "syscalls": NOTIFY_PROFILE["syscalls"][1:]})
+    assert seccomp.translate(NOTIFY_PROFILE).rules[0] == Rule("mkdir", seccomp.SCMP_ACT_NOTIFY, [])
+
+
+def test_notify_filter_without_a_hand_over_is_refused() -> None:
+    with pytest.raises(OciSystemdError, match="listener"):
+        seccomp.apply(NOTIFY_PROFILE)
+
+
+def test_apply_hands_the_notify_fd_over_in_child() -> None:
+    """Loading a NOTIFY filter gives hand_over the kernel's listener fd (and only then)."""
+
+    def work() -> bytes:
+        got: list[str] = []
+        seccomp.apply(NOTIFY_PROFILE, lambda fd: got.append(os.readlink(f"/proc/self/fd/{fd}")))
+        return repr(got).encode()
+
+    assert _in_child(work) == b"['anon_inode:seccomp notify']"

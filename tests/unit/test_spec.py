@@ -444,13 +444,8 @@ BAD: list[tuple[str, object, str, str]] = [
     ("process.user.gid", 1.0, "process.user.gid", "expected an integer, got float"),
     ("process.user.uid", True, "process.user.uid", "expected an integer, got bool"),
     ("process.user.additionalGids", [1, "2"], "process.user.additionalGids[1]", "expected an integer"),
-    (
-        "process.capabilities.bounding[1]",
-        "CAP_FLY",
-        "process.capabilities.bounding[1]",
-        'unknown capability "CAP_FLY"',
-    ),
-    ("process.capabilities.effective[0]", "kill", "process.capabilities.effective[0]", "unknown capability"),
+    # An unknown capability name is a warning (test_unknown_capabilities_are_warnings), a non-string is not.
+    ("process.capabilities.bounding[1]", 7, "process.capabilities.bounding[1]", "expected a string"),
     ("process.rlimits[0].type", "RLIMIT_FOO", "process.rlimits[0].type", 'unknown rlimit type "RLIMIT_FOO"'),
     ("process.rlimits[0].type", "NOFILE", "process.rlimits[0].type", "unknown rlimit type"),
     ("process.rlimits[0].hard", 2**64, "process.rlimits[0].hard", "out of range"),
@@ -549,9 +544,9 @@ BAD: list[tuple[str, object, str, str]] = [
     ),
     (
         "linux.rootfsPropagation",
-        "rprivate",
+        "rbogus",
         "linux.rootfsPropagation",
-        'unknown rootfs propagation "rprivate"',
+        'unknown rootfs propagation "rbogus"',
     ),
     ("linux.seccomp", {}, "linux.seccomp.defaultAction", "required field missing"),
     ("linux.seccomp", {"defaultAction": "ALLOW"}, "linux.seccomp.defaultAction", "unknown seccomp action"),
@@ -688,3 +683,91 @@ def test_config_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
     (tmp_path / "config.json").symlink_to(real)
     _parsed, raw = spec.load(tmp_path)
     assert raw["ociVersion"] == default_config()["ociVersion"]
+
+
+# -- issue 13: propagation values, sysctl against hostname, no mount namespace --------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"]
+)
+def test_rootfs_propagation_takes_mount8_values(value: str) -> None:
+    assert spec.parse(edit(base(), "linux.rootfsPropagation", value)).linux.rootfs_propagation == value  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("field", "key"),
+    [("hostname", "kernel.hostname"), ("domainname", "kernel.domainname"), ("hostname", "kernel/hostname")],
+)
+def test_sysctl_conflicting_with_uts_field_is_refused(field: str, key: str) -> None:
+    config = edit(edit(base(), field, "x"), "linux.sysctl", {key: "y"})
+    with pytest.raises(SpecError) as info:
+        spec.parse(config)
+    assert (
+        info.value.field.startswith("linux.sysctl")
+        and f"conflicts with the {field} field" in info.value.problem
+    )
+
+
+def test_uts_sysctl_without_the_field_is_accepted() -> None:
+    config = edit(base(), "linux.sysctl", {"kernel.domainname": "y"})
+    config.pop("domainname", None)
+    assert spec.parse(config).linux.sysctl == {"kernel.domainname": "y"}  # type: ignore[union-attr]
+
+
+def _without_mount_ns() -> dict[str, Any]:
+    config = base()
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"]
+    config["mounts"] = []
+    config["linux"].pop("maskedPaths", None)
+    config["linux"].pop("readonlyPaths", None)
+    config["root"]["readonly"] = False
+    return config
+
+
+def test_without_mount_namespace_a_plain_config_is_accepted() -> None:
+    assert not spec.parse(_without_mount_ns()).linux.has_namespace("mount")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("mounts", [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]),
+        ("linux.maskedPaths", ["/proc/kcore"]),
+        ("linux.readonlyPaths", ["/proc/sys"]),
+        ("linux.rootfsPropagation", "slave"),
+        ("root.readonly", True),
+        ("linux.namespaces", [{"type": "uts"}, {"type": "user"}]),
+    ],
+)
+def test_without_mount_namespace_what_needs_a_mount_is_refused(path: str, value: object) -> None:
+    with pytest.raises(SpecError) as info:
+        spec.parse(edit(_without_mount_ns(), path, value))
+    assert info.value.field == path and "mount namespace" in info.value.problem
+
+
+def test_unknown_capabilities_are_warnings() -> None:
+    """runtime-spec 1.2: an unknown or ungrantable capability is logged, and SHOULD NOT fail."""
+    caps = spec.parse_process(
+        {
+            "args": ["sh"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_FLY", "CAP_BPF"],
+                "effective": ["CAP_FLY", "kill", "fly"],
+            },
+        }
+    ).capabilities
+    assert caps is not None and caps.bounding == ("CAP_KILL", "CAP_FLY", "CAP_BPF")
+    assert spec.capability_warnings(caps, last_cap=40) == [
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)',
+        'process.capabilities: unknown capability "fly" ignored (in effective)',
+    ], '"kill" is CAP_KILL to process.cap_mask: applied, so no warning'
+
+    assert spec.capability_warnings(caps, last_cap=38)[0] == (
+        'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)'
+    )
+    assert 'capability unknown to this kernel "CAP_BPF" ignored (in bounding)' in " ".join(
+        spec.capability_warnings(caps, last_cap=38)
+    )
+    assert spec.capability_warnings(None, last_cap=40) == []

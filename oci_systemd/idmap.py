@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Idmapped bind mounts: the mount options `idmap` and `ridmap` (runtime-spec 1.2, config.md).
+
+A mount with one of them is a detached copy of its source, `open_tree(OPEN_TREE_CLONE)`, whose
+owners are shifted with `mount_setattr(MOUNT_ATTR_IDMAP)` through a user namespace holding the
+mount's `uidMappings`/`gidMappings` (the container's own when the mount has none): a file owned
+by `containerID` on disk appears owned by `hostID`. `mounts.mount_entry` then attaches it with
+`move_mount()` instead of bind-mounting the source.
+
+`prepare()` runs in the idler before it enters the container's namespaces: idmapping a mount of a
+host filesystem needs CAP_SYS_ADMIN in the user namespace that owns the filesystem (the host's),
+which a process in the container's user namespace no longer has (runc does it in its parent
+for the same reason). The mapping's user namespace comes from a child that unshares
+CLONE_NEWUSER and is given the maps; its /proc/<pid>/ns/user fd outlives it.
+
+Idler module: stdlib, `linux`, `mounts` and `namespaces` only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+from oci_systemd import linux, mounts, namespaces
+from oci_systemd.errors import OciSystemdError, SpecError, SyscallError
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+# include/uapi/linux/mount.h, include/uapi/linux/fcntl.h
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_IDMAP = 0x00100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+_AT_FDCWD = -100
+
+_NR = {
+    "x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442},
+    "aarch64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442},
+}.get(os.uname().machine, {})
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0, 32 bytes)."""
+
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+# Detached, idmapped trees made by prepare(), by id() of their entry in cfg["mounts"] (the same
+# dicts mount_entry() gets): held until attach() moves them into place.
+_prepared: dict[int, int] = {}
+
+
+def _syscall(name: str, *args: object) -> int:
+    nr = _NR.get(name)
+    if nr is None:
+        raise SyscallError(name, None, errno.ENOSYS)
+    return int(linux.libc.syscall(ctypes.c_long(nr), *args))
+
+
+def prepare(cfg: dict[str, Any], *, bundle: str) -> None:
+    """Make the idmapped tree of every `idmap`/`ridmap` mount; call before entering namespaces."""
+    lin = cfg.get("linux") or {}
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        if not mounts.wants_idmap(m):
+            continue
+        where = f"mounts[{i}]"
+        options = m.get("options") or ()
+        if m.get("type") != "bind" and "bind" not in options and "rbind" not in options:
+            raise SpecError(where, "idmap and ridmap need a bind mount")
+        uids = m.get("uidMappings") or lin.get("uidMappings") or []
+        gids = m.get("gidMappings") or lin.get("gidMappings") or []
+        if not uids or not gids:
+            raise SpecError(where, "idmap needs uidMappings and gidMappings, on the mount or in linux")
+        source = m.get("source") or ""
+        src = source if os.path.isabs(source) else os.path.join(bundle, source)
+        _prepared[id(m)] = _idmapped_tree(
+            src, uids, gids, clone_recursive="rbind" in options, idmap_recursive="ridmap" in options
+        )
+
+
+def _idmapped_tree(
+    src: str,
+    uids: list[dict[str, Any]],
+    gids: list[dict[str, Any]],
+    *,
+    clone_recursive: bool,
+    idmap_recursive: bool,
+) -> int:
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if clone_recursive else 0)
+    tree = _syscall("open_tree", ctypes.c_int(_AT_FDCWD), os.fsencode(src), ctypes.c_uint(flags))
+    if tree < 0:
+        raise SyscallError("open_tree", src, ctypes.get_errno())
+    try:
+        userns = user_namespace(uids, gids)
+        try:
+            attr = _MountAttr(attr_set=MOUNT_ATTR_IDMAP, userns_fd=userns)
+            at = AT_EMPTY_PATH | (AT_RECURSIVE if idmap_recursive else 0)
+            rc = _syscall(
+                "mount_setattr",
+                ctypes.c_int(tree),
+                b"",
+                ctypes.c_uint(at),
+                ctypes.byref(attr),
+                ctypes.c_size_t(ctypes.sizeof(attr)),
+            )
+            if rc < 0:
+                err = ctypes.get_errno()
+                raise OciSystemdError(
+                    f"mount_setattr `{src}` (idmap): {os.strerror(err).lower()}",
+                    hint="the source's filesystem must support idmapped mounts (ext4, xfs, btrfs: "
+                    "Linux 5.12; tmpfs: 6.3; overlayfs: 5.19) and not be idmapped already",
+                )
+        finally:
+            os.close(userns)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def user_namespace(uids: list[dict[str, Any]], gids: list[dict[str, Any]]) -> int:
+    """An fd of a new user namespace with these maps: a child unshares it, we write its maps."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: unshare, say so, wait until the parent holds the namespace
+        code = 0
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            linux.unshare(linux.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(done_r, 1)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise SyscallError("unshare", "user namespace for idmap", errno.EPERM)
+        namespaces.write_id_maps(pid, uids, gids)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)  # the child's read returns: it exits
+        os.waitpid(pid, 0)
+
+
+def attach(m: dict[str, Any], dest_fd: int, dest: str) -> None:
+    """Move `m`'s idmapped tree onto `dest_fd` (an O_PATH fd of the destination)."""
+    tree = _prepared.pop(id(m), None)
+    if tree is None:  # never fall back to a plain bind: the owners would not be shifted
+        raise OciSystemdError(f"idmapped mount on {dest} was not prepared before the namespaces")
+    try:
+        rc = _syscall(
+            "move_mount",
+            ctypes.c_int(tree),
+            b"",
+            ctypes.c_int(dest_fd),
+            b"",
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+        )
+        if rc < 0:
+            raise SyscallError("move_mount", dest, ctypes.get_errno())
+    finally:
+        os.close(tree)
