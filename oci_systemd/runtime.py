@@ -836,7 +836,11 @@ class Runtime:
             from oci_systemd import linux
 
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        chan, idler = _fork_exec_helper(plan, preserve_fds)
+        if _may_fork_exec_helper(config, process, self.store.dir(cid)):
+            chan, idler = _fork_exec_helper(plan, preserve_fds)
+        else:
+            chan, idler = spawn_idler(preserve_fds)
+            chan.send(channel.PLAN, **plan)
         child = 0
         try:
             # The helper first, as runc does with `runc init`: the move costs an RCU grace
@@ -1198,6 +1202,41 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
             os._exit(127)
     theirs.close()
     return ours, pid
+
+
+# Left in the state directory by an exec whose process may hold CAP_SYS_PTRACE: from then on
+# every exec runs its helper from the read-only interpreter (see _may_fork_exec_helper).
+PTRACE_EXEC_MARK = "ptrace-exec"
+
+
+def _may_ptrace(process: dict[str, Any]) -> bool:
+    """Whether `process` may hold CAP_SYS_PTRACE: in its bounding set, or no capabilities
+    given at all (then the bounding set is not reduced)."""
+    caps = process.get("capabilities")
+    return caps is None or "CAP_SYS_PTRACE" in (caps.get("bounding") or ())
+
+
+def _may_fork_exec_helper(config: dict[str, Any], process: dict[str, Any], state_dir: str) -> bool:
+    """Whether exec's helper may be a fork of this runtime (fast) rather than an interpreter
+    started from a read-only mount of it (`spawn_idler`, interpreter.py).
+
+    A forked helper's process in the container runs with `/proc/<pid>/exe` leading to the
+    host's writable interpreter until it execs: a container process that may ptrace it could
+    keep that fd and reopen it for writing later (CVE-2019-5736). Non-dumpable, it is out of
+    reach unless the attacker has CAP_SYS_PTRACE in the user namespace that owns its memory:
+    the host's. So the fork is safe when the container has a user namespace of its own, or
+    when neither its init nor any process exec'd into it so far may hold CAP_SYS_PTRACE (the
+    bounding set is inherited and can only shrink)."""
+    namespaces = (config.get("linux") or {}).get("namespaces") or ()
+    if any(ns.get("type") == "user" for ns in namespaces):
+        return True
+    mark = os.path.join(state_dir, PTRACE_EXEC_MARK)
+    if _may_ptrace(process):
+        # Remembered before this process exists, for every later exec (the state directory
+        # is root's; delete removes it).
+        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        return False
+    return not _may_ptrace(config.get("process") or {}) and not os.path.lexists(mark)
 
 
 def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, int]:

@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,43 @@ def test_passed_fds_must_be_open_and_the_callers() -> None:
     assert lines[0].startswith("hole: unable to stat preserved-fd 1 (of 2): fd 4 is not open"), out.stdout
     assert lines[1].startswith("ours: preserved-fd 1 (fd 4) was not passed by the caller"), out.stdout
     assert lines[2] == "passed: ok"
+
+
+# -- exec's helper: a fork only out of reach of CAP_SYS_PTRACE (CVE-2019-5736) ----------------------
+
+
+def _caps(*extra: str) -> dict[str, list[str]]:
+    names = ["CAP_CHOWN", *extra]
+    return {kind: list(names) for kind in ("bounding", "effective", "permitted")}
+
+
+@pytest.mark.parametrize(
+    ("init_caps", "exec_caps", "userns", "fork"),
+    [
+        (_caps(), _caps(), False, True),
+        (_caps("CAP_SYS_PTRACE"), _caps(), False, False),
+        (_caps(), _caps("CAP_SYS_PTRACE"), False, False),
+        (None, _caps(), False, False),  # no capabilities given: nothing dropped
+        (_caps(), None, False, False),
+        (_caps("CAP_SYS_PTRACE"), None, True, True),  # caps in its own user namespace only
+    ],
+)
+def test_exec_helper_forks_only_out_of_reach_of_ptrace(
+    tmp_path: Path, init_caps: Any, exec_caps: Any, userns: bool, fork: bool
+) -> None:
+    config: dict[str, Any] = {
+        "process": {} if init_caps is None else {"capabilities": init_caps},
+        "linux": {"namespaces": [{"type": "pid"}, *([{"type": "user"}] if userns else [])]},
+    }
+    process = {} if exec_caps is None else {"capabilities": exec_caps}
+    assert runtime._may_fork_exec_helper(config, process, os.fspath(tmp_path)) is fork
+
+
+def test_an_exec_that_may_ptrace_keeps_later_execs_off_the_fork(tmp_path: Path) -> None:
+    config: dict[str, Any] = {"process": {"capabilities": _caps()}, "linux": {"namespaces": []}}
+    assert runtime._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
+    assert not runtime._may_fork_exec_helper(
+        config, {"capabilities": _caps("CAP_SYS_PTRACE")}, os.fspath(tmp_path)
+    )
+    assert (tmp_path / runtime.PTRACE_EXEC_MARK).stat().st_mode & 0o777 == 0o600
+    assert not runtime._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
