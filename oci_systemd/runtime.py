@@ -836,7 +836,11 @@ class Runtime:
             from oci_systemd import linux
 
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        if _may_fork_exec_helper(config, process, self.store.dir(cid)):
+        try:
+            fork = _may_fork_exec_helper(config, process, self.store.dir(cid))
+        except FileNotFoundError:
+            raise ContainerNotFoundError(cid) from None  # deleted since the check above
+        if fork:
             chan, idler = _fork_exec_helper(plan, preserve_fds)
         else:
             chan, idler = spawn_idler(preserve_fds)
