@@ -22,6 +22,7 @@ from typing import Any
 import bundles
 import pytest
 from test_lifecycle import Container, start_sleeping, wait_for
+from test_process_parity import _is_oci_systemd
 
 from oci_systemd.sandbox import Sandbox
 
@@ -73,6 +74,35 @@ class Caller:
     def type(self, line: str) -> None:
         os.write(self.master, line.encode() + b"\r")  # Enter sends CR, as a keyboard does
 
+    def check_relay(self) -> None:
+        """At a shell prompt: the caller's terminal is raw, the pty has its size, typed input
+        arrives, and ^C is a byte for the container's pty (it interrupts the sleep there), not
+        a SIGINT to the runtime."""
+        during = termios.tcgetattr(self.slave)
+        assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
+        self.type("stty size; tty")
+        assert "37 113" in self.expect("/dev/pts/"), "the caller's window size was not copied"
+        self.type("echo typed-$((6*7))")
+        self.expect("typed-42")
+        self.type("sleep 100")
+        self.expect("sleep 100")
+        time.sleep(0.3)
+        os.write(self.master, b"\x03")
+        self.type("echo after-$((1+1))")
+        self.expect("after-2", timeout=10)
+        assert self.proc.poll() is None
+
+    def check_resize(self) -> None:
+        """At a shell prompt: a new window size reaches the pty."""
+        _set_size(self.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
+        # The resize reaches the container through the runtime's SIGWINCH handler: ask until then.
+        for _ in range(20):
+            self.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
+            shown = self.expect("E\r\n")
+            if "S40x120" in shown:
+                break
+        assert "S40x120" in shown, shown
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -98,33 +128,13 @@ def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller], sandbo
     c, caller = shell
     caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
     assert not sandbox.host_path(f"/run/oci-systemd/{c.id}/console.sock").exists(), "still listening"
-    during = termios.tcgetattr(caller.slave)
-    assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
-    caller.type("stty size; tty")
-    assert "37 113" in caller.expect("/dev/pts/"), "the caller's window size was not copied"
-    caller.type("echo typed-$((6*7))")
-    caller.expect("typed-42")
-    # ^C is a byte for the container's pty (it interrupts the sleep there), not a SIGINT to run.
-    caller.type("sleep 100")
-    caller.expect("sleep 100")
-    time.sleep(0.3)
-    os.write(caller.master, b"\x03")
-    caller.type("echo after-$((1+1))")
-    caller.expect("after-2", timeout=10)
-    assert caller.proc.poll() is None
+    caller.check_relay()
 
 
 def test_run_terminal_follows_window_changes(shell: tuple[Container, Caller]) -> None:
     _c, caller = shell
     caller.expect("# ")
-    _set_size(caller.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
-    # The resize reaches the container through the runtime's SIGWINCH handler: ask until then.
-    for _ in range(20):
-        caller.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
-        shown = caller.expect("E\r\n")
-        if "S40x120" in shown:
-            break
-    assert "S40x120" in shown, shown
+    caller.check_resize()
 
 
 def test_run_terminal_exit_status_and_restore(shell: tuple[Container, Caller], sandbox: Sandbox) -> None:
@@ -201,11 +211,6 @@ def test_run_terminal_restored_after_a_forwarded_signal(sandbox: Sandbox) -> Non
 # -- exec -t ---------------------------------------------------------------------------------
 
 
-def _is_oci_systemd() -> bool:
-    """False under OCI_RUNTIME=runc/crun: their state directories hold other files."""
-    return not any(name in os.environ.get("OCI_RUNTIME", "") for name in ("runc", "crun"))
-
-
 def _exec_console_sockets(sandbox: Sandbox, c: Container) -> list[str]:
     state_dir = sandbox.host_path(f"/run/oci-systemd/{c.id}")
     return [p.name for p in state_dir.glob("*.sock")] if state_dir.exists() else []
@@ -232,25 +237,8 @@ def test_exec_tty_relays_the_callers_terminal(sandbox: Sandbox, helper: str) -> 
         if _is_oci_systemd():
             mark = sandbox.host_path(f"/run/oci-systemd/{c.id}/ptrace-exec").exists()
             assert mark == (helper == "spawn"), "not the helper path this test is about"
-        during = termios.tcgetattr(caller.slave)
-        assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
-        caller.type("stty size; tty")
-        assert "37 113" in caller.expect("/dev/pts/"), "the caller's window size was not copied"
-        caller.type("echo typed-$((6*7))")
-        caller.expect("typed-42")
-        caller.type("sleep 100")  # ^C interrupts it in the container's pty, exec goes on
-        caller.expect("sleep 100")
-        time.sleep(0.3)
-        os.write(caller.master, b"\x03")
-        caller.type("echo after-$((1+1))")
-        caller.expect("after-2", timeout=10)
-        _set_size(caller.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
-        for _ in range(20):
-            caller.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
-            shown = caller.expect("E\r\n")
-            if "S40x120" in shown:
-                break
-        assert "S40x120" in shown, shown
+        caller.check_relay()
+        caller.check_resize()
         caller.type("echo bye; exit 3")
         caller.expect("bye")
         assert caller.proc.wait(timeout=30) == 3
