@@ -640,11 +640,7 @@ class Runtime:
         relay = None
         try:
             if listener is not None and listener.sock is not None:
-                from oci_systemd.terminal import Relay
-
-                relay = Relay(listener.receive())
-                listener.close()  # one pty per container: nothing else may connect
-                relay.begin()  # raw mode and the window size before the program runs, as runc
+                relay = listener.relay()  # raw mode and the window size before the program runs
             proxy = self._start(cid)
         except BaseException:
             if relay is not None:
@@ -804,7 +800,30 @@ class Runtime:
         console_socket: str | None = None,
         preserve_fds: int = 0,
     ) -> int:
-        """Run a process in a running container's namespaces and cgroup; its exit status."""
+        """Run a process in a running container's namespaces and cgroup; its exit status.
+
+        In the foreground with process.terminal and no console socket, the process's pty is
+        relayed to the caller's terminal, as `runc exec -t` does (terminal.py)."""
+        if not process.get("terminal") or console_socket or detach:
+            return self._exec(cid, process, detach, pid_file, console_socket, preserve_fds, None)
+        from oci_systemd.terminal import ConsoleListener
+
+        listener = ConsoleListener()
+        try:
+            return self._exec(cid, process, detach, pid_file, console_socket, preserve_fds, listener)
+        finally:
+            listener.close()
+
+    def _exec(
+        self,
+        cid: str,
+        process: dict[str, Any],
+        detach: bool,
+        pid_file: str | None,
+        console_socket: str | None,
+        preserve_fds: int,
+        console_listener: ConsoleListener | None,
+    ) -> int:
         from oci_systemd import cgroups, channel, spec
         from oci_systemd.channel import RemoteError
 
@@ -818,7 +837,15 @@ class Runtime:
                 raise ContainerNotRunningError(cid, status.value)
             config = self.store.read_config(cid)
         if process.get("terminal") and not console_socket:
-            raise OciSystemdError("cannot allocate tty if runc will detach without setting console socket")
+            if console_listener is None:  # runc's words: only a detached exec comes here
+                raise OciSystemdError(
+                    "cannot allocate tty if runc will detach without setting console socket",
+                    hint="pass --console-socket PATH, or leave out --detach",
+                )
+            from oci_systemd.terminal import exec_console_path
+
+            console_socket = exec_console_path(self.store.dir(cid))
+            console_listener.bind(console_socket)
         linux_cfg = config.get("linux") or {}
         plan: dict[str, Any] = {
             "exec": True,
@@ -888,7 +915,13 @@ class Runtime:
             _write_pid_file(pid_file, child)
         if detach:
             return 0
-        return _wait_forwarding_signals(child)
+        if console_listener is None:
+            return _wait_forwarding_signals(child)
+        relay = _exec_relay(console_listener, child)
+        try:
+            return _wait_forwarding_signals(child, relay)
+        finally:
+            relay.close()  # the caller's terminal back, also on errors
 
 
 # -- create's steps ----------------------------------------------------------------------
@@ -1589,6 +1622,20 @@ def _write_pid_file(path: str, pid: int) -> None:
         raise SyscallError.from_oserror("write pid file", exc) from exc
     finally:
         os.close(dirfd)
+
+
+def _exec_relay(listener: ConsoleListener, child: int) -> Relay:
+    """The relay of exec's process `child`: its helper sent the master before it exec'd, so it
+    is waiting. Without it the process would write to a pty nobody reads: it is killed."""
+    try:
+        return listener.relay()
+    except BaseException:
+        try:
+            os.kill(child, _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap_quietly(child)
+        raise
 
 
 def _wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:

@@ -9,8 +9,13 @@ the master, and relays it (`Relay`): the caller's stdin (raw mode, when it is a 
 the master, the master to the caller's stdout, the caller's window size to the pty (again on
 every SIGWINCH). The caller's terminal attributes are restored however `run` ends.
 
-Only `run` imports this module, and only without a console socket: `select`, `termios` and
-`fcntl` are imported when a relay is really set up.
+`exec -t` in the foreground without a console socket does the same with a socket of its own
+(`exec_console_path`: a unique name per exec, so it never meets a `run`'s `console.sock` or
+another exec's), bound before the helper starts; the helper sends the master right before it
+execs the process, so it is waiting by the time the runtime has seen the exec succeed.
+
+Only `run` and `exec` import this module, and only for a terminal without a console socket:
+`select`, `termios` and `fcntl` are imported when a relay is really set up.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ if TYPE_CHECKING:
     from oci_systemd.channel import UnixSocket
 
 CONSOLE_SOCKET = "console.sock"  # in the container's state directory
+EXEC_CONSOLE_PREFIX = "exec-console."  # + a random part + ".sock", one per foreground exec -t
 _RECEIVE_TIMEOUT = 10.0  # the master is sent before CREATED: it is already waiting
-_DRAIN_QUIET = 0.1  # after the init exits: stop once the pty has been quiet this long
+_DRAIN_QUIET = 0.1  # after `pid` exits: stop once the pty has been quiet this long
 _CHUNK = 65536
 
 
 class ConsoleListener:
-    """The console socket of a foreground `run`: bound before the idler starts (it connects
-    early, while the host's paths are reachable), read once `create` has succeeded."""
+    """The console socket of a foreground `run` or `exec`: bound before the idler (or exec's
+    helper) starts, as it connects early, while the host's paths are reachable; read once
+    `create` has succeeded, or once exec's process runs."""
 
     def __init__(self) -> None:
         self.sock: UnixSocket | None = None
@@ -71,6 +78,18 @@ class ConsoleListener:
             raise OciSystemdError("receiving the container's pty: expected one fd from the idler")
         return fds[0]
 
+    def relay(self) -> Relay:
+        """The master received, relayed: nothing else may connect afterwards (one pty per
+        process), and the caller's terminal is raw (if it is one) and its size copied."""
+        relay = Relay(self.receive())
+        self.close()
+        try:
+            relay.begin()
+        except BaseException:
+            relay.close()
+            raise
+        return relay
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -79,6 +98,11 @@ class ConsoleListener:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass  # delete removed the state directory
+
+
+def exec_console_path(state_dir: str) -> str:
+    """A console socket for one `exec -t`: execs may run side by side (they share the lock)."""
+    return os.path.join(state_dir, f"{EXEC_CONSOLE_PREFIX}{os.urandom(8).hex()}.sock")
 
 
 def _host_console() -> int | None:
@@ -115,12 +139,12 @@ def make_raw(attrs: list[Any]) -> list[Any]:
 
 
 class Relay:
-    """The caller's terminal ↔ the container's pty master, for one foreground `run`.
+    """The caller's terminal ↔ the container's pty master, for one foreground `run` or `exec`.
 
     `begin()` puts the caller's stdin in raw mode (only if it is a terminal: keys such as ^C
     then reach the container's pty, whose line discipline makes them signals) and copies the
     window size; `close()` restores the attributes (the caller calls it on every way out).
-    `run(pid)` relays until the container's init exits.
+    `run(pid)` relays until the process `pid` (the init, or the exec'd process) exits.
     """
 
     def __init__(self, master: int) -> None:
@@ -165,7 +189,7 @@ class Relay:
             pass  # a size we cannot read or set is no reason to stop the container
 
     def run(self, pid: int) -> None:
-        """Copy both ways until the init `pid` exits, then what the pty still holds."""
+        """Copy both ways until `pid` exits, then what the pty still holds."""
         import select
 
         try:
@@ -209,7 +233,7 @@ class Relay:
         return True
 
     def _drain(self) -> None:
-        """After the init's exit: what it wrote is in the pty's buffer (the kernel may still
+        """After the process's exit: what it wrote is in the pty's buffer (the kernel may still
         be moving it from the slave's side), so read until EIO or a quiet moment."""
         import select
 

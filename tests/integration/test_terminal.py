@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`run` in the foreground with process.terminal and no --console-socket, from a terminal: the
-runtime relays a pty of its own (runc's and crun's behaviour). The caller here is a real pty
-made by the test, the runtime's controlling terminal, as when a person types `oci-systemd run`.
+"""`run` and `exec -t` in the foreground with process.terminal and no --console-socket, from a
+terminal: the runtime relays a pty of its own (runc's and crun's behaviour). The caller here is
+a real pty made by the test, the runtime's controlling terminal, as when a person types
+`oci-systemd run` or `oci-systemd exec -t`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import bundles
 import pytest
-from test_lifecycle import Container, wait_for
+from test_lifecycle import Container, start_sleeping, wait_for
+from test_process_parity import _is_oci_systemd
 
 from oci_systemd.sandbox import Sandbox
 
@@ -34,15 +36,20 @@ def _make_controlling_tty() -> None:  # in the child, after setsid (start_new_se
 
 
 class Caller:
-    """`oci-systemd run` on a pty: `master` is the person at the keyboard."""
+    """`oci-systemd run` (or the runtime's arguments `words`) on a pty: `master` is the person
+    at the keyboard."""
 
-    def __init__(self, sandbox: Sandbox, c: Container, *extra: str) -> None:
+    def __init__(self, sandbox: Sandbox, c: Container, *extra: str, words: list[str] | None = None) -> None:
         self.master, self.slave = os.openpty()
         _set_size(self.slave, 37, 113)
         self.before = termios.tcgetattr(self.slave)
         self.seen = b""
         self.proc = subprocess.Popen(
-            [*sandbox.nsenter_argv(), *bundles.runtime_argv(), "run", *extra, "--bundle", c.bundle, c.id],
+            [
+                *sandbox.nsenter_argv(),
+                *bundles.runtime_argv(),
+                *(words or ["run", *extra, "--bundle", c.bundle, c.id]),
+            ],
             stdin=self.slave,
             stdout=self.slave,
             stderr=self.slave,
@@ -66,6 +73,35 @@ class Caller:
 
     def type(self, line: str) -> None:
         os.write(self.master, line.encode() + b"\r")  # Enter sends CR, as a keyboard does
+
+    def check_relay(self) -> None:
+        """At a shell prompt: the caller's terminal is raw, the pty has its size, typed input
+        arrives, and ^C is a byte for the container's pty (it interrupts the sleep there), not
+        a SIGINT to the runtime."""
+        during = termios.tcgetattr(self.slave)
+        assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
+        self.type("stty size; tty")
+        assert "37 113" in self.expect("/dev/pts/"), "the caller's window size was not copied"
+        self.type("echo typed-$((6*7))")
+        self.expect("typed-42")
+        self.type("sleep 100")
+        self.expect("sleep 100")
+        time.sleep(0.3)
+        os.write(self.master, b"\x03")
+        self.type("echo after-$((1+1))")
+        self.expect("after-2", timeout=10)
+        assert self.proc.poll() is None
+
+    def check_resize(self) -> None:
+        """At a shell prompt: a new window size reaches the pty."""
+        _set_size(self.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
+        # The resize reaches the container through the runtime's SIGWINCH handler: ask until then.
+        for _ in range(20):
+            self.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
+            shown = self.expect("E\r\n")
+            if "S40x120" in shown:
+                break
+        assert "S40x120" in shown, shown
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -92,33 +128,13 @@ def test_run_relays_the_callers_terminal(shell: tuple[Container, Caller], sandbo
     c, caller = shell
     caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
     assert not sandbox.host_path(f"/run/oci-systemd/{c.id}/console.sock").exists(), "still listening"
-    during = termios.tcgetattr(caller.slave)
-    assert not during[3] & (termios.ICANON | termios.ECHO | termios.ISIG), "caller's terminal not raw"
-    caller.type("stty size; tty")
-    assert "37 113" in caller.expect("/dev/pts/"), "the caller's window size was not copied"
-    caller.type("echo typed-$((6*7))")
-    caller.expect("typed-42")
-    # ^C is a byte for the container's pty (it interrupts the sleep there), not a SIGINT to run.
-    caller.type("sleep 100")
-    caller.expect("sleep 100")
-    time.sleep(0.3)
-    os.write(caller.master, b"\x03")
-    caller.type("echo after-$((1+1))")
-    caller.expect("after-2", timeout=10)
-    assert caller.proc.poll() is None
+    caller.check_relay()
 
 
 def test_run_terminal_follows_window_changes(shell: tuple[Container, Caller]) -> None:
     _c, caller = shell
     caller.expect("# ")
-    _set_size(caller.master, 40, 120)  # SIGWINCH to the runtime, the terminal's foreground
-    # The resize reaches the container through the runtime's SIGWINCH handler: ask until then.
-    for _ in range(20):
-        caller.type("echo S$(stty size | tr ' ' x)E")  # the echoed command line never matches
-        shown = caller.expect("E\r\n")
-        if "S40x120" in shown:
-            break
-    assert "S40x120" in shown, shown
+    caller.check_resize()
 
 
 def test_run_terminal_exit_status_and_restore(shell: tuple[Container, Caller], sandbox: Sandbox) -> None:
@@ -189,4 +205,73 @@ def test_run_terminal_restored_after_a_forwarded_signal(sandbox: Sandbox) -> Non
         assert termios.tcgetattr(caller.slave) == caller.before
     finally:
         caller.close()
+        c.rt("delete", "--force", c.id)
+
+
+# -- exec -t ---------------------------------------------------------------------------------
+
+
+def _exec_console_sockets(sandbox: Sandbox, c: Container) -> list[str]:
+    state_dir = sandbox.host_path(f"/run/oci-systemd/{c.id}")
+    return [p.name for p in state_dir.glob("*.sock")] if state_dir.exists() else []
+
+
+@pytest.mark.parametrize("helper", ["fork", "spawn"])
+def test_exec_tty_relays_the_callers_terminal(sandbox: Sandbox, helper: str) -> None:
+    """`exec -t ID sh` from a terminal: input, window size (and its changes), ^C, the exit
+    status and the caller's terminal afterwards, on both of exec's helper paths: a fork of the
+    runtime by default, a fresh interpreter when the init may hold CAP_SYS_PTRACE (which leaves
+    the `ptrace-exec` mark, so the test sees which path ran)."""
+    conf: dict[str, Any] = bundles.base_config()
+    conf["process"]["args"] = ["sleep", "1000"]
+    if helper == "spawn":
+        for kind in ("bounding", "effective", "permitted"):
+            conf["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
+    c = Container(sandbox, conf)
+    assert c.create().returncode == 0, c.output()
+    assert c.rt("start", c.id).returncode == 0
+    caller = Caller(sandbox, c, words=["exec", "-t", c.id, "sh"])
+    try:
+        caller.expect("# ")  # busybox sh is interactive: its stdin is a terminal
+        assert _exec_console_sockets(sandbox, c) == [], "still listening"
+        if _is_oci_systemd():
+            mark = sandbox.host_path(f"/run/oci-systemd/{c.id}/ptrace-exec").exists()
+            assert mark == (helper == "spawn"), "not the helper path this test is about"
+        caller.check_relay()
+        caller.check_resize()
+        caller.type("echo bye; exit 3")
+        caller.expect("bye")
+        assert caller.proc.wait(timeout=30) == 3
+        assert termios.tcgetattr(caller.slave) == caller.before, "the caller's terminal was not restored"
+        assert _exec_console_sockets(sandbox, c) == []
+        assert c.status() == "running", "the container went with its exec"
+    finally:
+        caller.close()
+        c.rt("delete", "--force", c.id)
+
+
+def test_exec_tty_of_a_program_that_cannot_start(sandbox: Sandbox) -> None:
+    """exec -t of a missing program: 127 as without a terminal (runc 1.1.5: 255), the caller's
+    terminal as it was, no console socket left."""
+    c = start_sleeping(sandbox)
+    caller = Caller(sandbox, c, words=["exec", "-t", c.id, "/no/such/program"])
+    try:
+        status = caller.proc.wait(timeout=30)
+        assert status == (127 if _is_oci_systemd() else 255), status
+        assert termios.tcgetattr(caller.slave) == caller.before
+        assert _exec_console_sockets(sandbox, c) == []
+    finally:
+        caller.close()
+        c.rt("delete", "--force", c.id)
+
+
+def test_exec_detached_tty_without_console_socket_is_refused(sandbox: Sandbox) -> None:
+    """runc refuses it too, in these words: nobody would read the pty."""
+    c = start_sleeping(sandbox)
+    try:
+        proc = c.rt("exec", "--detach", "--tty", c.id, "true")
+        assert proc.returncode != 0
+        assert "cannot allocate tty if runc will detach without setting console socket" in proc.stderr
+        assert _exec_console_sockets(sandbox, c) == []
+    finally:
         c.rt("delete", "--force", c.id)
