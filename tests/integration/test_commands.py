@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import time
 
@@ -47,12 +48,23 @@ def test_events_stream_ends_when_the_container_stops(sandbox: Sandbox) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.0)
+        # The first event, then one per interval: wait for three (not for a time, which a loaded
+        # machine stretches), then stop the container; the stream must end by itself.
+        assert proc.stdout is not None
+        first = []
+        deadline = time.monotonic() + 20
+        while len(first) < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                first.append(line)
+        assert len(first) == 3, (first, proc.poll())
         assert c.rt("kill", c.id, "KILL").returncode == 0
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
-        events = [json.loads(line) for line in out.splitlines()]
-        assert len(events) >= 3, events  # the first one, then one per 200 ms
+        events = [json.loads(line) for line in [*first, *out.splitlines()]]
         assert all(e["type"] == "stats" and e["id"] == c.id for e in events)
         assert {"cpu", "memory", "pids"} <= set(events[0]["data"])
         wait_for(lambda: c.status() == "stopped")
