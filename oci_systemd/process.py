@@ -325,21 +325,6 @@ def set_user(user: dict[str, Any]) -> None:
         raise OciSystemdError("cannot set additionalGids: setgroups is denied in this user namespace")
     linux.setresgid(gid, gid, gid)
     linux.setresuid(uid, uid, uid)
-    if uid or gid:
-        _reseal()
-
-
-def _reseal() -> None:
-    """A uid/gid change resets dumpable to fs.suid_dumpable (commit_creds()); only 1 makes us
-    dumpable again, so seal again then: we are the host's interpreter until execve(). Not
-    otherwise: a seccomp filter loaded before set_user may not allow prctl."""
-    try:
-        with open("/proc/sys/fs/suid_dumpable", "rb") as f:
-            setting = f.read().strip()
-    except OSError:
-        setting = b"1"
-    if setting == b"1":
-        seal_self()
 
 
 def _chdir(cwd: str) -> OSError | None:
