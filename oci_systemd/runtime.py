@@ -389,19 +389,15 @@ class Runtime:
         The lock covers the status check and handing START to the idler, never the wait for
         the exec (startContainer hooks, a frozen scope): kill, delete --force and state must
         not wait behind a start that does not finish."""
-        with self.store.locked(cid) as record:
-            status = self._start_status(record)
-            if status is not Status.CREATED:
-                raise _cannot("start", status)
-            proxy = self._bind_notify_proxy(cid, record)
-            try:
+        proxy = None
+        try:
+            with self.store.locked(cid) as record:
+                status = self._start_status(record)
+                if status is not Status.CREATED:
+                    raise _cannot("start", status)
+                proxy = self._bind_notify_proxy(cid, record)
                 agent = _seccomp_agent(record, record["pid"], Status.CREATED)
                 peer = _send_start(self.store.dir(cid), cid)
-            except BaseException:
-                if proxy is not None:
-                    proxy.close()
-                raise
-        try:
             _await_started(peer, cid, agent)
             fault_point("start:sent")
             with self.store.locked(cid) as record:  # ContainerNotFoundError: deleted meanwhile
