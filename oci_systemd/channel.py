@@ -213,5 +213,13 @@ def connect_unix(path: str, kind: int = _socket.SOCK_STREAM, *, timeout: float |
     return _with_address(sock, path, _socket.socket.connect)
 
 
-def bind_unix(path: str, kind: int = _socket.SOCK_STREAM) -> UnixSocket:
-    return _with_address(UnixSocket(_socket.AF_UNIX, kind), path, _socket.socket.bind)
+def bind_unix(path: str, kind: int = _socket.SOCK_STREAM, *, mode: int | None = None) -> UnixSocket:
+    """Bind; with `mode` the socket file gets it from the umask at bind() (whatever the caller's
+    umask), never from a chmod by path afterwards, which a swapped-in symlink could redirect."""
+    if mode is None:
+        return _with_address(UnixSocket(_socket.AF_UNIX, kind), path, _socket.socket.bind)
+    old = os.umask(0o777 & ~mode)
+    try:
+        return _with_address(UnixSocket(_socket.AF_UNIX, kind), path, _socket.socket.bind)
+    finally:
+        os.umask(old)

@@ -198,11 +198,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 def _listen_root_only(path: str) -> UnixSocket:
     """Bind and listen on the start socket, mode 0600 whatever the caller's umask: only root
     may start a container (connecting to a unix socket needs write permission on it)."""
-    old = os.umask(0o177)
-    try:
-        listener = channel.bind_unix(path)
-    finally:
-        os.umask(old)
+    listener = channel.bind_unix(path, mode=0o600)
     listener.listen(16)
     return listener
 

@@ -47,12 +47,8 @@ class ConsoleListener:
     def bind(self, path: str) -> None:
         from oci_systemd import channel
 
-        # 0600 from the start (umask), not chmod after bind: nobody else may hand us a "pty".
-        old = os.umask(0o177)
-        try:
-            sock = channel.bind_unix(path)
-        finally:
-            os.umask(old)
+        # 0600 from the start, not chmod after bind: nobody else may hand us a "pty".
+        sock = channel.bind_unix(path, mode=0o600)
         self.sock, self.path = sock, path
         sock.listen(1)
 
