@@ -141,13 +141,14 @@ class PermissionDeniedError(OciSystemdError):
 # message: no re-wrapping, so no doubled text and no lost exit status.
 
 
+def _travels(key: str, value: object) -> bool:
+    """An attribute that crosses the channel: public, scalar, and not the message itself."""
+    return not key.startswith("_") and key != "message" and (value is None or isinstance(value, (str, int)))
+
+
 def report_attrs(exc: OciSystemdError) -> dict[str, str | int | None]:
-    """The attributes of `exc` that from_report() restores: the scalar public ones."""
-    return {
-        k: v
-        for k, v in vars(exc).items()
-        if not k.startswith("_") and k != "message" and (v is None or isinstance(v, (str, int)))
-    }
+    """The attributes of `exc` that from_report() restores."""
+    return {k: v for k, v in vars(exc).items() if _travels(k, v)}
 
 
 def _error_classes(cls: type[OciSystemdError]) -> dict[str, type[OciSystemdError]]:
@@ -165,6 +166,6 @@ def from_report(kind: str, message: str, attrs: dict[str, object]) -> OciSystemd
     exc = cls.__new__(cls)
     OciSystemdError.__init__(exc, message)
     for key, value in attrs.items():
-        if not key.startswith("_") and key != "message" and (value is None or isinstance(value, (str, int))):
+        if _travels(key, value):
             setattr(exc, key, value)
     return exc

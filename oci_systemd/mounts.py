@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths, sysctl.
 
-Idler hot path: imports only `os`, `sys`, `_socket` (loaded by the channel anyway), `stat`-free
+Idler hot path: imports only `os`, `_socket` (loaded by the channel anyway), `stat`-free
 arithmetic, `oci_systemd.linux`, `.channel`, `.namespaces` and `.errors`; it works on the raw
 config.json dict.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import _socket
 import errno
 import os
-import sys
 
 from oci_systemd import channel, linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
@@ -532,11 +531,8 @@ def _serve_sources(sock: _socket.socket, paths: list[str]) -> None:
 
 def _recv_fd(sock: _socket.socket) -> tuple[bytes, int]:
     """One message and the fd passed with it (-1 without one)."""
-    data, anc, _, _ = sock.recvmsg(64, _socket.CMSG_SPACE(4))
-    for level, kind, payload in anc:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(payload) >= 4:
-            return data, int.from_bytes(payload[:4], sys.byteorder)
-    return data, -1
+    data, fds = channel.recv_fds(sock, 64, 1)
+    return data, (fds[0] if fds else -1)
 
 
 def copy_tree(src_fd: int, dst_fd: int) -> None:
