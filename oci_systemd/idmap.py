@@ -18,7 +18,6 @@ Idler module: stdlib, `linux`, `mounts` and `namespaces` only.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -29,42 +28,9 @@ TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and
 if TYPE_CHECKING:
     from typing import Any
 
-# include/uapi/linux/mount.h, include/uapi/linux/fcntl.h
-OPEN_TREE_CLONE = 1
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_IDMAP = 0x00100000
-MOVE_MOUNT_F_EMPTY_PATH = 0x04
-MOVE_MOUNT_T_EMPTY_PATH = 0x40
-_AT_FDCWD = -100
-
-_NR = {
-    "x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442},
-    "aarch64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442},
-}.get(os.uname().machine, {})
-
-
-class _MountAttr(ctypes.Structure):
-    """struct mount_attr (MOUNT_ATTR_SIZE_VER0, 32 bytes)."""
-
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
-
-
 # Detached, idmapped trees made by prepare(), by id() of their entry in cfg["mounts"] (the same
 # dicts mount_entry() gets): held until attach() moves them into place.
 _prepared: dict[int, int] = {}
-
-
-def _syscall(name: str, *args: object) -> int:
-    nr = _NR.get(name)
-    if nr is None:
-        raise SyscallError(name, None, errno.ENOSYS)
-    return int(linux.libc.syscall(ctypes.c_long(nr), *args))
 
 
 def prepare(cfg: dict[str, Any], *, bundle: str) -> None:
@@ -96,30 +62,19 @@ def _idmapped_tree(
     clone_recursive: bool,
     idmap_recursive: bool,
 ) -> int:
-    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if clone_recursive else 0)
-    tree = _syscall("open_tree", ctypes.c_int(_AT_FDCWD), os.fsencode(src), ctypes.c_uint(flags))
-    if tree < 0:
-        raise SyscallError("open_tree", src, ctypes.get_errno())
+    flags = linux.OPEN_TREE_CLONE | os.O_CLOEXEC | (linux.AT_RECURSIVE if clone_recursive else 0)
+    tree = linux.open_tree(linux.AT_FDCWD, src, flags)
     try:
         userns = user_namespace(uids, gids)
         try:
-            attr = _MountAttr(attr_set=MOUNT_ATTR_IDMAP, userns_fd=userns)
-            at = AT_EMPTY_PATH | (AT_RECURSIVE if idmap_recursive else 0)
-            rc = _syscall(
-                "mount_setattr",
-                ctypes.c_int(tree),
-                b"",
-                ctypes.c_uint(at),
-                ctypes.byref(attr),
-                ctypes.c_size_t(ctypes.sizeof(attr)),
-            )
-            if rc < 0:
-                err = ctypes.get_errno()
-                raise OciSystemdError(
-                    f"mount_setattr `{src}` (idmap): {os.strerror(err).lower()}",
-                    hint="the source's filesystem must support idmapped mounts (ext4, xfs, btrfs: "
-                    "Linux 5.12; tmpfs: 6.3; overlayfs: 5.19) and not be idmapped already",
-                )
+            at = linux.AT_EMPTY_PATH | (linux.AT_RECURSIVE if idmap_recursive else 0)
+            linux.mount_setattr(tree, "", at, attr_set=linux.MOUNT_ATTR_IDMAP, userns_fd=userns)
+        except SyscallError as e:
+            raise OciSystemdError(
+                f"mount_setattr `{src}` (idmap): {os.strerror(e.errno or 0).lower()}",
+                hint="the source's filesystem must support idmapped mounts (ext4, xfs, btrfs: "
+                "Linux 5.12; tmpfs: 6.3; overlayfs: 5.19) and not be idmapped already",
+            ) from None
         finally:
             os.close(userns)
     except BaseException:
@@ -163,15 +118,7 @@ def attach(m: dict[str, Any], dest_fd: int, dest: str) -> None:
     if tree is None:  # never fall back to a plain bind: the owners would not be shifted
         raise OciSystemdError(f"idmapped mount on {dest} was not prepared before the namespaces")
     try:
-        rc = _syscall(
-            "move_mount",
-            ctypes.c_int(tree),
-            b"",
-            ctypes.c_int(dest_fd),
-            b"",
-            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
-        )
-        if rc < 0:
-            raise SyscallError("move_mount", dest, ctypes.get_errno())
+        flags = linux.MOVE_MOUNT_F_EMPTY_PATH | linux.MOVE_MOUNT_T_EMPTY_PATH
+        linux.move_mount(tree, "", dest_fd, "", flags, dest)
     finally:
         os.close(tree)

@@ -163,6 +163,9 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "pidfd_open": 434,
         "close_range": 436,
         "openat2": 437,
+        "open_tree": 428,
+        "move_mount": 429,
+        "mount_setattr": 442,
         "keyctl": 250,
     },
     "aarch64": {
@@ -173,6 +176,9 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "pidfd_open": 434,
         "close_range": 436,
         "openat2": 437,
+        "open_tree": 428,
+        "move_mount": 429,
+        "mount_setattr": 442,
         "keyctl": 219,
     },
 }
@@ -270,6 +276,48 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     if fd < 0:
         raise _err("openat2", path)
     return fd
+
+
+# include/uapi/linux/mount.h, include/uapi/linux/fcntl.h
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_IDMAP = 0x00100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_FDCWD = -100
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0, 32 bytes)."""
+
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    fd = _syscall("open_tree", _c_int(dirfd), _b(path), ctypes.c_uint(flags))
+    if fd < 0:
+        raise _err("open_tree", path)
+    return fd
+
+
+def mount_setattr(fd: int, path: str, flags: int, *, attr_set: int = 0, userns_fd: int = 0) -> None:
+    attr = _MountAttr(attr_set=attr_set, userns_fd=userns_fd)
+    size = ctypes.c_size_t(ctypes.sizeof(attr))
+    if _syscall("mount_setattr", _c_int(fd), _b(path), ctypes.c_uint(flags), ctypes.byref(attr), size) < 0:
+        raise _err("mount_setattr", path or None)
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int, target: str) -> None:
+    """move_mount(2); `target` names the destination in the error."""
+    args = (_c_int(from_fd), _b(from_path), _c_int(to_fd), _b(to_path), ctypes.c_uint(flags))
+    if _syscall("move_mount", *args) < 0:
+        raise _err("move_mount", target)
 
 
 def fstatfs_type(fd: int) -> int:
