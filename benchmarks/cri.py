@@ -109,7 +109,7 @@ def main() -> int:
     sys.path[:0] = [os.fspath(REPO), os.fspath(REPO / "tests" / "integration")]
     import engines
 
-    from oci_systemd import sandbox as sandboxes
+    from oci_systemd.devtools import sandbox as sandboxes
 
     if not engines.shutil.which("crictl"):
         print("crictl not installed (scripts/setup builds it)", file=sys.stderr)

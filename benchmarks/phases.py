@@ -22,7 +22,7 @@ import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 WRAP = {
-    "oci_systemd.runtime": [
+    "oci_systemd.runtime.lifecycle": [
         "Runtime._prepare",
         "Runtime._status",
         "_Builder._spawn_idler",
@@ -38,8 +38,8 @@ WRAP = {
         "_destroy",
         "pid_alive",  # imported into runtime by name: wrapped where it is called from
     ],
-    "oci_systemd.state": ["Store.claim", "Store.write", "Store.read", "Store.remove"],
-    "oci_systemd.systemd": [
+    "oci_systemd.runtime.state": ["Store.claim", "Store.write", "Store.read", "Store.remove"],
+    "oci_systemd.runtime.systemd": [
         "Systemd.__init__",
         "Systemd.start_transient_scope",
         "Systemd._wait_job",
@@ -49,8 +49,8 @@ WRAP = {
         "Systemd.reset_failed",
         "Systemd.close",
     ],
-    "oci_systemd.journal": ["log_event"],
-    "oci_systemd.hooks": ["run_stage"],
+    "oci_systemd.runtime.journal": ["log_event"],
+    "oci_systemd.container.hooks": ["run_stage"],
 }
 
 phases: dict[str, list[float]] = {}
@@ -81,7 +81,7 @@ def main() -> None:
     out = sys.argv[1].replace("{pid}", str(os.getpid()))
     args = sys.argv[3:] if sys.argv[2] == "--" else sys.argv[2:]
     t_imp = time.perf_counter()
-    cli = importlib.import_module("oci_systemd.cli")
+    cli = importlib.import_module("oci_systemd.cli.app")
     for name, quals in WRAP.items():
         try:
             module = importlib.import_module(name)

@@ -141,7 +141,7 @@ def inner(plan_path: str) -> int:
         # What pip's console script would cost (site first), next to the -IS launcher we ship.
         console_script = (
             f"import sys; sys.path[:0] = [{plan['repo']!r}, {venv_site!r}]; "
-            "from oci_systemd.entry import main; main()"
+            "from oci_systemd.cli.entry import main; main()"
         )
         rows = [
             ("python -I -S -c pass  (the interpreter's floor)", [python, "-I", "-S", "-c", "pass"]),
@@ -292,7 +292,7 @@ def main() -> int:
     import bundles
     import run as bench
 
-    from oci_systemd import sandbox as sandboxes
+    from oci_systemd.devtools import sandbox as sandboxes
     from oci_systemd.errors import SandboxError
 
     own = args.sandbox is None

@@ -5,7 +5,7 @@
     sudo .venv/bin/python benchmarks/run.py            # full run (~2-4 min on 2 cores)
     sudo .venv/bin/python benchmarks/run.py --quick    # smoke run (a few seconds)
 
-The outer process (this file, on the host) boots its own sandbox (`oci_systemd.sandbox.up`),
+The outer process (this file, on the host) boots its own sandbox (`oci_systemd.devtools.sandbox.up`),
 builds one busybox rootfs in the sandbox's private /tmp, writes a plan, and runs this same file
 with `--inner PLAN` inside the sandbox (`sandbox exec`), so that nsenter's cost is never
 timed. The inner process is a child subreaper, like conmon or a containerd shim: a detached
@@ -16,7 +16,7 @@ Every runtime gets `--systemd-cgroup` and its own `--root`; every container gets
 (ociVersion 1.0.2, no rlimits, no device rules: what crun 1.8 accepts here) and the same
 read-only rootfs. Results: a table on stdout and benchmarks/results/<timestamp>.json.
 
-Stdlib only (plus oci_systemd.sandbox and tests/integration/bundles.py on the outer side).
+Stdlib only (plus oci_systemd.devtools.sandbox and tests/integration/bundles.py on the outer side).
 """
 
 from __future__ import annotations
@@ -485,7 +485,7 @@ def sandbox_with_rootfs(name: str, *, own: bool, inner_dir: str) -> tuple[Any, P
     `inner_dir` (a path inside it); returns (sandbox, host path of inner_dir)."""
     import bundles
 
-    from oci_systemd import sandbox as sandboxes
+    from oci_systemd.devtools import sandbox as sandboxes
 
     sb = sandboxes.up(name) if own else sandboxes.get(name)
     work = sb.host_path(inner_dir)
@@ -626,7 +626,7 @@ def outer(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.fspath(REPO / "tests" / "integration"))
     import bundles  # tests/integration/bundles.py: build_rootfs(), base_config()
 
-    from oci_systemd import sandbox as sandboxes
+    from oci_systemd.devtools import sandbox as sandboxes
     from oci_systemd.errors import SandboxError
 
     if os.geteuid() != 0:

@@ -1,4 +1,4 @@
 # SPDX-License-Identifier: Apache-2.0
-from oci_systemd.entry import main
+from oci_systemd.cli.entry import main
 
 main()

@@ -33,7 +33,7 @@ TEMPLATE = """#!{python} -IS
 import sys
 
 sys.path += {paths!r}
-from oci_systemd.entry import main
+from oci_systemd.cli.entry import main
 
 main()
 """

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oci_systemd.default_config import default_config
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
+from oci_systemd.runtime.default_config import default_config
 
 BUSYBOX = Path("/bin/busybox")
 # Inside the sandbox: its private /tmp, gone with the sandbox.

@@ -20,9 +20,9 @@ from types import FrameType
 import bundles
 import pytest
 
-from oci_systemd import sandbox as sandboxes
+from oci_systemd.devtools import sandbox as sandboxes
+from oci_systemd.devtools.sandbox import Sandbox
 from oci_systemd.errors import SandboxError
-from oci_systemd.sandbox import Sandbox
 
 _HERE = Path(__file__).parent
 NOT_ROOT_REASON = "integration tests boot a private systemd: they need root (run scripts/test as root)"

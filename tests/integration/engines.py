@@ -29,7 +29,7 @@ from typing import Any
 import bundles
 import pytest
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 # Inside the sandbox (its private /tmp).
 ENGINES_DIR = "/tmp/oci-systemd-engines"

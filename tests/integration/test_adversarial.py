@@ -27,7 +27,7 @@ import pytest
 from test_exec import _console
 from test_lifecycle import ROOT, Container, no_trace_left, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 # A uid/gid with no account: "an unprivileged local user" without touching /etc/passwd.
 LOCAL_USER = 4242

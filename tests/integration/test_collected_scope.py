@@ -17,7 +17,7 @@ import bundles
 import pytest
 from engines import wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 
 def _exited_container(sb: Sandbox) -> str:

@@ -11,7 +11,7 @@ import time
 import bundles
 from test_lifecycle import start_sleeping, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 
 def test_list_table_and_quiet(sandbox: Sandbox) -> None:

@@ -18,7 +18,7 @@ import engines
 import pytest
 from engines import CONTAINERD_RUNTIME_ROOT, IMAGE, Containerd, Podman, text
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 STUBBORN = 'trap "" TERM; echo started; while :; do sleep 0.1; done'
 POLITE = 'trap "echo got-term; exit 7" TERM; echo started; while :; do sleep 0.1; done'

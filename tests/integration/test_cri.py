@@ -22,7 +22,7 @@ from cri_client import CriError
 from cri_driver import CriDriver
 from engines import CRI_RUNTIME_ROOTS, IMAGE, CriContainerd, Podman, text, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 HANDLERS = ["oci-systemd", "runc"]
 

@@ -24,7 +24,7 @@ import pytest
 from test_escapes import cap_mask
 from test_lifecycle import Container, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 # -- helpers -------------------------------------------------------------------------------------
 

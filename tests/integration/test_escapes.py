@@ -28,7 +28,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 REPEAT = 3
 
@@ -98,7 +98,7 @@ def test_idler_exe_is_out_of_reach_from_a_sibling(
 ) -> None:
     """A second container joins the created container's pid namespace, where pid 1 is the idler."""
     pid = int(created.state()["pid"])
-    assert "oci_systemd.idler" in sandbox.host_path(f"/proc/{pid}/cmdline").read_text()
+    assert "oci_systemd.container.idler" in sandbox.host_path(f"/proc/{pid}/cmdline").read_text()
     for _ in range(REPEAT):
         conf = _config(["sh", "-c", PROBE_PID1])
         conf["process"]["user"] = user
@@ -107,7 +107,7 @@ def test_idler_exe_is_out_of_reach_from_a_sibling(
             for ns in conf["linux"]["namespaces"]
         ]
         out, _cid = bundles.run_and_get_output(sandbox, conf)
-        assert "oci_systemd.idler" in out, f"pid 1 is not the idler: {out}"
+        assert "oci_systemd.container.idler" in out, f"pid 1 is not the idler: {out}"
         assert "-OK" not in out, out
         assert "control-readlink-works" in out, out
         assert out.count("open-read-denied") == 3 and out.count("open-write-denied") == 3, out

@@ -13,7 +13,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, start_sleeping, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 # Receives the pty master over SCM_RIGHTS like conmon, then copies what the pty prints.
 CONSOLE_RECEIVER = r"""

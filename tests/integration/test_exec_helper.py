@@ -23,7 +23,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 # Inside the sandbox: the pids of the container's cgroup that still run the interpreter, and whether
 # their exe is on a read-only mount.

@@ -13,7 +13,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, start_sleeping, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 NO_BUS = "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus"
 

@@ -23,7 +23,7 @@ import bundles
 import pytest
 from test_lifecycle import ROOT, Container, no_trace_left, systemctl_show, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 CREATE_POINTS = ["create:claimed", "create:spawned", "create:pid", "create:scoped", "create:built"]
 START_POINTS = ["start:sent", "start:recorded"]
@@ -47,7 +47,7 @@ def idler_pids(sb: Sandbox) -> set[int]:
     pids = set()
     for line in out.splitlines():
         pid, _, args = line.strip().partition(" ")
-        if "oci_systemd.idler" in args:
+        if "oci_systemd.container.idler" in args:
             pids.add(int(pid))
     return pids
 

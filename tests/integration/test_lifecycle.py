@@ -14,7 +14,7 @@ from typing import Any
 import bundles
 import pytest
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 ROOT = "/run/oci-systemd"
 
@@ -328,7 +328,7 @@ def test_scope_round_trip_over_dbus_from_python(sandbox: Sandbox) -> None:
     """The foundation check: a Delegate=yes scope from Python, read back, killed with KillUnit."""
     script = (
         "import subprocess, time\n"
-        "from oci_systemd.systemd import connect\n"
+        "from oci_systemd.runtime.systemd import connect\n"
         "p = subprocess.Popen(['sleep', '1000'])\n"
         "with connect() as sd:\n"
         "    props = [('Delegate', 'b', True), ('PIDs', 'au', [p.pid])]\n"

@@ -17,7 +17,7 @@ import pytest
 from test_faults import assert_no_leak, idler_pids
 from test_lifecycle import ROOT, Container
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 IDS = 50
 COPIES = 2  # 100 creates in all, two per id

@@ -24,7 +24,7 @@ import pytest
 from test_environment import HOST_ID, config, mountinfo, run, run_prepared, tagged
 from test_lifecycle import Container, no_trace_left, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 HOST_MAP = [{"containerID": 0, "hostID": HOST_ID, "size": 65536}]
 IDENTITY_MAP = [{"containerID": 0, "hostID": 0, "size": 4294967295}]

@@ -32,7 +32,7 @@ import bundles
 import pytest
 
 from oci_systemd import __version__
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("OCI_SYSTEMD_PACKAGING_CACHE", REPO / "build" / "packaging-test"))

@@ -17,7 +17,7 @@ import engines
 import pytest
 from engines import IMAGE, Podman, text
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 RUNTIME_ROOT = "/run/oci-systemd"  # podman passes no --root: the runtime's default
 # A program that ignores SIGTERM, so `stop` must use its timeout and then SIGKILL.

@@ -22,8 +22,8 @@ import pytest
 from test_environment import config, run, run_prepared, status_fields, tagged
 from test_lifecycle import Container, no_trace_left, start_sleeping
 
-from oci_systemd.process import CAPABILITIES
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.container.process import CAPABILITIES
+from oci_systemd.devtools.sandbox import Sandbox
 
 CAPS = ["CAP_CHOWN", "CAP_UNKNOWN", "CAP_KILL"]
 
@@ -384,7 +384,7 @@ def test_idmap_without_mapping_or_bind_is_refused(sandbox: Sandbox) -> None:
 
 
 def test_features_list_idmap() -> None:
-    from oci_systemd.features import features
+    from oci_systemd.runtime.features import features
 
     got = features()
     assert {"idmap", "ridmap"} <= set(got["mountOptions"])

@@ -15,9 +15,9 @@ import bundles
 import pytest
 from click.testing import CliRunner
 
-from oci_systemd import sandbox as sandboxes
+from oci_systemd.devtools import sandbox as sandboxes
+from oci_systemd.devtools.sandbox import Sandbox
 from oci_systemd.errors import SandboxError
-from oci_systemd.sandbox import Sandbox
 
 
 def _run(sb: Sandbox, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -93,7 +93,7 @@ def test_cli_status_and_exec(sandbox: Sandbox) -> None:
     assert str(sandbox.pid) in status.output
     # exec replaces the process, so drive it through a real interpreter.
     exec_argv = [
-        sys.executable, "-c", "from oci_systemd.sandbox import sandbox; sandbox()",
+        sys.executable, "-c", "from oci_systemd.devtools.sandbox import sandbox; sandbox()",
         "exec", sandbox.name, "--", "sh", "-c", "exit 7",
     ]  # fmt: skip
     assert subprocess.run(exec_argv, stdin=subprocess.DEVNULL, timeout=30, check=False).returncode == 7

@@ -19,7 +19,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 AGENT = r"""
 import errno, fcntl, json, os, select, socket, struct, sys, threading

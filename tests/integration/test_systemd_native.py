@@ -18,7 +18,7 @@ import bundles
 import pytest
 from test_lifecycle import Container, systemctl_show, wait_for
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "units"

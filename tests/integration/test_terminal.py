@@ -24,7 +24,7 @@ import pytest
 from test_lifecycle import Container, start_sleeping, wait_for
 from test_process_parity import _is_oci_systemd
 
-from oci_systemd.sandbox import Sandbox
+from oci_systemd.devtools.sandbox import Sandbox
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import channel
-from oci_systemd.channel import Channel, ChannelClosed, RemoteError
+from oci_systemd.container import channel
+from oci_systemd.container.channel import Channel, ChannelClosed, RemoteError
 
 
 def test_roundtrip_and_error() -> None:
@@ -89,7 +89,7 @@ def test_malformed_json_is_value_error_even_without_the_json_package() -> None:
     """Past pivot_root the idler cannot import json.decoder, which the C scanner wants for
     its JSONDecodeError: a junk message must still be a ValueError the idler ignores."""
     code = (
-        "import sys; sys.path.insert(0, {root!r}); from oci_systemd.channel import Channel\n"
+        "import sys; sys.path.insert(0, {root!r}); from oci_systemd.container.channel import Channel\n"
         "sys.path[:] = []; sys.meta_path[:] = [m for m in sys.meta_path if 'PathFinder' not in repr(m)]\n"
         "for junk in (b'{{\"type\" 1}}', b'\"abc', b'{{\"a\":1', b'[1]'):\n"
         "    a, b = Channel.pair(); a.sock.sendall(len(junk).to_bytes(4, 'big') + junk)\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import spec as spec_model
+from oci_systemd.runtime import spec as spec_model
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oci_systemd import spec, state
-from oci_systemd.default_config import default_config
 from oci_systemd.errors import InvalidIdError, SpecError
-from oci_systemd.runtime import scope_for
+from oci_systemd.runtime import spec, state
+from oci_systemd.runtime.default_config import default_config
+from oci_systemd.runtime.lifecycle import scope_for
 
 _PROFILES = {
     "config-fuzz-default": 300,

@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from oci_systemd import OCI_VERSION, spec
-from oci_systemd.default_config import default_config
+from oci_systemd import OCI_VERSION
+from oci_systemd.runtime import spec
+from oci_systemd.runtime.default_config import default_config
 
 
 def test_matches_runc_example() -> None:

@@ -8,8 +8,8 @@ import errno
 
 import pytest
 
-from oci_systemd import idler, runtime
-from oci_systemd.channel import Channel, RemoteError
+from oci_systemd.container import idler
+from oci_systemd.container.channel import Channel, RemoteError
 from oci_systemd.errors import (
     ExecFailedError,
     HookError,
@@ -18,6 +18,7 @@ from oci_systemd.errors import (
     SpecError,
     SyscallError,
 )
+from oci_systemd.runtime import lifecycle as runtime
 
 
 def _across(exc: BaseException, *, creating: bool = False) -> OciSystemdError:

@@ -33,8 +33,8 @@ FORBIDDEN = {
 _CREATE_PATH = """
 import sys
 sys.path.insert(0, {root!r})
-import oci_systemd.idler as idler
-from oci_systemd import channel, hooks, mounts, namespaces, process
+import oci_systemd.container.idler as idler
+from oci_systemd.container import channel, hooks, mounts, namespaces, process
 process.preload({{}})
 idler._preload_for_after_pivot({{}}, tty_wanted=False)
 print("\\n".join(sorted(sys.modules)))
@@ -56,27 +56,29 @@ def _modules_after(code: str) -> set[str]:
 
 def test_the_create_path_imports_none_of_the_costly_modules() -> None:
     loaded = _modules_after(_CREATE_PATH)
-    assert "oci_systemd.idler" in loaded and "oci_systemd.mounts" in loaded
+    assert "oci_systemd.container.idler" in loaded and "oci_systemd.container.mounts" in loaded
     assert sorted(FORBIDDEN & loaded) == []
 
 
 def test_seccomp_adds_no_costly_module() -> None:
-    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd import seccomp")
+    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd.container import seccomp")
     loaded = _modules_after(code)
-    assert "oci_systemd.seccomp" in loaded
+    assert "oci_systemd.container.seccomp" in loaded
     assert sorted(FORBIDDEN & loaded) == []
 
 
 def test_idmap_adds_no_costly_module() -> None:
-    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd import idmap")
+    code = _CREATE_PATH.replace("process.preload({{}})", "from oci_systemd.container import idmap")
     loaded = _modules_after(code)
-    assert "oci_systemd.idmap" in loaded
+    assert "oci_systemd.container.idmap" in loaded
     assert sorted(FORBIDDEN & loaded) == []
 
 
 def test_struct_comes_only_from_ctypes() -> None:
     """The one exemption above stays an exemption: without ctypes, no struct."""
-    code = "import sys; sys.path.insert(0, {root!r}); import oci_systemd.idler; print(*sys.modules)"
+    code = (
+        "import sys; sys.path.insert(0, {root!r}); import oci_systemd.container.idler; print(*sys.modules)"
+    )
     loaded = _modules_after(code)
     assert "ctypes" not in loaded
     assert "struct" not in loaded
@@ -87,14 +89,14 @@ def test_nothing_can_be_imported_after_forbid_imports() -> None:
     not even of a built-in module, while what is loaded stays usable."""
     code = (
         "import sys; sys.path.insert(0, {root!r})\n"
-        "from oci_systemd import idler, jsonio\n"
+        "from oci_systemd import jsonio\nfrom oci_systemd.container import idler\n"
         "idler.forbid_imports()\n"
         "for name in ('json', 'pwd', 'zipfile'):\n"
         "    try:\n"
         "        __import__(name)\n"
         "    except ImportError:\n"
         "        print('refused-' + name)\n"
-        "from oci_systemd import channel\n"
+        "from oci_systemd.container import channel\n"
         "print('loaded-ok' if channel.MAX_MESSAGE and jsonio.loads('[1]') == [1] else 'broken')\n"
     )
     assert _modules_after(code) >= {"refused-json", "refused-pwd", "refused-zipfile", "loaded-ok"}

@@ -22,33 +22,48 @@ HEAVY = ("typing", "re", "json", "enum", "contextlib", "collections", "socket", 
 
 # What each command imports (the idler's own set is pinned in test_idler_imports.py).
 COMMANDS = {
-    "state": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.jsonio", "oci_systemd.systemd"],
-    "start": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.channel", "oci_systemd.journal"],
-    "kill": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal"],
-    "delete": ["oci_systemd.entry", "oci_systemd.runtime", "oci_systemd.journal", "oci_systemd.systemd"],
+    "state": [
+        "oci_systemd.cli.entry",
+        "oci_systemd.runtime.lifecycle",
+        "oci_systemd.jsonio",
+        "oci_systemd.runtime.systemd",
+    ],
+    "start": [
+        "oci_systemd.cli.entry",
+        "oci_systemd.runtime.lifecycle",
+        "oci_systemd.container.channel",
+        "oci_systemd.runtime.journal",
+    ],
+    "kill": ["oci_systemd.cli.entry", "oci_systemd.runtime.lifecycle", "oci_systemd.runtime.journal"],
+    "delete": [
+        "oci_systemd.cli.entry",
+        "oci_systemd.runtime.lifecycle",
+        "oci_systemd.runtime.journal",
+        "oci_systemd.runtime.systemd",
+    ],
     # exec's fast path (entry.py) and the helper it forks (idler.exec_forked); no D-Bus.
     "exec": [
-        "oci_systemd.entry",
-        "oci_systemd.runtime",
-        "oci_systemd.exec_process",
-        "oci_systemd.spec",
-        "oci_systemd.cgroups",
-        "oci_systemd.channel",
-        "oci_systemd.journal",
-        "oci_systemd.idler",
-        "oci_systemd.namespaces",
-        "oci_systemd.process",
+        "oci_systemd.cli.entry",
+        "oci_systemd.runtime.lifecycle",
+        "oci_systemd.runtime.exec_process",
+        "oci_systemd.runtime.spec",
+        "oci_systemd.runtime.cgroups",
+        "oci_systemd.container.channel",
+        "oci_systemd.runtime.journal",
+        "oci_systemd.container.idler",
+        "oci_systemd.container.namespaces",
+        "oci_systemd.container.process",
     ],
     "create": [
-        "oci_systemd.entry",
-        "oci_systemd.runtime",
-        "oci_systemd.journal",
-        "oci_systemd.spec",
-        "oci_systemd.resources",
-        "oci_systemd.listen_fds",
-        "oci_systemd.cgroups",
-        "oci_systemd.channel",
-        "oci_systemd.systemd",
+        "oci_systemd.cli.entry",
+        "oci_systemd.runtime.lifecycle",
+        "oci_systemd.runtime.journal",
+        "oci_systemd.runtime.spec",
+        "oci_systemd.runtime.resources",
+        "oci_systemd.runtime.listen_fds",
+        "oci_systemd.runtime.cgroups",
+        "oci_systemd.container.channel",
+        "oci_systemd.runtime.systemd",
     ],
 }
 
@@ -90,4 +105,4 @@ def test_exec_with_a_process_file_is_parsed_without_click(tmp_path: Path) -> Non
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line}
     assert "container does not exist: c1" in out.stderr
-    assert "click" not in imported and "oci_systemd.cli" not in imported
+    assert "click" not in imported and "oci_systemd.cli.app" not in imported

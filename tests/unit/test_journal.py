@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import journal
 from oci_systemd.errors import SyscallError
-from oci_systemd.journal import EVENTS, Event
+from oci_systemd.runtime import journal
+from oci_systemd.runtime.journal import EVENTS, Event
 
 
 def parse_native(data: bytes) -> dict[str, bytes]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import linux
+from oci_systemd.container import linux
 from oci_systemd.errors import SyscallError
 
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from oci_systemd import listen_fds
-from oci_systemd.listen_fds import ListenFds, container_env, inherited_fds, unset_in_environ
+from oci_systemd.runtime import listen_fds
+from oci_systemd.runtime.listen_fds import ListenFds, container_env, inherited_fds, unset_in_environ
 
 
 def test_ours() -> None:
@@ -57,13 +57,13 @@ def test_absent(env: dict[str, str]) -> None:
     ],
 )
 def test_malformed_is_ignored_with_debug_note(env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="oci_systemd.listen_fds")
+    caplog.set_level(logging.DEBUG, logger="oci_systemd.runtime.listen_fds")
     assert inherited_fds(env, pid=42) == listen_fds.NONE
     assert any("malformed" in r.getMessage() for r in caplog.records)
 
 
 def test_names_mismatch_falls_back_to_unknown(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="oci_systemd.listen_fds")
+    caplog.set_level(logging.DEBUG, logger="oci_systemd.runtime.listen_fds")
     env = {"LISTEN_PID": "42", "LISTEN_FDS": "3", "LISTEN_FDNAMES": "a:b"}
     assert inherited_fds(env, pid=42) == ListenFds(3, ("unknown", "unknown", "unknown"))
     assert caplog.records
@@ -142,8 +142,8 @@ def test_module_is_import_light() -> None:
     import sys
 
     code = (
-        "import sys; before = set(sys.modules); import oci_systemd.listen_fds, oci_systemd.journal, "
-        "oci_systemd.sdnotify; new = set(sys.modules) - before; "
+        "import sys; before = set(sys.modules); import oci_systemd.runtime.listen_fds, "
+        "oci_systemd.runtime.journal, oci_systemd.runtime.sdnotify; new = set(sys.modules) - before; "
         "heavy = {'logging', 'pathlib', 'dataclasses', 'inspect', 'fcntl', 'json', 'subprocess', 'typing'}; "
         "print(sorted(new & heavy))"
     )

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import journal
-from oci_systemd.log import Logger
+from oci_systemd.runtime import journal
+from oci_systemd.runtime.log import Logger
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import click
 import pytest
 
 from oci_systemd import __version__
-from oci_systemd.cli import cli
+from oci_systemd.cli.app import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def pages() -> dict[str, str]:
 
 
 def _expected_names() -> set[str]:
-    from oci_systemd.sandbox import sandbox
+    from oci_systemd.devtools.sandbox import sandbox
 
     ctx = click.Context(cli)
     names = {"oci-systemd.8"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import linux, mounts
+from oci_systemd.container import linux, mounts
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 

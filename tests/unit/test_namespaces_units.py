@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import linux, namespaces
+from oci_systemd.container import linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 

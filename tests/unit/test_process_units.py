@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import process
+from oci_systemd.container import process
 from oci_systemd.errors import ExecFailedError, OciSystemdError
 
 
@@ -47,7 +47,7 @@ def test_rlimit_hard_limit_error_message() -> None:
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), 512))
             if os.geteuid() == 0:
-                from oci_systemd import linux
+                from oci_systemd.container import linux
 
                 linux.prctl(linux.PR_CAPBSET_DROP, 24)
                 eff, prm, inh = linux.capget()
@@ -164,7 +164,7 @@ def test_prepare_in_child_as_current_user(tmp_path: Path) -> None:
     """prepare() end to end in a forked child (no user switch): cwd, umask, env, rlimit, NNP."""
 
     def body(w: int) -> list[bool]:
-        from oci_systemd import linux
+        from oci_systemd.container import linux
 
         path, argv, envp = process.prepare(
             {
@@ -212,7 +212,7 @@ def test_prepare_leaves_the_process_non_dumpable(tmp_path: Path) -> None:
     sealed whatever fs.suid_dumpable makes of the uid change (simulated: dumpable before)."""
 
     def body(w: int) -> int:
-        from oci_systemd import linux
+        from oci_systemd.container import linux
 
         linux.prctl(linux.PR_SET_DUMPABLE, 1)
         user = {"uid": os.getuid(), "gid": os.getgid()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from oci_systemd.records import FrozenInstanceError, field, record
+from oci_systemd.runtime.records import FrozenInstanceError, field, record
 
 
 @record

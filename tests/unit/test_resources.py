@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import resources as res
-from oci_systemd import spec
-from oci_systemd.default_config import default_config
 from oci_systemd.errors import SpecError
-from oci_systemd.resources import INFINITY
+from oci_systemd.runtime import resources as res
+from oci_systemd.runtime import spec
+from oci_systemd.runtime.default_config import default_config
+from oci_systemd.runtime.resources import INFINITY
 
 DEVICES = {8: {0: "/dev/sda", 16: "/dev/sdb"}}
 

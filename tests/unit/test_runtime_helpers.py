@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import runtime
 from oci_systemd.errors import OciSystemdError, SpecError
-from oci_systemd.runtime import parse_signal, scope_for
-from oci_systemd.systemd import _encode_properties, unit_name_escape
+from oci_systemd.runtime import lifecycle as runtime
+from oci_systemd.runtime.lifecycle import parse_signal, scope_for
+from oci_systemd.runtime.systemd import _encode_properties, unit_name_escape
 
 
 @pytest.mark.parametrize(
@@ -83,9 +83,9 @@ def test_every_signal_name_parses_as_the_signal_module_does() -> None:
 
 
 def test_plain_kill_signals_the_init_without_dbus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from oci_systemd import systemd
-    from oci_systemd.runtime import Runtime
-    from oci_systemd.state import process_start_time
+    from oci_systemd.runtime import systemd
+    from oci_systemd.runtime.lifecycle import Runtime
+    from oci_systemd.runtime.state import process_start_time
 
     def no_bus(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("a plain kill must not talk to systemd")
@@ -126,7 +126,7 @@ def test_pid_file_replaces_a_planted_symlink_and_never_writes_through_it(tmp_pat
 
 _FD_CHECK = """
 import os
-from oci_systemd import runtime
+from oci_systemd.runtime import lifecycle as runtime
 from oci_systemd.errors import OciSystemdError
 os.dup2(0, 3)  # the caller's: open, inheritable; fd 4 is a hole
 try:
@@ -148,7 +148,7 @@ def test_passed_fds_must_be_open_and_the_callers() -> None:
     """In a fresh interpreter, so that only 0-2 are open to begin with."""
     import sys
 
-    root = str(Path(runtime.__file__).resolve().parent.parent)
+    root = str(Path(runtime.__file__).resolve().parents[2])
     code = f"import sys; sys.path.insert(0, {root!r})\n" + _FD_CHECK
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd import sandbox as sandboxes
+from oci_systemd.devtools import sandbox as sandboxes
 from oci_systemd.errors import SandboxError
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The ctypes sd-bus path of oci_systemd.systemd, against a fake systemd Manager.
+"""The ctypes sd-bus path of oci_systemd.runtime.systemd, against a fake systemd Manager.
 
 A private dbus-daemon stands in for the system bus (DBUS_SYSTEM_BUS_ADDRESS), and a dbus-next
 service in a thread answers as org.freedesktop.systemd1: GetUnit, Properties.Get, KillUnit,
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import systemd
 from oci_systemd.errors import JobFailedError, SystemdError, UnsupportedPropertyError
+from oci_systemd.runtime import systemd
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dbus-daemon") is None or systemd._libsystemd() is None,
@@ -211,7 +211,7 @@ def _run_against_fake_systemd(body: str) -> subprocess.CompletedProcess[str]:
     systemd; it prints the heavy modules that got imported last."""
     code = (
         "import sys\n"
-        "from oci_systemd.systemd import connect\n"
+        "from oci_systemd.runtime.systemd import connect\n"
         "with connect() as sd:\n"
         f"{body}"
         "print(sorted(m for m in sys.modules if m.startswith(('pystemd', 'dataclasses', 'inspect'))))\n"
@@ -487,7 +487,7 @@ def test_libsystemd_missing_is_not_fatal(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_import_cost_stays_small() -> None:
-    code = "import oci_systemd.systemd as s; s._libsystemd(); import sys; print(sorted(sys.modules))"
+    code = "import oci_systemd.runtime.systemd as s; s._libsystemd(); import sys; print(sorted(sys.modules))"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     loaded = out.stdout
@@ -495,12 +495,12 @@ def test_import_cost_stays_small() -> None:
         assert f"'{heavy}'" not in loaded, heavy
     # Without site (as the runtime's launcher runs it), importing the module loads none of the
     # modules that cost ~8 ms on every command: annotations stay strings (TYPE_CHECKING).
-    code = "import sys; import oci_systemd.systemd; print(sorted(sys.modules))"
+    code = "import sys; import oci_systemd.runtime.systemd; print(sorted(sys.modules))"
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, cwd=repo, check=True
     )
-    assert "'oci_systemd.systemd'" in out.stdout
+    assert "'oci_systemd.runtime.systemd'" in out.stdout
     for heavy in ("typing", "collections.abc", "contextlib", "pystemd", "re", "ctypes"):
         assert f"'{heavy}'" not in out.stdout, heavy
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import sdnotify
-from oci_systemd.sdnotify import NotifyProxy
+from oci_systemd.runtime import sdnotify
+from oci_systemd.runtime.sdnotify import NotifyProxy
 
 
 class FakeHost:

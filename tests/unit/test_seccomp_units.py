@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import seccomp
+from oci_systemd.container import seccomp
+from oci_systemd.container.seccomp import Rule
 from oci_systemd.errors import OciSystemdError
-from oci_systemd.seccomp import Rule
 
 PROFILE: dict[str, Any] = {
     "defaultAction": "SCMP_ACT_ERRNO",
@@ -136,7 +136,7 @@ def _in_child(work: Callable[[], bytes]) -> bytes:
     if pid == 0:
         os.close(r)
         try:
-            from oci_systemd import linux
+            from oci_systemd.container import linux
 
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
             out = work()

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from oci_systemd import spec
-from oci_systemd.default_config import default_config
 from oci_systemd.errors import InvalidIdError, SpecError
+from oci_systemd.runtime import spec
+from oci_systemd.runtime.default_config import default_config
 
 DELETE = object()
 

@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oci_systemd import resources, spec
-from oci_systemd.default_config import default_config
 from oci_systemd.errors import SpecError
+from oci_systemd.runtime import resources, spec
+from oci_systemd.runtime.default_config import default_config
 
 settings.register_profile(
     "spec-default", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]

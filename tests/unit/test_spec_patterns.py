@@ -8,9 +8,9 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from oci_systemd import spec
 from oci_systemd.errors import InvalidIdError
-from oci_systemd.state import validate_id
+from oci_systemd.runtime import spec
+from oci_systemd.runtime.state import validate_id
 
 _VERSIONISH = st.text(alphabet="0123456789.+-abcXZ\n é", max_size=14).map(lambda s: "1." + s) | st.text(
     max_size=10

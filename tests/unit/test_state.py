@@ -4,7 +4,7 @@ import os
 import pytest
 
 from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, InvalidIdError
-from oci_systemd.state import Record, Status, Store, derive_status, process_start_time, validate_id
+from oci_systemd.runtime.state import Record, Status, Store, derive_status, process_start_time, validate_id
 
 
 @pytest.mark.parametrize("cid", ["a", "abc-DEF_1.2+3", "x" * 237, "7" * 64])

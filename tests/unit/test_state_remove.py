@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from oci_systemd import state
+from oci_systemd.runtime import state
 
 
 def _deep_tree(top: Path, levels: int) -> None:

@@ -28,7 +28,7 @@ def listener_of(seccomp: dict[str, Any] | None) -> dict[str, str] | None:
     metadata; None when no rule uses SCMP_ACT_NOTIFY (listenerPath is then ignored)."""
     if not seccomp or not seccomp.get("listenerPath"):
         return None
-    from oci_systemd.seccomp import uses_notify
+    from oci_systemd.container.seccomp import uses_notify
 
     if not uses_notify(seccomp):
         return None
@@ -52,7 +52,7 @@ def process_state(listener: dict[str, str], pid: int, state: dict[str, Any]) -> 
 def send_state(listener: dict[str, str], pid: int, state: dict[str, Any], fd: int) -> None:
     """Connect to the agent, send the process state with the notify fd, close: the spec's "exactly
     one container process state per connection"."""
-    from oci_systemd import channel
+    from oci_systemd.container import channel
 
     path = listener["path"]
     data = jsonio.dumps(process_state(listener, pid, state)).encode()

@@ -24,8 +24,8 @@ from oci_systemd.errors import (
     SpecError,
     SyscallError,
 )
-from oci_systemd.log import log, rfc3339
-from oci_systemd.state import (
+from oci_systemd.runtime.log import log, rfc3339
+from oci_systemd.runtime.state import (
     NOTIFY_SOCKET,
     Record,
     Status,
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from oci_systemd.channel import Channel, RemoteError
-    from oci_systemd.spec import Capabilities
-    from oci_systemd.terminal import ConsoleListener, Relay
+    from oci_systemd.container.channel import Channel, RemoteError
+    from oci_systemd.runtime.spec import Capabilities
+    from oci_systemd.runtime.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` builds its enums at import (~1 ms with enum)
 
@@ -77,7 +77,7 @@ def scope_for(cid: str, cgroups_path: str | None, *, systemd_cgroup: bool = True
     cgroupfs form (podman/containerd with their cgroupfs manager) or none at all gives
     the default `oci-systemd-<id>.scope` in system.slice.
     """
-    from oci_systemd.systemd import unit_name_escape
+    from oci_systemd.runtime.systemd import unit_name_escape
 
     if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
         parts = cgroups_path.split(":")
@@ -165,7 +165,7 @@ def _warn_about_labels(proc: dict[str, Any], linux: dict[str, Any]) -> None:
 
 def _warn_about_capabilities(cid: str, caps: Capabilities | None) -> None:
     """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
-    from oci_systemd import spec
+    from oci_systemd.runtime import spec
 
     if caps is None:
         return
@@ -182,7 +182,7 @@ def _log_event(
     event: str, record: Record, status: str, message: str, extra: dict[str, Any] | None = None
 ) -> None:
     """One lifecycle entry in the journal (the journal module is imported on first use)."""
-    from oci_systemd import journal
+    from oci_systemd.runtime import journal
 
     journal.log_event(
         journal.event_named(event),
@@ -200,7 +200,7 @@ def _run_record_hooks(stage: str, record: Record, status: Status) -> None:
     any (most containers have none, and start/delete should not pay for the import)."""
     if not (record.get("hooks") or {}).get(stage):
         return
-    from oci_systemd import hooks
+    from oci_systemd.container import hooks
 
     hooks.run_stage(stage, record.get("hooks"), Runtime._state_json(record, status))
 
@@ -283,7 +283,7 @@ class Runtime:
     ) -> tuple[dict[str, Any], Record, list[Any]]:
         """Everything that can fail on bad input, before anything is created."""
 
-        from oci_systemd import listen_fds, resources, spec
+        from oci_systemd.runtime import listen_fds, resources, spec
 
         bundle = os.path.abspath(bundle)
         parsed, raw = spec.load(bundle)
@@ -301,7 +301,7 @@ class Runtime:
                     hint="pass --console-socket PATH, or set process.terminal to false",
                 )
             # A foreground run relays the pty itself (terminal.py): the idler sends it to us.
-            from oci_systemd.terminal import CONSOLE_SOCKET
+            from oci_systemd.runtime.terminal import CONSOLE_SOCKET
 
             console_socket = os.path.join(self.store.dir(cid), CONSOLE_SOCKET)
         root_path = (raw.get("root") or {}).get("path", "rootfs")
@@ -363,7 +363,7 @@ class Runtime:
         if notify is not None:
             record["notify_socket"], record["notify_mode"] = notify
         if (linux.get("seccomp") or {}).get("listenerPath"):
-            from oci_systemd import seccomp_notify
+            from oci_systemd.runtime import seccomp_notify
 
             agent = seccomp_notify.listener_of(linux["seccomp"])
             if agent is not None:
@@ -445,7 +445,7 @@ class Runtime:
     def _exec_status(self, record: Record) -> Status:
         """exec's precondition without D-Bus, as runc decides it: the init alive (pid + start
         time) and the cgroup not frozen. Every ExecSync probe of a pod pays this."""
-        from oci_systemd import cgroups
+        from oci_systemd.runtime import cgroups
 
         status = self._local_status(record)
         if status in (Status.CREATED, Status.RUNNING) and cgroups.frozen(record["pid"]):
@@ -461,7 +461,7 @@ class Runtime:
         program can run: it may send READY=1 at once."""
         if not record.get("notify_socket"):
             return None
-        from oci_systemd.sdnotify import NotifyProxy
+        from oci_systemd.runtime.sdnotify import NotifyProxy
 
         proxy = NotifyProxy()
         proxy.bind(os.path.join(self.store.dir(cid), NOTIFY_DIR))
@@ -536,7 +536,7 @@ class Runtime:
         signum = parse_signal(signal)
         with self.store.locked(cid) as record:
             if all_processes:
-                from oci_systemd.systemd import connect
+                from oci_systemd.runtime.systemd import connect
 
                 with connect() as sd:
                     status = self._status(record, sd)
@@ -567,7 +567,7 @@ class Runtime:
                 return
             raise
         try:
-            from oci_systemd.systemd import connect
+            from oci_systemd.runtime.systemd import connect
 
             with connect() as sd:
                 status = self._status(record, sd)
@@ -603,14 +603,14 @@ class Runtime:
         detach: bool = False,
         keep: bool = False,
     ) -> int:
-        from oci_systemd import linux
+        from oci_systemd.container import linux
 
         listener = None
         if not detach:
             # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
             if not console_socket:  # process.terminal: runc's and crun's pty relay
-                from oci_systemd.terminal import ConsoleListener
+                from oci_systemd.runtime.terminal import ConsoleListener
 
                 listener = ConsoleListener()
         try:
@@ -671,7 +671,7 @@ class Runtime:
     # -- list / ps ---------------------------------------------------------------------
 
     def list_containers(self) -> list[dict[str, Any]]:
-        from oci_systemd.systemd import connect
+        from oci_systemd.runtime.systemd import connect
 
         out: list[dict[str, Any]] = []
         ids = self.store.ids()
@@ -688,7 +688,7 @@ class Runtime:
 
     def ps(self, cid: str) -> list[int]:
         with self.store.locked(cid, shared=True) as record:
-            from oci_systemd.systemd import connect
+            from oci_systemd.runtime.systemd import connect
 
             with connect() as sd:
                 status = self._status(record, sd)
@@ -700,9 +700,9 @@ class Runtime:
 
     def update(self, cid: str, resources: dict[str, Any]) -> None:
         """Change resource limits live: the scope's unit properties, via SetUnitProperties."""
-        from oci_systemd import resources as res
-        from oci_systemd import spec
-        from oci_systemd.systemd import connect
+        from oci_systemd.runtime import resources as res
+        from oci_systemd.runtime import spec
+        from oci_systemd.runtime.systemd import connect
 
         parsed = spec.parse_resources(resources, path="")
         props = res.update_properties(parsed, path="")
@@ -729,7 +729,7 @@ class Runtime:
 
     def _freeze(self, cid: str, *, freeze: bool) -> None:
         """FreezeUnit/ThawUnit: systemd freezes the scope's cgroup (cgroup.freeze)."""
-        from oci_systemd.systemd import connect
+        from oci_systemd.runtime.systemd import connect
 
         with self.store.locked(cid) as record, connect() as sd:
             status = self._status(record, sd)
@@ -747,7 +747,7 @@ class Runtime:
     # -- events ------------------------------------------------------------------------
 
     def stats(self, cid: str) -> dict[str, Any]:
-        from oci_systemd import cgroups
+        from oci_systemd.runtime import cgroups
 
         with self.store.locked(cid, shared=True) as record:
             status = self._status(record)
@@ -760,7 +760,7 @@ class Runtime:
         until the container stops. Unit changes arrive as D-Bus signals (dbus-next)."""
         import asyncio
 
-        from oci_systemd.systemd import watch_unit
+        from oci_systemd.runtime.systemd import watch_unit
 
         first = self.stats(cid)
         emit(first)
@@ -802,7 +802,7 @@ class Runtime:
         relayed to the caller's terminal, as `runc exec -t` does (terminal.py)."""
         if not process.get("terminal") or console_socket or detach:
             return self._exec(cid, process, detach, pid_file, console_socket, preserve_fds, None)
-        from oci_systemd.terminal import ConsoleListener
+        from oci_systemd.runtime.terminal import ConsoleListener
 
         listener = ConsoleListener()
         try:
@@ -820,8 +820,9 @@ class Runtime:
         preserve_fds: int,
         console_listener: ConsoleListener | None,
     ) -> int:
-        from oci_systemd import cgroups, channel, spec
-        from oci_systemd.channel import RemoteError
+        from oci_systemd.container import channel
+        from oci_systemd.container.channel import RemoteError
+        from oci_systemd.runtime import cgroups, spec
 
         check_passed_fds(preserve_fds)
         _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
@@ -838,7 +839,7 @@ class Runtime:
                     "cannot allocate tty if runc will detach without setting console socket",
                     hint="pass --console-socket PATH, or leave out --detach",
                 )
-            from oci_systemd.terminal import exec_console_path
+            from oci_systemd.runtime.terminal import exec_console_path
 
             console_socket = exec_console_path(self.store.dir(cid))
             console_listener.bind(console_socket)
@@ -856,7 +857,7 @@ class Runtime:
             "listen_fds": 0,
         }
         if not detach:  # ctypes (linux) costs ~1.5 ms: only when we wait for the process
-            from oci_systemd import linux
+            from oci_systemd.container import linux
 
             linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         try:
@@ -942,7 +943,7 @@ class _Builder:
         self.bus: Any = None  # systemd.Systemd, connected early by build()
 
     def build(self) -> None:
-        from oci_systemd import channel, hooks
+        from oci_systemd.container import channel, hooks
 
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
@@ -987,8 +988,8 @@ class _Builder:
         self.runtime.store.write(self.cid, self.record)
 
     def _recv(self, *kinds: str) -> dict[str, Any]:
-        from oci_systemd import channel
-        from oci_systemd.channel import RemoteError
+        from oci_systemd.container import channel
+        from oci_systemd.container.channel import RemoteError
 
         assert self.chan is not None
         try:
@@ -1013,8 +1014,8 @@ class _Builder:
         before JOINED: a console socket that can't be reached, say)."""
         import select
 
-        from oci_systemd import channel
-        from oci_systemd.channel import RemoteError
+        from oci_systemd.container import channel
+        from oci_systemd.container.channel import RemoteError
 
         assert self.chan is not None
         if not select.select([self.chan.fileno()], [], [], 0.1)[0]:
@@ -1054,7 +1055,13 @@ class _Builder:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         argv = _minimal_python(
-            "oci_systemd.journal", "run_forwarder", "sys.argv[1:]", "3", "4", self.cid, self.record["scope"]
+            "oci_systemd.runtime.journal",
+            "run_forwarder",
+            "sys.argv[1:]",
+            "3",
+            "4",
+            self.cid,
+            self.record["scope"],
         )
         pid = os.fork()
         if pid == 0:
@@ -1079,13 +1086,13 @@ class _Builder:
             self.idler_pid = 0
 
     def _write_id_maps(self, pid: int) -> None:
-        from oci_systemd import namespaces
+        from oci_systemd.container import namespaces
 
         linux = self.plan["config"].get("linux") or {}
         namespaces.write_id_maps(pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [])
 
     def _connect_bus(self) -> None:
-        from oci_systemd.systemd import Systemd
+        from oci_systemd.runtime.systemd import Systemd
 
         self.bus = Systemd()
 
@@ -1110,7 +1117,7 @@ class _Builder:
         """Move the idler into `<scope>/container` (its init is born there): with Delegate=yes,
         controllers can only be enabled for a cgroup without processes (systemd#26311), so
         they live in a leaf."""
-        from oci_systemd import cgroups
+        from oci_systemd.runtime import cgroups
 
         cgroups.enter_leaf(self.idler_pid)
         if self.forwarder_pid:
@@ -1120,7 +1127,7 @@ class _Builder:
         linux = self.plan["config"].get("linux") or {}
         devices = linux.get("netDevices") or {}
         if devices:
-            from oci_systemd import network
+            from oci_systemd.runtime import network
 
             network.move_devices(self.init_pid, devices)
 
@@ -1190,7 +1197,7 @@ def check_passed_fds(count: int) -> None:
 def _minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
     """argv for `python -I -S` (no site, no environment: fast and with little memory) running
     `module.function(call_args)`, with this package importable and `args` in sys.argv[1:]."""
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (
         f"import sys; sys.path.insert(0, {pkg_parent!r}); "
         f"from {module} import {function}; {function}({call_args})"
@@ -1204,12 +1211,12 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     fds 3..3+extra_fds-1 (LISTEN_FDS, --preserve-fds) are inherited; the channel sits
     above them. Everything else we hold is close-on-exec.
     """
-    from oci_systemd.channel import Channel
+    from oci_systemd.container.channel import Channel
 
     ours, theirs = Channel.pair()
     child_fd = theirs.fileno()
     target = 3 + extra_fds + 16
-    argv = _minimal_python("oci_systemd.idler", "main", "", str(target))
+    argv = _minimal_python("oci_systemd.container.idler", "main", "", str(target))
     pid = os.fork()
     if pid == 0:  # child: nothing but fd shuffling until exec
         try:
@@ -1222,7 +1229,7 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
             for fd in range(3, 3 + extra_fds):
                 os.set_inheritable(fd, True)
             # The idler's /proc/<pid>/exe on a read-only mount (CVE-2019-5736, interpreter.py)
-            from oci_systemd.interpreter import read_only_fd
+            from oci_systemd.runtime.interpreter import read_only_fd
 
             exe = read_only_fd()
             if exe >= 0:
@@ -1277,7 +1284,7 @@ def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, in
     (channel, pid). A fork, not spawn_idler's fresh interpreter: exec is every probe's path,
     and a second `python -I -S` start is most of its time. Single-threaded here (no D-Bus),
     so the child may setns into the mount namespace. Its channel moves above the passed fds."""
-    from oci_systemd.channel import Channel
+    from oci_systemd.container.channel import Channel
 
     ours, theirs = Channel.pair()
     pid = os.fork()
@@ -1287,7 +1294,7 @@ def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, in
             target = 3 + extra_fds + 16
             os.dup2(theirs.fileno(), target, inheritable=False)
             theirs.close()
-            from oci_systemd import idler
+            from oci_systemd.container import idler
 
             idler.exec_forked(Channel.from_fd(target), plan)
         finally:
@@ -1307,7 +1314,7 @@ class _maybe_bus:  # lower case: used like the context manager function it repla
     def __enter__(self) -> Any:
         if self.bus is not None:
             return self.bus
-        from oci_systemd.systemd import Systemd
+        from oci_systemd.runtime.systemd import Systemd
 
         self.own = Systemd()
         return self.own
@@ -1339,7 +1346,7 @@ def await_exec(peer: Channel, seccomp_agent: Callable[[int], None] | None = None
     the announcement means the program runs, an error message means exec failed, and EOF
     before it means the idler died (ChannelClosed). Before EXEC, a filter with SCMP_ACT_NOTIFY
     sends its notify fd, for `seccomp_agent` (seccomp_notify.py)."""
-    from oci_systemd import channel
+    from oci_systemd.container import channel
 
     msg, fds = peer.recv_with_fds(channel.EXEC, channel.SECCOMP)
     if msg["type"] == channel.SECCOMP:
@@ -1355,7 +1362,7 @@ def await_exec(peer: Channel, seccomp_agent: Callable[[int], None] | None = None
 def _hand_to_agent(peer: Channel, fds: list[int], agent: Callable[[int], None] | None) -> None:
     """Give the notify fd to the seccomp agent, then let the idler go on; if that fails, the
     idler is told so (it exits) and start fails, as the spec asks."""
-    from oci_systemd import channel
+    from oci_systemd.container import channel
 
     try:
         if agent is None or len(fds) != 1:
@@ -1378,7 +1385,7 @@ def _seccomp_agent(record: Record, pid: int, status: Status) -> Callable[[int], 
     listener = record.get("seccomp_listener")
     if not listener:
         return None
-    from oci_systemd import seccomp_notify
+    from oci_systemd.runtime import seccomp_notify
 
     state = Runtime._state_json(record, status)
     return lambda fd: seccomp_notify.send_state(listener, pid, state, fd)
@@ -1393,8 +1400,8 @@ def _send_start(state_dir: str, cid: str) -> Channel:
     """Connect to the idler's start socket, send START and remove the socket's name (the idler
     holds no fd of the state directory, so the host side does it): from here on `state`
     reads running. Returns the connection for `_await_started`."""
-    from oci_systemd import channel
-    from oci_systemd.channel import Channel
+    from oci_systemd.container import channel
+    from oci_systemd.container.channel import Channel
 
     path = os.path.join(state_dir, NOTIFY_SOCKET)
     try:
@@ -1417,8 +1424,8 @@ def _send_start(state_dir: str, cid: str) -> Channel:
 
 def _await_started(peer: Channel, cid: str, seccomp_agent: Callable[[int], None] | None) -> None:
     """EOF on the idler's close-on-exec socket after EXEC means the exec succeeded."""
-    from oci_systemd import channel
-    from oci_systemd.channel import RemoteError
+    from oci_systemd.container import channel
+    from oci_systemd.container.channel import RemoteError
 
     try:
         await_exec(peer, seccomp_agent)
@@ -1464,7 +1471,7 @@ def _kill_scope(sd: Any, record: Record, signum: int, *, stopped: bool) -> None:
     cleans up an exited task and retries that forever on failure. A scope systemd has already
     collected (its init exited, or the init exits now, between the check and the call) is that
     case: nothing is left to signal."""
-    from oci_systemd.systemd import NoSuchUnit
+    from oci_systemd.runtime.systemd import NoSuchUnit
 
     if stopped and sd.active_state(record["scope"]) in (None, "inactive", "failed"):
         return
@@ -1543,7 +1550,7 @@ def _with_notify_mount(raw: dict[str, Any], host_dir: str) -> dict[str, Any]:
     Read-only: the directory is on the host (often its /run tmpfs), so a writable one would
     let the container's root plant files, setuid binaries, devices or deep trees there.
     Sending to the socket needs only its mode, not a writable mount."""
-    from oci_systemd.sdnotify import CONTAINER_DIRECTORY, CONTAINER_NOTIFY_SOCKET
+    from oci_systemd.runtime.sdnotify import CONTAINER_DIRECTORY, CONTAINER_NOTIFY_SOCKET
 
     proc = dict(raw["process"])
     env = [e for e in proc.get("env") or [] if not e.startswith("NOTIFY_SOCKET=")]
@@ -1564,7 +1571,7 @@ def _forward_notifications(proxy: Any, record: Record) -> Any:
     """`run` in the foreground: keep relaying STATUS=, WATCHDOG=1, ... until the init exits."""
     import threading
 
-    from oci_systemd import linux
+    from oci_systemd.container import linux
 
     try:
         pidfd = linux.pidfd_open(record["pid"])

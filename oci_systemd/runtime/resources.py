@@ -15,8 +15,8 @@ import os
 
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
-from oci_systemd.records import record
-from oci_systemd.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
+from oci_systemd.runtime.records import record
+from oci_systemd.runtime.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
 
 # create imports this module: typing, collections.abc, re and json (~10 ms) stay out of it.
 TYPE_CHECKING = False

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def load_process_file(path: str) -> dict[str, Any]:
-    from oci_systemd import spec
+    from oci_systemd.runtime import spec
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -71,7 +71,7 @@ def from_flags(
                 c["ambient"].append(cap)
     if no_new_privs:
         proc["noNewPrivileges"] = True
-    from oci_systemd import spec
+    from oci_systemd.runtime import spec
 
     spec.parse_process(proc)
     return proc

@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: `run` should not pay for ty
 if TYPE_CHECKING:
     from typing import Any
 
-    from oci_systemd.channel import UnixSocket
+    from oci_systemd.container.channel import UnixSocket
 
 CONSOLE_SOCKET = "console.sock"  # in the container's state directory
 EXEC_CONSOLE_PREFIX = "exec-console."  # + a random part + ".sock", one per foreground exec -t
@@ -45,7 +45,7 @@ class ConsoleListener:
         self.path = ""
 
     def bind(self, path: str) -> None:
-        from oci_systemd import channel
+        from oci_systemd.container import channel
 
         # 0600 from the start, not chmod after bind: nobody else may hand us a "pty".
         sock = channel.bind_unix(path, mode=0o600)
@@ -54,7 +54,7 @@ class ConsoleListener:
 
     def receive(self) -> int:
         """The pty master the idler sent (runc's protocol: one fd over SCM_RIGHTS)."""
-        from oci_systemd import channel
+        from oci_systemd.container import channel
         from oci_systemd.errors import OciSystemdError
 
         assert self.sock is not None

@@ -38,7 +38,9 @@ SYSLOG_IDENTIFIER = "oci-systemd"
 
 # The catalog shipped with the package; install it as
 # /usr/lib/systemd/catalog/oci-systemd.catalog and run `journalctl --update-catalog`.
-CATALOG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "oci-systemd.catalog")
+CATALOG_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "oci-systemd.catalog"
+)
 
 # journald's LineMax= default (journald.conf(5)): longer stdout lines are split there too.
 LINE_MAX = 48 * 1024

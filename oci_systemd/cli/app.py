@@ -15,13 +15,13 @@ from typing import Any, NoReturn
 import click
 
 from oci_systemd import OCI_VERSION, __version__
-from oci_systemd.entry import DEFAULT_ROOT
+from oci_systemd.cli.entry import DEFAULT_ROOT
 from oci_systemd.errors import OciSystemdError
-from oci_systemd.log import log
+from oci_systemd.runtime.log import log
 
 
 def _commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         with open(os.path.join(here, "data", "commit"), encoding="ascii") as f:
             return f.read().strip() or "unknown"
@@ -54,7 +54,7 @@ class Options:
         self.rootless = rootless
 
     def runtime(self) -> Any:
-        from oci_systemd.runtime import Runtime
+        from oci_systemd.runtime.lifecycle import Runtime
 
         return Runtime(root=self.root, systemd_cgroup=self.systemd_cgroup)
 
@@ -232,7 +232,7 @@ def delete(opts: Options, container_id: str, force: bool) -> None:
 @pass_opts
 def list_(opts: Options, fmt: str, quiet: bool) -> None:
     """List the containers under --root."""
-    from oci_systemd import listing
+    from oci_systemd.cli import listing
 
     click.echo(listing.render(opts.runtime().list_containers(), fmt=fmt, quiet=quiet), nl=False)
 
@@ -244,7 +244,7 @@ def list_(opts: Options, fmt: str, quiet: bool) -> None:
 @pass_opts
 def ps(opts: Options, container_id: str, fmt: str, ps_args: tuple[str, ...]) -> None:
     """List the processes of a container."""
-    from oci_systemd import listing
+    from oci_systemd.cli import listing
 
     click.echo(listing.render_ps(opts.runtime().ps(container_id), fmt=fmt, ps_args=list(ps_args)), nl=False)
 
@@ -291,7 +291,7 @@ def exec_(
     ignore_paused: bool,
 ) -> None:
     """Run a new process inside a running container."""
-    from oci_systemd import exec_process
+    from oci_systemd.runtime import exec_process
 
     runtime = opts.runtime()
     if process_file:
@@ -329,7 +329,7 @@ def exec_(
 @click.option("--rootless", is_flag=True, help="A config for a rootless container.")
 def spec(bundle: str, rootless: bool) -> None:
     """Write a default config.json, as `runc spec` does."""
-    from oci_systemd.default_config import default_config
+    from oci_systemd.runtime.default_config import default_config
 
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
@@ -378,7 +378,7 @@ def update(
     blkio_weight: int | None,
 ) -> None:
     """Change a container's resource limits (systemd unit properties, live)."""
-    from oci_systemd import resource_flags
+    from oci_systemd.cli import resource_flags
 
     resources = resource_flags.collect(
         resources_file,
@@ -419,7 +419,7 @@ def resume(opts: Options, container_id: str) -> None:
 @pass_opts
 def events(opts: Options, container_id: str, interval: str, stats_only: bool) -> None:
     """Print stats (and oom events) of a container as JSON lines until it stops."""
-    from oci_systemd import resource_flags
+    from oci_systemd.cli import resource_flags
 
     def emit(event: dict[str, Any]) -> None:
         click.echo(json.dumps(event, separators=(",", ":")))
@@ -432,7 +432,7 @@ def events(opts: Options, container_id: str, interval: str, stats_only: bool) ->
 @cli.command()
 def features() -> None:
     """Print what this runtime supports (runtime-spec features JSON)."""
-    from oci_systemd import features as feat
+    from oci_systemd.runtime import features as feat
 
     click.echo(json.dumps(feat.features(), indent=4))
 
@@ -462,7 +462,7 @@ def _register_lazy(name: str, module: str, attr: str) -> None:
     cli.add_command(Lazy(name=name, help=f"See `oci-systemd {name} --help`."))
 
 
-_register_lazy("sandbox", "oci_systemd.sandbox", "sandbox")
+_register_lazy("sandbox", "oci_systemd.devtools.sandbox", "sandbox")
 
 
 def run_click(argv: list[str]) -> int:
@@ -481,6 +481,6 @@ def run_click(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry used by `python -m oci_systemd` and tests: the fast path first, click otherwise."""
-    from oci_systemd import entry
+    from oci_systemd.cli import entry
 
     entry.main(argv)

@@ -55,7 +55,7 @@ class Logger:
     def write(self, level: str, msg: str, *, container_id: str | None = None) -> None:
         ident = self._journald_ident()
         if ident is not None:
-            from oci_systemd import journal
+            from oci_systemd.runtime import journal
 
             fields: dict[str, str | int] = {
                 "MESSAGE": msg,
@@ -88,7 +88,7 @@ class Logger:
         """A warning on stderr and in the log; with `container_id` also in the journal, tagged
         CONTAINER_ID= (one entry when the log is the journal)."""
         if container_id is not None and (self._journald_ident() is None or not self._writes_warnings()):
-            from oci_systemd import journal
+            from oci_systemd.runtime import journal
 
             journal.send(
                 {

@@ -18,8 +18,8 @@ import errno
 import os
 import sys
 
-from oci_systemd import channel
-from oci_systemd.channel import Channel, RemoteError, UnixSocket
+from oci_systemd.container import channel
+from oci_systemd.container.channel import Channel, RemoteError, UnixSocket
 from oci_systemd.errors import ExecFailedError, OciSystemdError, report_attrs
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
@@ -109,7 +109,7 @@ def _close_other_fds(keep: set[int]) -> None:
 
 
 def _create(chan: Channel, plan: dict[str, Any]) -> None:
-    from oci_systemd import hooks, mounts, namespaces, process
+    from oci_systemd.container import hooks, mounts, namespaces, process
 
     cfg: dict[str, Any] = plan["config"]
     linux: dict[str, Any] = cfg.get("linux") or {}
@@ -216,17 +216,17 @@ def forbid_imports() -> None:
 
 def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
     """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
-    from oci_systemd import mounts
+    from oci_systemd.container import mounts
 
     if not any(mounts.wants_idmap(m) for m in cfg.get("mounts") or ()):
         return
-    from oci_systemd import idmap
+    from oci_systemd.container import idmap
 
     idmap.prepare(cfg, bundle=plan["bundle"])
 
 
 def _check_program(proc: dict[str, Any]) -> None:
-    from oci_systemd import process
+    from oci_systemd.container import process
 
     args = proc.get("args") or []
     if not args:
@@ -327,7 +327,7 @@ def _exec_process(
     hook_state: dict[str, Any] | None = None,
 ) -> None:
     """Prepare the process, run the startContainer hooks when `hook_state` is given, exec."""
-    from oci_systemd import process
+    from oci_systemd.container import process
 
     if tty is not None:
         _make_controlling_tty(tty)
@@ -349,7 +349,7 @@ def _exec_process(
         # The hook is the image's binary: it runs as the process will, with its credentials,
         # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
         # (runc runs them after finalizeNamespace and seccomp, right before exec).
-        from oci_systemd import hooks  # imported by _create already: exec's idler never needs it
+        from oci_systemd.container import hooks  # imported by _create already: exec's idler never needs it
 
         hooks.run_stage("startContainer", plan["config"].get("hooks"), hook_state, default_env=envp)
     environ = dict(e.split("=", 1) for e in envp if "=" in e)
@@ -397,7 +397,7 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     host path is still reachable. The runtime moves the forked child into the scope's
     cgroup before it sends START.
     """
-    from oci_systemd import namespaces, process
+    from oci_systemd.container import namespaces, process
 
     _close_other_fds(_keep_fds(plan, chan.fileno()))
     process.seal_self()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 
-from oci_systemd import linux, mounts, namespaces
+from oci_systemd.container import linux, mounts, namespaces
 from oci_systemd.errors import OciSystemdError, SpecError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms

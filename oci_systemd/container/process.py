@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The container process's attributes, applied in the idler right before execve().
 
-Idler hot path: imports only `os`, `oci_systemd.linux` and `.errors` (plus `resource`, a small C
-module, and `oci_systemd.seccomp` when the config has a seccomp profile). Works on the raw
+Idler hot path: imports only `os`, `oci_systemd.container.linux` and `.errors` (plus `resource`, a small C
+module, and `oci_systemd.container.seccomp` when the config has a seccomp profile). Works on the raw
 `process` dict of config.json.
 
 Order of `prepare()` (runc's standard_init_linux.go / finalizeNamespace):
@@ -19,7 +19,7 @@ import errno
 import os
 import resource  # imported now: after pivot_root the host's lib-dynload is out of reach
 
-from oci_systemd import linux
+from oci_systemd.container import linux
 from oci_systemd.errors import ExecFailedError, OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -128,7 +128,7 @@ def preload(cfg: dict[str, Any]) -> None:
     libseccomp.so.2 live outside the container's root.
     """
     if (cfg.get("linux") or {}).get("seccomp"):
-        from oci_systemd import seccomp
+        from oci_systemd.container import seccomp
 
         seccomp.preload()
 
@@ -507,6 +507,6 @@ def prepare(
 
 
 def _apply_seccomp(profile: dict[str, Any], notify: Callable[[int], None] | None) -> None:
-    from oci_systemd import seccomp
+    from oci_systemd.container import seccomp
 
     seccomp.apply(profile, notify)

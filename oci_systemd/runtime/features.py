@@ -76,7 +76,7 @@ SECCOMP_ARCHS = [
 
 
 def features() -> dict[str, Any]:
-    from oci_systemd.process import CAPABILITIES
+    from oci_systemd.container.process import CAPABILITIES
 
     return {
         "ociVersionMin": "1.0.0",

@@ -14,7 +14,7 @@ import os
 
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
-from oci_systemd.records import field, record
+from oci_systemd.runtime.records import field, record
 
 # create imports this module: typing, re and json (~9 ms) stay out of it.
 TYPE_CHECKING = False
@@ -1320,7 +1320,7 @@ def validate_container_id(cid: str) -> None:
 
     One rule for the whole runtime: `state.validate_id`.
     """
-    from oci_systemd.state import validate_id
+    from oci_systemd.runtime.state import validate_id
 
     validate_id(cid)
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Entering and creating the container's namespaces from the raw `linux.namespaces` list.
 
-Idler hot path: imports only `os`, `oci_systemd.linux` and `oci_systemd.errors`.
+Idler hot path: imports only `os`, `oci_systemd.container.linux` and `oci_systemd.errors`.
 
 Ordering (runc's nsexec.c follows the same rules):
 1. every `path` is opened first, before any setns(), because joining a mount or user namespace
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from oci_systemd import linux
+from oci_systemd.container import linux
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms

@@ -15,7 +15,7 @@ import os
 import sys
 
 from oci_systemd.errors import OciSystemdError
-from oci_systemd.log import log
+from oci_systemd.runtime.log import log
 
 TYPE_CHECKING = False  # typing and collections.abc cost ~8 ms: annotations only
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def _dispatch(argv: list[str]) -> int | None:
         return None
     log.configure(gopts.get("log"), gopts.get("log_format", "text"), debug=bool(gopts.get("debug")))
 
-    from oci_systemd.runtime import Runtime
+    from oci_systemd.runtime.lifecycle import Runtime
 
     root = gopts.get("root") or os.environ.get("OCI_SYSTEMD_ROOT") or DEFAULT_ROOT  # as click's envvar
     rt = Runtime(root=root, systemd_cgroup=bool(gopts.get("systemd_cgroup")))
@@ -143,7 +143,7 @@ def _dispatch(argv: list[str]) -> int | None:
     elif command == "delete":
         rt.delete(cid, force=bool(copts.get("force")))
     elif command == "exec":
-        from oci_systemd import exec_process
+        from oci_systemd.runtime import exec_process
 
         process = exec_process.load_process_file(copts["process"])
         return rt.exec(
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     def body() -> int | None:
         status = _dispatch(args)
         if status is None:
-            from oci_systemd import cli
+            from oci_systemd.cli import app as cli
 
             return cli.run_click(args)
         return status

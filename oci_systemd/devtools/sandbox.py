@@ -33,8 +33,7 @@ from typing import Any, NoReturn
 
 import click
 
-from oci_systemd.errors import SandboxError
-from oci_systemd.linux import (
+from oci_systemd.container.linux import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
     CLONE_NEWNS,
@@ -49,6 +48,7 @@ from oci_systemd.linux import (
     mount,
     unshare,
 )
+from oci_systemd.errors import SandboxError
 
 RECORD_ROOT = Path("/var/lib/oci-systemd/sandbox")
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
@@ -241,7 +241,7 @@ _PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
 def _open_paths_to_keep() -> list[tuple[str, int]]:
     """O_PATH fds of the checkout, the interpreter's prefix and the cwd when they sit in a
     directory the sandbox makes private; bound back at the same place once it is."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     wanted = {os.path.realpath(p) for p in (here, sys.prefix, os.getcwd())}
     kept = []
     for path in sorted(wanted):

@@ -2,7 +2,7 @@
 """The container's root filesystem: mounts, /dev, pivot_root, masked and read-only paths, sysctl.
 
 Idler hot path: imports only `os`, `_socket` (loaded by the channel anyway), `stat`-free
-arithmetic, `oci_systemd.linux`, `.channel`, `.namespaces` and `.errors`; it works on the raw
+arithmetic, `oci_systemd.container.linux`, `.channel`, `.namespaces` and `.errors`; it works on the raw
 config.json dict.
 
 Every destination is resolved *inside* the rootfs and mounted through an O_PATH fd
@@ -26,7 +26,7 @@ import _socket
 import errno
 import os
 
-from oci_systemd import channel, linux, namespaces
+from oci_systemd.container import channel, linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -329,7 +329,7 @@ def _attach_idmapped(m: dict[str, Any], fd: int, dest: str) -> bool:
     """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
     if not wants_idmap(m):
         return False
-    from oci_systemd import idmap  # loaded by idmap.prepare(), before any namespace was entered
+    from oci_systemd.container import idmap  # loaded by idmap.prepare(), before any namespace was entered
 
     idmap.attach(m, fd, dest)
     return True
