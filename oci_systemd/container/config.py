@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one model of config.json: TypedDict views of the raw, validated dict.
+
+`oci_systemd.runtime.spec` validates config.json and hands the very same dict on: to the
+resources translation on the host and, inside the idler plan, to namespaces, mounts and
+process on the container side. This module says what that dict holds, once, for all of them.
+The classes exist only for the type checker (they sit behind `TYPE_CHECKING`, so importing
+this module costs nothing at run time and the idler imports no `typing`); annotate with
+`config.Config` etc. under `from __future__ import annotations`.
+
+Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md); every key is optional
+here because the spec leaves most of them optional and validation fills no defaults in.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class User(TypedDict, total=False):
+        uid: int
+        gid: int
+        umask: int
+        additionalGids: list[int]
+        username: str
+
+    class Capabilities(TypedDict, total=False):
+        bounding: list[str]
+        effective: list[str]
+        inheritable: list[str]
+        permitted: list[str]
+        ambient: list[str]
+
+    class Rlimit(TypedDict):
+        type: str
+        soft: int
+        hard: int
+
+    class ConsoleSize(TypedDict):
+        height: int
+        width: int
+
+    class IOPriority(TypedDict, total=False):
+        # "class" is a keyword: read with ["class"]
+        priority: int
+
+    class Scheduler(TypedDict, total=False):
+        policy: str
+        nice: int
+        priority: int
+        flags: list[str]
+        runtime: int
+        deadline: int
+        period: int
+
+    class ExecCPUAffinity(TypedDict, total=False):
+        initial: str
+        final: str
+
+    class Process(TypedDict, total=False):
+        terminal: bool
+        consoleSize: ConsoleSize
+        user: User
+        args: list[str]
+        commandLine: str
+        env: list[str]
+        cwd: str
+        capabilities: Capabilities
+        rlimits: list[Rlimit]
+        noNewPrivileges: bool
+        apparmorProfile: str
+        oomScoreAdj: int
+        selinuxLabel: str
+        ioPriority: IOPriority
+        scheduler: Scheduler
+        execCPUAffinity: ExecCPUAffinity
+
+    class Root(TypedDict, total=False):
+        path: str
+        readonly: bool
+
+    class IDMapping(TypedDict):
+        containerID: int
+        hostID: int
+        size: int
+
+    class Mount(TypedDict, total=False):
+        destination: str
+        source: str
+        type: str
+        options: list[str]
+        uidMappings: list[IDMapping]
+        gidMappings: list[IDMapping]
+
+    class Hook(TypedDict, total=False):
+        path: str
+        args: list[str]
+        env: list[str]
+        timeout: int
+
+    class Hooks(TypedDict, total=False):
+        prestart: list[Hook]
+        createRuntime: list[Hook]
+        createContainer: list[Hook]
+        startContainer: list[Hook]
+        poststart: list[Hook]
+        poststop: list[Hook]
+
+    class Namespace(TypedDict, total=False):
+        type: str
+        path: str
+
+    class Device(TypedDict, total=False):
+        type: str
+        path: str
+        major: int
+        minor: int
+        fileMode: int
+        uid: int
+        gid: int
+
+    class DeviceRule(TypedDict, total=False):
+        allow: bool
+        type: str
+        major: int
+        minor: int
+        access: str
+
+    class Memory(TypedDict, total=False):
+        limit: int
+        reservation: int
+        swap: int
+        kernel: int
+        kernelTCP: int
+        swappiness: int
+        disableOOMKiller: bool
+        useHierarchy: bool
+        checkBeforeUpdate: bool
+
+    class CPU(TypedDict, total=False):
+        shares: int
+        quota: int
+        burst: int
+        period: int
+        realtimeRuntime: int
+        realtimePeriod: int
+        cpus: str
+        mems: str
+        idle: int
+
+    class Pids(TypedDict, total=False):
+        limit: int
+
+    class WeightDevice(TypedDict, total=False):
+        major: int
+        minor: int
+        weight: int
+        leafWeight: int
+
+    class ThrottleDevice(TypedDict):
+        major: int
+        minor: int
+        rate: int
+
+    class BlockIO(TypedDict, total=False):
+        weight: int
+        leafWeight: int
+        weightDevice: list[WeightDevice]
+        throttleReadBpsDevice: list[ThrottleDevice]
+        throttleWriteBpsDevice: list[ThrottleDevice]
+        throttleReadIOPSDevice: list[ThrottleDevice]
+        throttleWriteIOPSDevice: list[ThrottleDevice]
+
+    class HugepageLimit(TypedDict):
+        pageSize: str
+        limit: int
+
+    class NetworkPriority(TypedDict):
+        name: str
+        priority: int
+
+    class Network(TypedDict, total=False):
+        classID: int
+        priorities: list[NetworkPriority]
+
+    class Rdma(TypedDict, total=False):
+        hcaHandles: int
+        hcaObjects: int
+
+    class Resources(TypedDict, total=False):
+        devices: list[DeviceRule]
+        memory: Memory
+        cpu: CPU
+        pids: Pids
+        blockIO: BlockIO
+        hugepageLimits: list[HugepageLimit]
+        network: Network
+        rdma: dict[str, Rdma]
+        unified: dict[str, str]
+
+    class SeccompArg(TypedDict, total=False):
+        index: int
+        value: int
+        valueTwo: int
+        op: str
+
+    class Syscall(TypedDict, total=False):
+        names: list[str]
+        action: str
+        errnoRet: int
+        args: list[SeccompArg]
+
+    class Seccomp(TypedDict, total=False):
+        defaultAction: str
+        defaultErrnoRet: int
+        architectures: list[str]
+        flags: list[str]
+        listenerPath: str
+        listenerMetadata: str
+        syscalls: list[Syscall]
+
+    class IntelRdt(TypedDict, total=False):
+        closID: str
+        l3CacheSchema: str
+        memBwSchema: str
+        enableCMT: bool
+        enableMBM: bool
+
+    class Personality(TypedDict, total=False):
+        domain: str
+        flags: list[str]
+
+    class TimeOffset(TypedDict, total=False):
+        secs: int
+        nanosecs: int
+
+    class Linux(TypedDict, total=False):
+        namespaces: list[Namespace]
+        uidMappings: list[IDMapping]
+        gidMappings: list[IDMapping]
+        timeOffsets: dict[str, TimeOffset]
+        devices: list[Device]
+        cgroupsPath: str
+        resources: Resources
+        rootfsPropagation: str
+        seccomp: Seccomp
+        sysctl: dict[str, str]
+        maskedPaths: list[str]
+        readonlyPaths: list[str]
+        mountLabel: str
+        intelRdt: IntelRdt
+        personality: Personality
+
+    class Config(TypedDict, total=False):
+        ociVersion: str
+        root: Root
+        mounts: list[Mount]
+        process: Process
+        hostname: str
+        domainname: str
+        hooks: Hooks
+        annotations: dict[str, str]
+        linux: Linux
