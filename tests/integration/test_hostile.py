@@ -38,7 +38,7 @@ DRIVER = textwrap.dedent(
     """
     import json, os, sys
     from oci_systemd.cli import app as cli  # noqa: F401  (imported once, before forking)
-    from oci_systemd.runtime import lifecycle as runtime, spec, state
+    from oci_systemd.runtime import spec, state
 
     jobs_path, results_path = sys.argv[1], sys.argv[2]
     ROOT = "/run/oci-systemd"
