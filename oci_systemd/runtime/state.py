@@ -75,8 +75,9 @@ class Status(str):
         return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
 
     def can_delete(self) -> bool:
-        """Without --force; `delete --force` deletes in any status."""
-        return self is Status.STOPPED
+        """Without --force (which deletes in any status): stopped, or created, whose init never
+        ran the program (runc's delete.go kills a created container without --force too)."""
+        return self in (Status.STOPPED, Status.CREATED)
 
     def can_exec(self) -> bool:
         return self in (Status.CREATED, Status.RUNNING)
