@@ -81,7 +81,7 @@ def main() -> None:
     out = sys.argv[1].replace("{pid}", str(os.getpid()))
     args = sys.argv[3:] if sys.argv[2] == "--" else sys.argv[2:]
     t_imp = time.perf_counter()
-    cli = importlib.import_module("oci_systemd.cli.app")
+    cli = importlib.import_module("oci_systemd.cli.entry")
     for name, quals in WRAP.items():
         try:
             module = importlib.import_module(name)
