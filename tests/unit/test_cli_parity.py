@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,27 @@ def test_click_has_every_declared_command_and_option() -> None:
         for opt in declared.options:
             assert options[opt.dest].opts == list(opt.names), (name, opt.dest)
             assert options[opt.dest].hidden == opt.hidden, (name, opt.dest)
+
+
+def _new_modules(module: str) -> set[str]:
+    code = f"import sys; before = set(sys.modules); import {module}; print(*set(sys.modules) - before)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_the_declaration_imports_nothing() -> None:
+    """Every engine call loads commands.py: it must stay plain data (__future__ is loaded by
+    the package's first module anyway)."""
+    assert _new_modules("oci_systemd.cli.commands") == {
+        "__future__",
+        "oci_systemd",
+        "oci_systemd.cli",
+        "oci_systemd.cli.commands",
+    }
+
+
+def test_no_import_cycle_between_the_two_parsers() -> None:
+    """entry.py reaches app.py only lazily, for the lines it leaves to click; app.py never
+    needs entry.py (what both share is in commands.py)."""
+    assert not {"click", "oci_systemd.cli.app"} & _new_modules("oci_systemd.cli.entry")
+    assert "oci_systemd.cli.entry" not in _new_modules("oci_systemd.cli.app")
