@@ -180,8 +180,13 @@ def _as_unprivileged_user() -> dict[str, object]:
 
 @pytest.mark.parametrize("command", ["state", "ps"], ids=["fast-path", "click"])
 def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path, command: str) -> None:
-    """A user who may not read --root gets one clear line (runc: `open ...: permission
-    denied`), not an internal error with a traceback; on both parsers' paths."""
+    """A user who may not read --root gets a clear error (runc: `open ...: permission
+    denied`) and a hint, not an internal error with a traceback; on both parsers' paths."""
+    who = _as_unprivileged_user()
+    probe = [sys.executable, "-c", "import oci_systemd.cli.entry"]
+    readable = subprocess.run(probe, cwd=REPO, capture_output=True, **who)  # type: ignore[call-overload]
+    if readable.returncode != 0:
+        pytest.skip("the unprivileged user cannot read this checkout or its interpreter")
     root = tmp_path / "root"
     (root / "c1").mkdir(parents=True)  # a real container: the id is valid, the root exists
     root.chmod(0o700 if os.geteuid() == 0 else 0)
@@ -193,7 +198,7 @@ def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path, command:
             env=dict(os.environ, **NO_BUS),
             cwd=REPO,
             timeout=60,
-            **_as_unprivileged_user(),  # type: ignore[call-overload]
+            **who,  # type: ignore[call-overload]
         )
     finally:
         root.chmod(0o700)
