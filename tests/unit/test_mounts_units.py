@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd.container import linux, mounts
+from oci_systemd.container import linux, mounts, namespaces
+from oci_systemd.container.mounts import dev, resolve, rootfs
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 
@@ -95,23 +96,23 @@ def test_check_sysctls_refuses_a_joined_namespace_that_is_pid_1s(monkeypatch: py
     cfg = {
         "linux": {"namespaces": [{"type": "network", "path": "/x"}], "sysctl": {"net.core.somaxconn": "1"}}
     }
-    monkeypatch.setattr(mounts.namespaces, "same_ns", lambda kind, pid: True)
+    monkeypatch.setattr(namespaces, "same_ns", lambda kind, pid: True)
     with pytest.raises(OciSystemdError, match="host's network namespace"):
         mounts.check_sysctls(cfg)
-    monkeypatch.setattr(mounts.namespaces, "same_ns", lambda kind, pid: False)
+    monkeypatch.setattr(namespaces, "same_ns", lambda kind, pid: False)
     mounts.check_sysctls(cfg)
 
 
 def test_needs_dev_setup() -> None:
-    assert mounts._needs_dev_setup({"mounts": [{"destination": "/dev", "type": "tmpfs"}]})
-    assert not mounts._needs_dev_setup(
+    assert mounts.needs_dev_setup({"mounts": [{"destination": "/dev", "type": "tmpfs"}]})
+    assert not mounts.needs_dev_setup(
         {"mounts": [{"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}]}
     )
-    assert mounts._needs_dev_setup({})
+    assert mounts.needs_dev_setup({})
 
 
 def test_mountinfo_unescape() -> None:
-    assert mounts._unescape_mountinfo(r"/a\040b\134c") == "/a b\\c"
+    assert rootfs._unescape_mountinfo(r"/a\040b\134c") == "/a b\\c"
 
 
 # --- resolution inside a hostile root -------------------------------------------------------------
@@ -136,9 +137,9 @@ def hostile(tmp_path: Path) -> Path:
 @pytest.fixture(params=["openat2", "fallback"])
 def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "fallback":
-        monkeypatch.setattr(mounts, "_openat2_works", False)
+        monkeypatch.setattr(resolve, "_openat2_works", False)
     else:
-        monkeypatch.setattr(mounts, "_openat2_works", None)
+        monkeypatch.setattr(resolve, "_openat2_works", None)
     yield request.param
 
 
@@ -198,9 +199,9 @@ def test_walk_refuses_a_swapped_in_symlink(hostile: Path) -> None:
     root_fd = os.open(hostile, os.O_PATH | os.O_DIRECTORY)
     try:
         with pytest.raises(OSError):
-            mounts._walk(root_fd, "abs/secret")
+            resolve.walk(root_fd, "abs/secret")
         with pytest.raises(SyscallError) as info:
-            mounts._walk(root_fd, "abs")
+            resolve.walk(root_fd, "abs")
         assert info.value.errno == errno.ELOOP
     finally:
         os.close(root_fd)
@@ -213,7 +214,7 @@ def test_in_user_namespace_is_decided_by_the_config(monkeypatch: pytest.MonkeyPa
     assert mounts.in_user_namespace({"linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}})
     real_stat = os.stat
     monkeypatch.setattr(
-        mounts.os,
+        os,
         "stat",
         lambda p, *a, **k: (
             os.stat_result((0,) * 1 + (0xEFFFFFFD,) + (0,) * 8)
@@ -236,7 +237,7 @@ def test_source_opener_only_for_a_user_namespace_with_binds() -> None:
 def test_without_mount_namespace_nothing_is_mounted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Refused before any syscall; and the accepted case never calls mount(2)."""
     calls: list[object] = []
-    monkeypatch.setattr(mounts.linux, "mount", lambda *a: calls.append(a))
+    monkeypatch.setattr(linux, "mount", lambda *a: calls.append(a))
     cfg = {"linux": {"namespaces": [{"type": "pid"}]}, "mounts": [{"destination": "/t", "type": "tmpfs"}]}
     with pytest.raises(OciSystemdError, match="mounts: requires a mount namespace"):
         mounts.prepare_rootfs(cfg, rootfs=str(tmp_path), bundle=str(tmp_path))
@@ -247,7 +248,7 @@ def test_without_mount_namespace_nothing_is_mounted(monkeypatch: pytest.MonkeyPa
         mounts.prepare_rootfs(
             {"linux": {"namespaces": [{"type": "user"}]}}, rootfs=str(tmp_path), bundle="/"
         )
-    monkeypatch.setattr(mounts, "setup_dev", lambda cfg, **kw: calls.append("dev"))
+    monkeypatch.setattr(dev, "setup_dev", lambda cfg, **kw: calls.append("dev"))
     mounts.prepare_rootfs({"linux": {"namespaces": []}}, rootfs=str(tmp_path), bundle=str(tmp_path))
     mounts.finish_rootfs({"linux": {"namespaces": []}})
     assert calls == ["dev"]
