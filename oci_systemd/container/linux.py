@@ -491,3 +491,12 @@ def keyctl(op: int, arg2: int | bytes | None = 0, arg3: int | bytes | None = 0) 
     if r < 0:
         raise _err("keyctl", str(op))
     return r
+
+
+def keyctl_describe(key: int) -> bytes | None:
+    """KEYCTL_DESCRIBE: "type;uid;gid;perm;description" of `key`, None when it fails."""
+    buf = ctypes.create_string_buffer(512)
+    args = (_c_int(KEYCTL_DESCRIBE), ctypes.c_long(key), buf, ctypes.c_long(len(buf)))
+    if _syscall("keyctl", *args) < 0:
+        return None
+    return buf.value

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Entering and creating the container's namespaces from the raw `linux.namespaces` list.
 
-Idler hot path: imports only `os`, `oci_systemd.container.linux` and `oci_systemd.errors`.
+Idler hot path: imports only `os`, `errno`, `oci_systemd.container.linux` and `oci_systemd.errors`;
+`shutil` and `subprocess` only for the newuidmap/newgidmap fallback of an unprivileged writer.
 
 Ordering (runc's nsexec.c follows the same rules):
 1. every `path` is opened first, before any setns(), because joining a mount or user namespace
@@ -19,6 +20,7 @@ caller must fork: `EnterResult.needs_fork`.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from oci_systemd.container import linux
@@ -406,31 +408,20 @@ def join_session_keyring(name: str) -> None:
 
     Like runc, the possessor also gets setattr and the user view/read/link/search, so that the
     container's processes (which possess it) can manage it. ENOSYS (keyctl filtered or missing)
-    is ignored, as runc does.
+    is ignored, as runc does. Called past pivot_root: it imports nothing.
     """
-    import errno
-
     try:
         linux.keyctl(linux.KEYCTL_JOIN_SESSION_KEYRING, name.encode())
     except SyscallError as e:
         if e.errno == errno.ENOSYS:
             return
         raise SyscallError("join session keyring", name, e.errno) from e
-    # KEYCTL_DESCRIBE gives "type;uid;gid;perm;description"; runc: perm = (perm & ~0) | 0x080b0100
-    import ctypes
-
-    buf = ctypes.create_string_buffer(512)
-    n = linux._syscall(
-        "keyctl",
-        ctypes.c_int(linux.KEYCTL_DESCRIBE),
-        ctypes.c_long(linux.KEY_SPEC_SESSION_KEYRING),
-        buf,
-        ctypes.c_long(len(buf)),
-    )
-    if n < 0:
+    # runc: perm = (perm & ~0) | 0x080b0100
+    desc = linux.keyctl_describe(linux.KEY_SPEC_SESSION_KEYRING)
+    if desc is None:
         return
     try:
-        perm = int(buf.value.split(b";")[3], 16)
+        perm = int(desc.split(b";")[3], 16)
     except (IndexError, ValueError):
         return
     linux.keyctl(linux.KEYCTL_SETPERM, linux.KEY_SPEC_SESSION_KEYRING, perm | 0x080B0100)
