@@ -3,13 +3,15 @@
 
 import errno
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from oci_systemd.container import linux, mounts, namespaces
-from oci_systemd.container.mounts import dev, resolve, rootfs
+from oci_systemd.container.mounts import dev, masked, resolve, rootfs
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 
@@ -252,3 +254,61 @@ def test_without_mount_namespace_nothing_is_mounted(monkeypatch: pytest.MonkeyPa
     mounts.prepare_rootfs({"linux": {"namespaces": []}}, rootfs=str(tmp_path), bundle=str(tmp_path))
     mounts.finish_rootfs({"linux": {"namespaces": []}})
     assert calls == ["dev"]
+
+
+def test_every_known_option_has_a_meaning_and_none_is_refused() -> None:
+    """KNOWN_OPTIONS (what spec and features derive from) is exactly what parse_options takes
+    itself: never passed on as filesystem data, never refused."""
+    for name in sorted(mounts.KNOWN_OPTIONS):
+        assert mounts.parse_options([name]).data == "", name
+    assert mounts.KNOWN_OPTIONS.isdisjoint(mounts.UNSUPPORTED_OPTIONS)
+    assert mounts.parse_options(["tmpcopyup"]).copy_up
+    assert mounts.parse_options(["mode=0755", "tmpcopyup"]).data == "mode=0755"
+
+
+def test_the_package_loads_every_submodule_before_it_is_used() -> None:
+    """The idler imports `mounts` before pivot_root and nothing after it (idler.forbid_imports):
+    a submodule imported lazily would fail past the pivot."""
+    package = Path(mounts.__file__).parent
+    code = (
+        f"import sys; sys.path.insert(0, {os.fspath(package.parents[2])!r})\n"
+        "from oci_systemd.container import mounts\nprint(*sys.modules)"
+    )
+    argv = [sys.executable, "-I", "-S", "-c", code]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    wanted = {f"oci_systemd.container.mounts.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    assert wanted - set(out.stdout.split()) == set()
+
+
+@pytest.mark.usefixtures("resolver")
+def test_open_beneath_follows_no_symlink_and_stays_below(tmp_path: Path) -> None:
+    (tmp_path / "sys" / "net").mkdir(parents=True)
+    (tmp_path / "sys" / "net" / "knob").write_text("0")
+    (tmp_path / "sys" / "link").symlink_to("net/knob")
+    (tmp_path / "sys" / "dirlink").symlink_to("net")
+    (tmp_path / "outside").write_text("host")
+    dfd = os.open(tmp_path / "sys", os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = resolve.open_beneath(dfd, "net/knob", os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, b"1")
+        os.close(fd)
+        assert (tmp_path / "sys" / "net" / "knob").read_text() == "1"
+        with pytest.raises(SyscallError) as info:
+            resolve.open_beneath(dfd, "link", os.O_WRONLY)
+        assert info.value.errno == errno.ELOOP
+        for escape in ("dirlink/knob", "../outside"):
+            with pytest.raises((OSError, SyscallError)):
+                resolve.open_beneath(dfd, escape, os.O_WRONLY)
+        assert (tmp_path / "outside").read_text() == "host"
+    finally:
+        os.close(dfd)
+
+
+def test_mask_paths_checks_dev_null_only_when_something_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> int:
+        raise OciSystemdError("not the null device")
+
+    monkeypatch.setattr(masked, "_dev_null_fd", refuse)
+    masked.mask_paths([], root_fd=-1)
+    with pytest.raises(OciSystemdError, match="null device"):
+        masked.mask_paths(["/proc/kcore"], root_fd=-1)

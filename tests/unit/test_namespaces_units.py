@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """namespaces.enter() ordering with a recording fake of the syscalls (no privileges needed)."""
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,23 @@ def test_configured_finds_new_and_joined_namespaces() -> None:
     assert namespaces.configured(cfg, "mount") == {"type": "mount"}
     assert namespaces.configured(cfg, "user") is None
     assert namespaces.configured({}, "mount") is None
+
+
+def test_join_session_keyring_adds_runcs_permissions(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(linux, "keyctl", lambda op, a=0, b=0: calls.append((op, a, b)) or 0)
+    monkeypatch.setattr(linux, "keyctl_describe", lambda key: b"keyring;0;0;3f010000;_ses")
+    namespaces.join_session_keyring("cid")
+    assert calls == [
+        (linux.KEYCTL_JOIN_SESSION_KEYRING, b"cid", 0),
+        (linux.KEYCTL_SETPERM, linux.KEY_SPEC_SESSION_KEYRING, 0x3F010000 | 0x080B0100),
+    ]
+
+
+def test_join_session_keyring_without_keyctl_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def enosys(op: int, a: object = 0, b: object = 0) -> int:
+        raise SyscallError("keyctl", str(op), errno.ENOSYS)
+
+    monkeypatch.setattr(linux, "keyctl", enosys)
+    monkeypatch.setattr(linux, "keyctl_describe", lambda key: pytest.fail("described without a keyring"))
+    namespaces.join_session_keyring("cid")
