@@ -13,7 +13,7 @@ which a process in the container's user namespace no longer has (runc does it in
 for the same reason). The mapping's user namespace comes from a child that unshares
 CLONE_NEWUSER and is given the maps; its /proc/<pid>/ns/user fd outlives it.
 
-Idler module: stdlib, `linux`, `mounts.options`, `mounts.resolve` and `namespaces` only.
+Idler module: stdlib, `linux`, `mount_options`, `mounts.resolve` and `namespaces` only.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import errno
 import os
 
-from oci_systemd.container import linux, namespaces
-from oci_systemd.container.mounts import options, resolve
+from oci_systemd.container import linux, mount_options, namespaces
+from oci_systemd.container.mounts import resolve
 from oci_systemd.errors import OciSystemdError, SpecError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
@@ -38,7 +38,7 @@ def prepare(cfg: config.Config, *, bundle: str) -> None:
     """Make the idmapped tree of every `idmap`/`ridmap` mount; call before entering namespaces."""
     lin = cfg.get("linux") or {}
     for i, m in enumerate(cfg.get("mounts") or ()):
-        if not options.wants_idmap(m):
+        if not mount_options.wants_idmap(m):
             continue
         where = f"mounts[{i}]"
         opts = m.get("options") or ()

@@ -312,3 +312,29 @@ def test_mask_paths_checks_dev_null_only_when_something_is_masked(monkeypatch: p
     masked.mask_paths([], root_fd=-1)
     with pytest.raises(OciSystemdError, match="null device"):
         masked.mask_paths(["/proc/kcore"], root_fd=-1)
+
+
+def test_the_option_tables_load_without_the_idlers_mount_code() -> None:
+    """spec validation and `features` (the runtime, on every create) read mount_options: it must
+    not bring ctypes, linux.py or the mounts package with it."""
+    code = (
+        f"import sys; sys.path.insert(0, {os.fspath(Path(mounts.__file__).parents[3])!r})\n"
+        "import oci_systemd.container.mount_options\nprint(*sys.modules)"
+    )
+    argv = [sys.executable, "-I", "-S", "-c", code]
+    loaded = set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
+    ours = {m for m in loaded if m.startswith("oci_systemd")}
+    assert ours == {
+        "oci_systemd",
+        "oci_systemd.container",
+        "oci_systemd.container.mount_options",
+        "oci_systemd.errors",
+    }
+    assert "ctypes" not in loaded
+
+
+def test_linux_re_exports_the_mount_flags() -> None:
+    from oci_systemd.container import mount_options
+
+    flags = {n: v for n, v in vars(mount_options).items() if n.startswith("MS_")}
+    assert len(flags) == 23 and all(getattr(linux, n) == v for n, v in flags.items())

@@ -6,14 +6,16 @@ modules call, so `from oci_systemd.container import mounts; mounts.prepare_rootf
 
 - `resolve`: paths inside the rootfs resolved to O_PATH fds (openat2 or an O_NOFOLLOW walk),
   mount(2) through such an fd, bind remounts, propagation changes, the step trace;
-- `options`: the option tables (`MOUNT_FLAGS`, `PROPAGATION_FLAGS`, `KNOWN_OPTIONS` …) and
-  `parse_options`;
 - `entries`: one `mounts` entry (bind, idmapped bind, filesystem, tmpfs copy-up) and the bind
   sources, opened with the host's credentials for a user namespace (`SourceOpener`);
 - `dev`: the default devices, `linux.devices`, /dev links;
 - `masked`: `linux.readonlyPaths` and `linux.maskedPaths`;
 - `sysctl`: `linux.sysctl`, checked against the namespaces and written;
 - `rootfs`: the sequence: prepare_rootfs → (createContainer hooks) → enter_rootfs → finish_rootfs.
+
+The option tables (`MOUNT_FLAGS`, `PROPAGATION_FLAGS`, `KNOWN_OPTIONS` …) and `parse_options` are
+in `oci_systemd.container.mount_options`, outside the package so that the runtime can read them
+without the rest (re-exported here).
 
 Every submodule is imported here, so the whole package is loaded when the idler first imports
 `mounts`, long before pivot_root (`idler.forbid_imports`). Idler hot path: stdlib (`os`, `errno`,
@@ -23,17 +25,7 @@ Every submodule is imported here, so the whole package is loaded when the idler 
 
 from __future__ import annotations
 
-from oci_systemd.container.mounts.dev import (
-    DEFAULT_DEVICES,
-    DEV_SYMLINKS,
-    create_device,
-    in_user_namespace,
-    needs_dev_setup,
-    setup_dev,
-)
-from oci_systemd.container.mounts.entries import SourceOpener, copy_tree, mount_entry
-from oci_systemd.container.mounts.masked import mask_path, readonly_path
-from oci_systemd.container.mounts.options import (
+from oci_systemd.container.mount_options import (
     COPY_UP_OPTIONS,
     IDMAP_OPTIONS,
     KNOWN_OPTIONS,
@@ -45,6 +37,16 @@ from oci_systemd.container.mounts.options import (
     parse_options,
     wants_idmap,
 )
+from oci_systemd.container.mounts.dev import (
+    DEFAULT_DEVICES,
+    DEV_SYMLINKS,
+    create_device,
+    in_user_namespace,
+    needs_dev_setup,
+    setup_dev,
+)
+from oci_systemd.container.mounts.entries import SourceOpener, copy_tree, mount_entry
+from oci_systemd.container.mounts.masked import mask_path, readonly_path
 from oci_systemd.container.mounts.resolve import (
     host_source,
     mkdest_in_root,

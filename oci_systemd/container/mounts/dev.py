@@ -4,8 +4,8 @@
 Device nodes are made with mknod(2), or bind-mounted from the host's /dev when the container
 (or the runtime) has a user namespace, where mknod is refused.
 
-Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.namespaces`, `.mounts.*` and
-`oci_systemd.errors` only.
+Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.mount_options`, `.namespaces`,
+`.mounts.resolve` and `oci_systemd.errors` only.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import os
 
-from oci_systemd.container import linux, namespaces
-from oci_systemd.container.mounts import options, resolve
+from oci_systemd.container import linux, mount_options, namespaces
+from oci_systemd.container.mounts import resolve
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -59,7 +59,7 @@ def needs_dev_setup(cfg: config.Config) -> bool:
     """runc: devices are created unless /dev is bind-mounted from the host."""
     for m in cfg.get("mounts") or ():
         if m.get("destination", "").rstrip("/") == "/dev":
-            return not options.is_bind(m, options.parse_options(m.get("options") or ()))
+            return not mount_options.is_bind(m)
     return True
 
 

@@ -2,8 +2,8 @@
 """The entries of config.json's `mounts` (runtime-spec config.md), performed below the rootfs:
 bind mounts (plain, or idmapped by `idmap`) and their sources, filesystems, tmpfs copy-up.
 
-Idler module: `os`, `errno`, `_socket` (loaded by the channel anyway), `oci_systemd.container.linux`,
-`.channel`, `.namespaces`, `.mounts.options`, `.mounts.resolve` and `oci_systemd.errors` only;
+Idler module: `os`, `errno`, `_socket` (loaded by the channel anyway), `oci_systemd.container`'s
+`linux`, `channel`, `namespaces`, `mount_options`, `mounts.resolve` and `oci_systemd.errors` only;
 `stat` and `idmap` are imported when first needed, always before pivot_root.
 """
 
@@ -13,8 +13,8 @@ import _socket
 import errno
 import os
 
-from oci_systemd.container import channel, linux, namespaces
-from oci_systemd.container.mounts import options, resolve
+from oci_systemd.container import channel, linux, mount_options, namespaces
+from oci_systemd.container.mounts import resolve
 from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -32,8 +32,8 @@ def mount_entry(
     """Perform one `mounts` entry below the rootfs `root` (opened as `root_fd`).
 
     `source_fd`: the bind source, opened by `SourceOpener` with the host's credentials."""
-    opts = options.parse_options(m.get("options") or ())
-    if options.is_bind(m, opts):
+    opts = mount_options.parse_options(m.get("options") or ())
+    if mount_options.is_bind(m, opts):
         _bind(m, opts, root_fd=root_fd, root=root, bundle=bundle, source_fd=source_fd)
     else:
         _mount_filesystem(m, opts, root_fd=root_fd, root=root)
@@ -42,7 +42,7 @@ def mount_entry(
 
 def _bind(
     m: config.Mount,
-    opts: options.MountOptions,
+    opts: mount_options.MountOptions,
     *,
     root_fd: int,
     root: str,
@@ -74,7 +74,7 @@ def _bind(
 
 def _attach_idmapped(m: config.Mount, fd: int, dest: str) -> bool:
     """An `idmap`/`ridmap` mount: move the tree idmap.prepare() made onto `fd` (True)."""
-    if not options.wants_idmap(m):
+    if not mount_options.wants_idmap(m):
         return False
     from oci_systemd.container import idmap  # loaded by idmap.prepare(), before any namespace was entered
 
@@ -82,7 +82,7 @@ def _attach_idmapped(m: config.Mount, fd: int, dest: str) -> bool:
     return True
 
 
-def _mount_filesystem(m: config.Mount, opts: options.MountOptions, *, root_fd: int, root: str) -> None:
+def _mount_filesystem(m: config.Mount, opts: mount_options.MountOptions, *, root_fd: int, root: str) -> None:
     dest = m["destination"]
     source = m.get("source")
     fstype = m.get("type")
@@ -201,7 +201,7 @@ class SourceOpener:
         paths = {
             i: resolve.host_source(m["source"], bundle)
             for i, m in enumerate(cfg.get("mounts") or ())
-            if m.get("source") and options.is_bind(m, options.parse_options(m.get("options") or ()))
+            if m.get("source") and mount_options.is_bind(m)
         }
         if not paths:
             return None

@@ -5,8 +5,8 @@ Both run after pivot_root, resolved inside the container's root; a path that doe
 skipped (the spec says so). A masked directory is covered by a read-only tmpfs, anything else by
 a bind of /dev/null, checked to be the real null device first.
 
-Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.mounts.*` and `oci_systemd.errors`
-only.
+Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.mounts.resolve` and
+`oci_systemd.errors` only.
 """
 
 from __future__ import annotations

@@ -7,16 +7,16 @@ MS_MOVE + chroot) → `finish_rootfs` (rootfsPropagation, root.readonly, sysctl,
 maskedPaths). Without a mount namespace the caller's is shared: nothing is mounted, /dev nodes
 are made as files and `enter_rootfs` only chroots.
 
-Idler module: `os`, `oci_systemd.container.linux`, `.namespaces`, `.mounts.*` and
-`oci_systemd.errors` only.
+Idler module: `os`, `oci_systemd.container.linux`, `.mount_options`, `.namespaces`, `.mounts.*`
+and `oci_systemd.errors` only.
 """
 
 from __future__ import annotations
 
 import os
 
-from oci_systemd.container import linux, namespaces
-from oci_systemd.container.mounts import dev, entries, masked, options, resolve, sysctl
+from oci_systemd.container import linux, mount_options, namespaces
+from oci_systemd.container.mounts import dev, entries, masked, resolve, sysctl
 from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -57,7 +57,7 @@ def root_propagation(cfg: config.Config) -> int | None:
     value = (cfg.get("linux") or {}).get("rootfsPropagation")
     if not value:
         return None
-    flag = options.PROPAGATION_FLAGS.get(value)
+    flag = mount_options.PROPAGATION_FLAGS.get(value)
     if flag is None:
         raise OciSystemdError(f"invalid rootfsPropagation {value!r}")
     return flag

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """`linux.sysctl`: which keys a container may set, and writing them through its own /proc/sys.
 
-Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.namespaces`, `.mounts.*` and
+Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.namespaces`, `.mounts.resolve` and
 `oci_systemd.errors` only.
 """
 

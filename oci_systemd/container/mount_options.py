@@ -1,17 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The `options` of a mount entry: the tables of the names oci-systemd implements, and their
-translation into mount(2) flags, propagation changes and filesystem data.
+"""The `options` of a mount entry: the mount(2) flags, the tables of the option names oci-systemd
+implements, and their translation into flags, propagation changes and filesystem data.
 
 The tables are the one record of what is implemented: `KNOWN_OPTIONS` (every name with a meaning
-of its own here) is what the spec may accept and `features` may report; any other name is
-handed to the filesystem as data, except the `UNSUPPORTED_OPTIONS`, which are refused.
+of its own here) is what the spec may accept and `features` may report, `PROPAGATION_FLAGS` also
+holds the values of `linux.rootfsPropagation`; any other name is handed to the filesystem as
+data, except the `UNSUPPORTED_OPTIONS`, which are refused.
 
-Idler module: `oci_systemd.container.linux` and `oci_systemd.errors` only.
+A leaf outside the `mounts` package, importing only `oci_systemd.errors`: the runtime's spec
+validation and `features` read these tables without loading the idler's mount code or ctypes.
+For the same reason the MS_* flags are defined here; `linux` re-exports them with the syscalls.
 """
 
 from __future__ import annotations
 
-from oci_systemd.container import linux
 from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
@@ -20,57 +22,82 @@ if TYPE_CHECKING:
 
     from oci_systemd.container import config
 
+# --- include/uapi/linux/mount.h -------------------------------------------------------------------
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_POSIXACL = 1 << 16
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
 # option → (flags to clear, flags to set); mount(8) names, as runc's mountFlags table.
 MOUNT_FLAGS: dict[str, tuple[int, int]] = {
     "defaults": (0, 0),
-    "ro": (0, linux.MS_RDONLY),
-    "rw": (linux.MS_RDONLY, 0),
-    "suid": (linux.MS_NOSUID, 0),
-    "nosuid": (0, linux.MS_NOSUID),
-    "dev": (linux.MS_NODEV, 0),
-    "nodev": (0, linux.MS_NODEV),
-    "exec": (linux.MS_NOEXEC, 0),
-    "noexec": (0, linux.MS_NOEXEC),
-    "sync": (0, linux.MS_SYNCHRONOUS),
-    "async": (linux.MS_SYNCHRONOUS, 0),
-    "remount": (0, linux.MS_REMOUNT),
-    "mand": (0, linux.MS_MANDLOCK),
-    "nomand": (linux.MS_MANDLOCK, 0),
-    "dirsync": (0, linux.MS_DIRSYNC),
-    "atime": (linux.MS_NOATIME, 0),
-    "noatime": (0, linux.MS_NOATIME),
-    "diratime": (linux.MS_NODIRATIME, 0),
-    "nodiratime": (0, linux.MS_NODIRATIME),
-    "relatime": (0, linux.MS_RELATIME),
-    "norelatime": (linux.MS_RELATIME, 0),
-    "strictatime": (0, linux.MS_STRICTATIME),
-    "nostrictatime": (linux.MS_STRICTATIME, 0),
-    "lazytime": (0, linux.MS_LAZYTIME),
-    "nolazytime": (linux.MS_LAZYTIME, 0),
-    "nosymfollow": (0, linux.MS_NOSYMFOLLOW),
-    "symfollow": (linux.MS_NOSYMFOLLOW, 0),
-    "silent": (0, linux.MS_SILENT),
-    "loud": (linux.MS_SILENT, 0),
-    "bind": (0, linux.MS_BIND),
-    "rbind": (0, linux.MS_BIND | linux.MS_REC),
+    "ro": (0, MS_RDONLY),
+    "rw": (MS_RDONLY, 0),
+    "suid": (MS_NOSUID, 0),
+    "nosuid": (0, MS_NOSUID),
+    "dev": (MS_NODEV, 0),
+    "nodev": (0, MS_NODEV),
+    "exec": (MS_NOEXEC, 0),
+    "noexec": (0, MS_NOEXEC),
+    "sync": (0, MS_SYNCHRONOUS),
+    "async": (MS_SYNCHRONOUS, 0),
+    "remount": (0, MS_REMOUNT),
+    "mand": (0, MS_MANDLOCK),
+    "nomand": (MS_MANDLOCK, 0),
+    "dirsync": (0, MS_DIRSYNC),
+    "atime": (MS_NOATIME, 0),
+    "noatime": (0, MS_NOATIME),
+    "diratime": (MS_NODIRATIME, 0),
+    "nodiratime": (0, MS_NODIRATIME),
+    "relatime": (0, MS_RELATIME),
+    "norelatime": (MS_RELATIME, 0),
+    "strictatime": (0, MS_STRICTATIME),
+    "nostrictatime": (MS_STRICTATIME, 0),
+    "lazytime": (0, MS_LAZYTIME),
+    "nolazytime": (MS_LAZYTIME, 0),
+    "nosymfollow": (0, MS_NOSYMFOLLOW),
+    "symfollow": (MS_NOSYMFOLLOW, 0),
+    "silent": (0, MS_SILENT),
+    "loud": (MS_SILENT, 0),
+    "bind": (0, MS_BIND),
+    "rbind": (0, MS_BIND | MS_REC),
 }
 
 # option → the mount(2) propagation flag, applied after the mount; also `linux.rootfsPropagation`.
 PROPAGATION_FLAGS: dict[str, int] = {
-    "shared": linux.MS_SHARED,
-    "rshared": linux.MS_SHARED | linux.MS_REC,
-    "slave": linux.MS_SLAVE,
-    "rslave": linux.MS_SLAVE | linux.MS_REC,
-    "private": linux.MS_PRIVATE,
-    "rprivate": linux.MS_PRIVATE | linux.MS_REC,
-    "unbindable": linux.MS_UNBINDABLE,
-    "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
-# Idmapped bind mounts: made by idmap.py before the namespaces, attached by entries.mount_entry().
+# Idmapped bind mounts: made by idmap.py before the namespaces, attached by mounts.entries.
 IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
 
-# podman puts it on every tmpfs: fill the new tmpfs with what was there before (entries.copy_tree).
+# podman puts it on every tmpfs: fill the new tmpfs with what was there before (mounts.entries).
 COPY_UP_OPTIONS = frozenset({"tmpcopyup"})
 
 # Options other runtimes accept that need mount_setattr(2) recursive attributes: refused
@@ -139,9 +166,11 @@ def parse_options(options: Iterable[str]) -> MountOptions:
     return MountOptions(flags, propagation, ",".join(data), copy_up=copy_up)
 
 
-def is_bind(m: config.Mount, opts: MountOptions) -> bool:
-    """A bind mount: by its options (bind, rbind) or its type."""
-    return bool(opts.flags & linux.MS_BIND) or m.get("type") == "bind"
+def is_bind(m: config.Mount, opts: MountOptions | None = None) -> bool:
+    """A bind mount: by its options (bind, rbind) or its type; `opts`, when already parsed."""
+    if opts is None:
+        opts = parse_options(m.get("options") or ())
+    return bool(opts.flags & MS_BIND) or m.get("type") == "bind"
 
 
 def wants_idmap(m: config.Mount) -> bool:
