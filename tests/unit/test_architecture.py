@@ -111,10 +111,10 @@ def imports_of(module: str, source: str | None = None) -> list[Import]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             runtime = False
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.body:
-                visit(child, False)
-            for child in node.orelse:
-                visit(child, runtime)
+            for stmt in node.body:
+                visit(stmt, False)
+            for stmt in node.orelse:
+                visit(stmt, runtime)
             return
         for child in ast.iter_child_nodes(node):
             visit(child, runtime)

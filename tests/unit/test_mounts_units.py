@@ -7,12 +7,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from oci_systemd.container import linux, mounts, namespaces
 from oci_systemd.container.mounts import dev, masked, resolve, rootfs
 from oci_systemd.errors import OciSystemdError, SyscallError
+
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 
 def test_parse_options_flags_data_and_propagation() -> None:
@@ -86,7 +90,7 @@ def test_sysctl_path() -> None:
     ],
 )
 def test_check_sysctls(key: str, namespaces: list[str], error: str | None) -> None:
-    cfg = {"linux": {"namespaces": [{"type": t} for t in namespaces], "sysctl": {key: "1"}}}
+    cfg: config.Config = {"linux": {"namespaces": [{"type": t} for t in namespaces], "sysctl": {key: "1"}}}
     if error is None:
         mounts.check_sysctls(cfg)
     else:
@@ -95,7 +99,7 @@ def test_check_sysctls(key: str, namespaces: list[str], error: str | None) -> No
 
 
 def test_check_sysctls_refuses_a_joined_namespace_that_is_pid_1s(monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = {
+    cfg: config.Config = {
         "linux": {"namespaces": [{"type": "network", "path": "/x"}], "sysctl": {"net.core.somaxconn": "1"}}
     }
     monkeypatch.setattr(namespaces, "same_ns", lambda kind, pid: True)
@@ -210,8 +214,10 @@ def test_walk_refuses_a_swapped_in_symlink(hostile: Path) -> None:
 
 
 def test_in_user_namespace_is_decided_by_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    identity = {"containerID": 0, "hostID": 0, "size": 4294967295}
-    cfg = {"linux": {"namespaces": [{"type": "user"}], "uidMappings": [identity], "gidMappings": [identity]}}
+    identity: config.IDMapping = {"containerID": 0, "hostID": 0, "size": 4294967295}
+    cfg: config.Config = {
+        "linux": {"namespaces": [{"type": "user"}], "uidMappings": [identity], "gidMappings": [identity]}
+    }
     assert mounts.in_user_namespace(cfg), "a full identity map is still a user namespace"
     assert mounts.in_user_namespace({"linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}})
     real_stat = os.stat
@@ -228,11 +234,11 @@ def test_in_user_namespace_is_decided_by_the_config(monkeypatch: pytest.MonkeyPa
 
 
 def test_source_opener_only_for_a_user_namespace_with_binds() -> None:
-    bind = {"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind"]}
-    tmpfs = {"destination": "/y", "type": "tmpfs", "source": "tmpfs"}
-    ns = [{"type": "mount"}]
+    bind: config.Mount = {"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind"]}
+    tmpfs: config.Mount = {"destination": "/y", "type": "tmpfs", "source": "tmpfs"}
+    ns: list[config.Namespace] = [{"type": "mount"}]
     assert mounts.SourceOpener.start({"linux": {"namespaces": ns}, "mounts": [bind]}, "/b") is None
-    userns = [*ns, {"type": "user"}]
+    userns: list[config.Namespace] = [*ns, {"type": "user"}]
     assert mounts.SourceOpener.start({"linux": {"namespaces": userns}, "mounts": [tmpfs]}, "/b") is None
 
 
@@ -240,12 +246,20 @@ def test_without_mount_namespace_nothing_is_mounted(monkeypatch: pytest.MonkeyPa
     """Refused before any syscall; and the accepted case never calls mount(2)."""
     calls: list[object] = []
     monkeypatch.setattr(linux, "mount", lambda *a: calls.append(a))
-    cfg = {"linux": {"namespaces": [{"type": "pid"}]}, "mounts": [{"destination": "/t", "type": "tmpfs"}]}
+    cfg: config.Config = {
+        "linux": {"namespaces": [{"type": "pid"}]},
+        "mounts": [{"destination": "/t", "type": "tmpfs"}],
+    }
     with pytest.raises(OciSystemdError, match="mounts: requires a mount namespace"):
         mounts.prepare_rootfs(cfg, rootfs=str(tmp_path), bundle=str(tmp_path))
-    for key in ("maskedPaths", "readonlyPaths", "rootfsPropagation"):
+    refused: list[tuple[str, config.Config]] = [
+        ("maskedPaths", {"linux": {"maskedPaths": ["x"]}}),
+        ("readonlyPaths", {"linux": {"readonlyPaths": ["x"]}}),
+        ("rootfsPropagation", {"linux": {"rootfsPropagation": "x"}}),
+    ]
+    for key, refused_cfg in refused:
         with pytest.raises(OciSystemdError, match=key):
-            mounts.prepare_rootfs({"linux": {key: ["x"]}}, rootfs=str(tmp_path), bundle=str(tmp_path))
+            mounts.prepare_rootfs(refused_cfg, rootfs=str(tmp_path), bundle=str(tmp_path))
     with pytest.raises(OciSystemdError, match="user namespace"):
         mounts.prepare_rootfs(
             {"linux": {"namespaces": [{"type": "user"}]}}, rootfs=str(tmp_path), bundle="/"
