@@ -5,7 +5,7 @@ One module per thing owned; this package re-exports what the idler and the other
 modules call, so `from oci_systemd.container import mounts; mounts.prepare_rootfs(...)` works:
 
 - `resolve`: paths inside the rootfs resolved to O_PATH fds (openat2 or an O_NOFOLLOW walk),
-  mount(2) through such an fd, bind remounts, propagation changes, the step trace;
+  mount(2) through such an fd, bind remounts, propagation changes, the step trace (`resolve.trace`);
 - `entries`: one `mounts` entry (bind, idmapped bind, filesystem, tmpfs copy-up) and the bind
   sources, opened with the host's credentials for a user namespace (`SourceOpener`);
 - `dev`: the default devices, `linux.devices`, /dev links;
@@ -19,8 +19,9 @@ without the rest (re-exported here).
 
 Every submodule is imported here, so the whole package is loaded when the idler first imports
 `mounts`, long before pivot_root (`idler.forbid_imports`). Idler hot path: stdlib (`os`, `errno`,
-`_socket`; `stat` for a copy-up), `oci_systemd.container.linux`, `.channel`, `.namespaces` and
-`oci_systemd.errors`; the config is the raw config.json dict (`oci_systemd.container.config`).
+`_socket`; `stat` for a copy-up), `oci_systemd.container.linux`, `.mount_options`, `.channel`,
+`.namespaces` and `oci_systemd.errors`; the config is the raw config.json dict, typed by the
+views of `oci_systemd.container.config`.
 """
 
 from __future__ import annotations
