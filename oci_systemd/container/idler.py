@@ -26,6 +26,8 @@ TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and
 if TYPE_CHECKING:
     import signal as _signal  # same functions and constants; typeshed has no stub for _signal
     from typing import Any
+
+    from oci_systemd.container import config
 else:
     import _signal  # not `signal`: its enum wrappers cost ~4 ms (enum, functools, collections)
 
@@ -111,7 +113,7 @@ def _close_other_fds(keep: set[int]) -> None:
 def _create(chan: Channel, plan: dict[str, Any]) -> None:
     from oci_systemd.container import hooks, mounts, namespaces, process
 
-    cfg: dict[str, Any] = plan["config"]
+    cfg = plan["config"]
     linux: dict[str, Any] = cfg.get("linux") or {}
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _die_on_signal)
@@ -214,7 +216,7 @@ def forbid_imports() -> None:
     sys.path_importer_cache.clear()
 
 
-def _prepare_idmapped_mounts(cfg: dict[str, Any], plan: dict[str, Any]) -> None:
+def _prepare_idmapped_mounts(cfg: config.Config, plan: dict[str, Any]) -> None:
     """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
     from oci_systemd.container import mounts
 

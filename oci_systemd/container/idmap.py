@@ -13,7 +13,7 @@ which a process in the container's user namespace no longer has (runc does it in
 for the same reason). The mapping's user namespace comes from a child that unshares
 CLONE_NEWUSER and is given the maps; its /proc/<pid>/ns/user fd outlives it.
 
-Idler module: stdlib, `linux`, `mounts` and `namespaces` only.
+Idler module: stdlib, `linux`, `mount_options`, `mounts.resolve` and `namespaces` only.
 """
 
 from __future__ import annotations
@@ -21,43 +21,43 @@ from __future__ import annotations
 import errno
 import os
 
-from oci_systemd.container import linux, mounts, namespaces
+from oci_systemd.container import linux, mount_options, namespaces
+from oci_systemd.container.mounts import resolve
 from oci_systemd.errors import OciSystemdError, SpecError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from oci_systemd.container import config
 
 # Detached, idmapped trees made by prepare(), by id() of their entry in cfg["mounts"] (the same
 # dicts mount_entry() gets): held until attach() moves them into place.
 _prepared: dict[int, int] = {}
 
 
-def prepare(cfg: dict[str, Any], *, bundle: str) -> None:
+def prepare(cfg: config.Config, *, bundle: str) -> None:
     """Make the idmapped tree of every `idmap`/`ridmap` mount; call before entering namespaces."""
     lin = cfg.get("linux") or {}
     for i, m in enumerate(cfg.get("mounts") or ()):
-        if not mounts.wants_idmap(m):
+        if not mount_options.wants_idmap(m):
             continue
         where = f"mounts[{i}]"
-        options = m.get("options") or ()
-        if m.get("type") != "bind" and "bind" not in options and "rbind" not in options:
+        opts = m.get("options") or ()
+        if m.get("type") != "bind" and "bind" not in opts and "rbind" not in opts:
             raise SpecError(where, "idmap and ridmap need a bind mount")
         uids = m.get("uidMappings") or lin.get("uidMappings") or []
         gids = m.get("gidMappings") or lin.get("gidMappings") or []
         if not uids or not gids:
             raise SpecError(where, "idmap needs uidMappings and gidMappings, on the mount or in linux")
-        source = m.get("source") or ""
-        src = source if os.path.isabs(source) else os.path.join(bundle, source)
+        src = resolve.host_source(m.get("source") or "", bundle)
         _prepared[id(m)] = _idmapped_tree(
-            src, uids, gids, clone_recursive="rbind" in options, idmap_recursive="ridmap" in options
+            src, uids, gids, clone_recursive="rbind" in opts, idmap_recursive="ridmap" in opts
         )
 
 
 def _idmapped_tree(
     src: str,
-    uids: list[dict[str, Any]],
-    gids: list[dict[str, Any]],
+    uids: list[config.IDMapping],
+    gids: list[config.IDMapping],
     *,
     clone_recursive: bool,
     idmap_recursive: bool,
@@ -83,7 +83,7 @@ def _idmapped_tree(
     return tree
 
 
-def user_namespace(uids: list[dict[str, Any]], gids: list[dict[str, Any]]) -> int:
+def user_namespace(uids: list[config.IDMapping], gids: list[config.IDMapping]) -> int:
     """An fd of a new user namespace with these maps: a child unshares it, we write its maps."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
@@ -112,7 +112,7 @@ def user_namespace(uids: list[dict[str, Any]], gids: list[dict[str, Any]]) -> in
         os.waitpid(pid, 0)
 
 
-def attach(m: dict[str, Any], dest_fd: int, dest: str) -> None:
+def attach(m: config.Mount, dest_fd: int, dest: str) -> None:
     """Move `m`'s idmapped tree onto `dest_fd` (an O_PATH fd of the destination)."""
     tree = _prepared.pop(id(m), None)
     if tree is None:  # never fall back to a plain bind: the owners would not be shifted

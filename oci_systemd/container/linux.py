@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Thin ctypes wrappers around the Linux syscalls the idler needs, plus kernel constants.
 
-This module is imported by the idler (`python -I -S`), so it imports only `ctypes`, `os` and
-`oci_systemd.errors` (itself `os` + `errno`). Every wrapper is named after its syscall, takes the
-kernel's arguments and raises `SyscallError(call, target, errno)` on failure. Constants are copied
+This module is imported by the idler (`python -I -S`), so it imports only `ctypes`, `os`,
+`oci_systemd.errors` (itself `os` + `errno`) and `oci_systemd.container.mount_options` (no import
+of its own), where the MS_* mount flags are defined. Every wrapper is named after its syscall, takes
+the kernel's arguments and raises `SyscallError(call, target, errno)` on failure. Constants are copied
 from the Linux kernel's uapi headers (named in the comments). Syscalls without a glibc wrapper go
 through `libc.syscall()` with the numbers of x86_64 and aarch64 (asm-generic/unistd.h).
 """
@@ -13,6 +14,36 @@ from __future__ import annotations
 import ctypes
 import os
 
+# The mount(2) flags (include/uapi/linux/mount.h) are defined with the option names that set
+# them, in a module the runtime can read without ctypes; re-exported here with the syscalls.
+# isort: off
+from oci_systemd.container.mount_options import (
+    MS_BIND as MS_BIND,
+    MS_DIRSYNC as MS_DIRSYNC,
+    MS_LAZYTIME as MS_LAZYTIME,
+    MS_MANDLOCK as MS_MANDLOCK,
+    MS_MOVE as MS_MOVE,
+    MS_NOATIME as MS_NOATIME,
+    MS_NODEV as MS_NODEV,
+    MS_NODIRATIME as MS_NODIRATIME,
+    MS_NOEXEC as MS_NOEXEC,
+    MS_NOSUID as MS_NOSUID,
+    MS_NOSYMFOLLOW as MS_NOSYMFOLLOW,
+    MS_POSIXACL as MS_POSIXACL,
+    MS_PRIVATE as MS_PRIVATE,
+    MS_RDONLY as MS_RDONLY,
+    MS_REC as MS_REC,
+    MS_RELATIME as MS_RELATIME,
+    MS_REMOUNT as MS_REMOUNT,
+    MS_SHARED as MS_SHARED,
+    MS_SILENT as MS_SILENT,
+    MS_SLAVE as MS_SLAVE,
+    MS_STRICTATIME as MS_STRICTATIME,
+    MS_SYNCHRONOUS as MS_SYNCHRONOUS,
+    MS_UNBINDABLE as MS_UNBINDABLE,
+)
+
+# isort: on
 from oci_systemd.errors import SyscallError
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -26,31 +57,6 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-
-# --- include/uapi/linux/mount.h -------------------------------------------------------------------
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_SYNCHRONOUS = 16
-MS_REMOUNT = 32
-MS_MANDLOCK = 64
-MS_DIRSYNC = 128
-MS_NOSYMFOLLOW = 256
-MS_NOATIME = 1024
-MS_NODIRATIME = 2048
-MS_BIND = 4096
-MS_MOVE = 8192
-MS_REC = 16384
-MS_SILENT = 32768
-MS_POSIXACL = 1 << 16
-MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_RELATIME = 1 << 21
-MS_STRICTATIME = 1 << 24
-MS_LAZYTIME = 1 << 25
 
 
 def propagation_name(flags: int) -> str:
@@ -491,3 +497,12 @@ def keyctl(op: int, arg2: int | bytes | None = 0, arg3: int | bytes | None = 0) 
     if r < 0:
         raise _err("keyctl", str(op))
     return r
+
+
+def keyctl_describe(key: int) -> bytes | None:
+    """KEYCTL_DESCRIBE: "type;uid;gid;perm;description" of `key`, None when it fails."""
+    buf = ctypes.create_string_buffer(512)
+    args = (_c_int(KEYCTL_DESCRIBE), ctypes.c_long(key), buf, ctypes.c_long(len(buf)))
+    if _syscall("keyctl", *args) < 0:
+        return None
+    return buf.value

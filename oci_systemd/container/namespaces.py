@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Entering and creating the container's namespaces from the raw `linux.namespaces` list.
 
-Idler hot path: imports only `os`, `oci_systemd.container.linux` and `oci_systemd.errors`.
+Idler hot path: imports only `os`, `errno`, `oci_systemd.container.linux` and `oci_systemd.errors`;
+`shutil` and `subprocess` only for the newuidmap/newgidmap fallback of an unprivileged writer.
 
 Ordering (runc's nsexec.c follows the same rules):
 1. every `path` is opened first, before any setns(), because joining a mount or user namespace
@@ -19,6 +20,7 @@ caller must fork: `EnterResult.needs_fork`.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from oci_systemd.container import linux
@@ -27,7 +29,8 @@ from oci_systemd.errors import OciSystemdError, SyscallError
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+
+    from oci_systemd.container import config
 
 # runtime-spec config-linux.md namespace types → clone flags
 NAMESPACE_FLAGS: dict[str, int] = {
@@ -67,7 +70,7 @@ class EnterResult:
         self.new_net_ns = new_net_ns
         self.cgroup_pending = cgroup_pending
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int | bool]:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __repr__(self) -> str:
@@ -79,7 +82,7 @@ def flag_names(flags: int) -> str:
 
 
 def enter(
-    namespaces: list[dict[str, Any]],
+    namespaces: list[config.Namespace],
     *,
     sync_user_ns: Callable[[], None] | None = None,
 ) -> EnterResult:
@@ -178,7 +181,7 @@ def unshare_cgroup() -> None:
     _unshare(linux.CLONE_NEWCGROUP)
 
 
-def _format_map(mappings: list[dict[str, Any]]) -> str:
+def _format_map(mappings: list[config.IDMapping]) -> str:
     return "".join(f"{int(m['containerID'])} {int(m['hostID'])} {int(m['size'])}\n" for m in mappings)
 
 
@@ -197,8 +200,8 @@ def _write_proc(path: str, data: str) -> None:
 
 def write_id_maps(
     pid: int,
-    uid_mappings: list[dict[str, Any]],
-    gid_mappings: list[dict[str, Any]],
+    uid_mappings: list[config.IDMapping],
+    gid_mappings: list[config.IDMapping],
 ) -> None:
     """Write /proc/<pid>/{uid_map,gid_map} (runs in the parent, outside the new user namespace).
 
@@ -221,7 +224,7 @@ def write_id_maps(
                 raise SyscallError(f"write {kind} mappings", path, e.errno) from e
 
 
-def _map_with_helper(kind: str, pid: int, mappings: list[dict[str, Any]]) -> bool:
+def _map_with_helper(kind: str, pid: int, mappings: list[config.IDMapping]) -> bool:
     import shutil
     import subprocess
 
@@ -237,7 +240,7 @@ def _map_with_helper(kind: str, pid: int, mappings: list[dict[str, Any]]) -> boo
     return True
 
 
-def write_time_offsets(offsets: dict[str, Any]) -> None:
+def write_time_offsets(offsets: dict[str, config.TimeOffset]) -> None:
     """Write `linux.timeOffsets` to /proc/self/timens_offsets, right after unshare(CLONE_NEWTIME).
 
     `offsets` maps "monotonic"/"boottime" to {"secs": int, "nanosecs": int}. The offsets can only be
@@ -264,12 +267,12 @@ def write_time_offsets(offsets: dict[str, Any]) -> None:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)
 
 
-def configured(cfg: dict[str, Any], nstype: str) -> dict[str, Any] | None:
+def configured(cfg: config.Config, nstype: str) -> config.Namespace | None:
     """The `linux.namespaces` entry of type `nstype` (new or by path), None when the container
     shares the caller's namespace of that type."""
     for ns in (cfg.get("linux") or {}).get("namespaces") or ():
         if ns.get("type") == nstype:
-            return ns  # type: ignore[no-any-return]
+            return ns
     return None
 
 
@@ -282,7 +285,7 @@ def same_ns(kind: str, pid: int) -> bool:
     return (own.st_dev, own.st_ino) == (other.st_dev, other.st_ino)
 
 
-def set_hostname(cfg: dict[str, Any]) -> None:
+def set_hostname(cfg: config.Config) -> None:
     """Set `hostname` and `domainname` of the full config, in the container's uts namespace: new,
     or joined by path as runc allows, unless that one is the host's (pid 1's: as for sysctls)."""
     hostname = cfg.get("hostname")
@@ -319,7 +322,7 @@ PROC_NS_NAMES: dict[str, str] = {
 }
 
 
-def join_all(pid: int, types: list[Any]) -> bool:
+def join_all(pid: int, types: list[str | config.Namespace]) -> bool:
     """`exec`: join the namespaces of process `pid` (types as strings or {"type": ...} dicts).
 
     An empty list means every type. Namespaces we already share with `pid` are skipped (setns(2)
@@ -405,31 +408,20 @@ def join_session_keyring(name: str) -> None:
 
     Like runc, the possessor also gets setattr and the user view/read/link/search, so that the
     container's processes (which possess it) can manage it. ENOSYS (keyctl filtered or missing)
-    is ignored, as runc does.
+    is ignored, as runc does. Called past pivot_root: it imports nothing.
     """
-    import errno
-
     try:
         linux.keyctl(linux.KEYCTL_JOIN_SESSION_KEYRING, name.encode())
     except SyscallError as e:
         if e.errno == errno.ENOSYS:
             return
         raise SyscallError("join session keyring", name, e.errno) from e
-    # KEYCTL_DESCRIBE gives "type;uid;gid;perm;description"; runc: perm = (perm & ~0) | 0x080b0100
-    import ctypes
-
-    buf = ctypes.create_string_buffer(512)
-    n = linux._syscall(
-        "keyctl",
-        ctypes.c_int(linux.KEYCTL_DESCRIBE),
-        ctypes.c_long(linux.KEY_SPEC_SESSION_KEYRING),
-        buf,
-        ctypes.c_long(len(buf)),
-    )
-    if n < 0:
+    # runc: perm = (perm & ~0) | 0x080b0100
+    desc = linux.keyctl_describe(linux.KEY_SPEC_SESSION_KEYRING)
+    if desc is None:
         return
     try:
-        perm = int(buf.value.split(b";")[3], 16)
+        perm = int(desc.split(b";")[3], 16)
     except (IndexError, ValueError):
         return
     linux.keyctl(linux.KEYCTL_SETPERM, linux.KEY_SPEC_SESSION_KEYRING, perm | 0x080B0100)

@@ -1,13 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """namespaces.enter() ordering with a recording fake of the syscalls (no privileges needed)."""
 
+import errno
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from oci_systemd.container import linux, namespaces
 from oci_systemd.errors import OciSystemdError, SyscallError
+
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 
 @pytest.fixture
@@ -116,7 +120,7 @@ def test_set_hostname_requires_private_uts(monkeypatch: pytest.MonkeyPatch) -> N
     got: list[str] = []
     monkeypatch.setattr(linux, "sethostname", got.append)
     monkeypatch.setattr(linux, "setdomainname", lambda d: got.append("domain:" + d))
-    uts = {"namespaces": [{"type": "uts"}]}
+    uts: config.Linux = {"namespaces": [{"type": "uts"}]}
     namespaces.set_hostname({"hostname": "box", "domainname": "lan", "linux": uts})
     assert got == ["box", "domain:lan"]
     with pytest.raises(OciSystemdError, match="private UTS namespace"):
@@ -125,8 +129,35 @@ def test_set_hostname_requires_private_uts(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_configured_finds_new_and_joined_namespaces() -> None:
-    cfg = {"linux": {"namespaces": [{"type": "uts", "path": "/proc/9/ns/uts"}, {"type": "mount"}]}}
+    cfg: config.Config = {
+        "linux": {"namespaces": [{"type": "uts", "path": "/proc/9/ns/uts"}, {"type": "mount"}]}
+    }
     assert namespaces.configured(cfg, "uts") == {"type": "uts", "path": "/proc/9/ns/uts"}
     assert namespaces.configured(cfg, "mount") == {"type": "mount"}
     assert namespaces.configured(cfg, "user") is None
     assert namespaces.configured({}, "mount") is None
+
+
+def test_join_session_keyring_adds_runcs_permissions(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def keyctl(op: int, a: object = 0, b: object = 0) -> int:
+        calls.append((op, a, b))
+        return 0
+
+    monkeypatch.setattr(linux, "keyctl", keyctl)
+    monkeypatch.setattr(linux, "keyctl_describe", lambda key: b"keyring;0;0;3f010000;_ses")
+    namespaces.join_session_keyring("cid")
+    assert calls == [
+        (linux.KEYCTL_JOIN_SESSION_KEYRING, b"cid", 0),
+        (linux.KEYCTL_SETPERM, linux.KEY_SPEC_SESSION_KEYRING, 0x3F010000 | 0x080B0100),
+    ]
+
+
+def test_join_session_keyring_without_keyctl_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def enosys(op: int, a: object = 0, b: object = 0) -> int:
+        raise SyscallError("keyctl", str(op), errno.ENOSYS)
+
+    monkeypatch.setattr(linux, "keyctl", enosys)
+    monkeypatch.setattr(linux, "keyctl_describe", lambda key: pytest.fail("described without a keyring"))
+    namespaces.join_session_keyring("cid")
