@@ -155,7 +155,8 @@ class _Manager(ServiceInterface):
         """A job path; its JobRemoved goes out after the reply, as systemd's does."""
         job_id, self.next_job = self.next_job, self.next_job + 1
         job = f"{MANAGER_PATH}/job/{job_id}"
-        asyncio.get_running_loop().call_later(0.01, self.JobRemoved, job_id, job, unit, result)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.fake.job_delay, self.JobRemoved, job_id, job, unit, result)
         return job
 
     @staticmethod
@@ -261,6 +262,7 @@ class FakeSystemd:
         self.address = address
         self.units: dict[str, FakeUnit] = {}
         self.calls: list[tuple[Any, ...]] = []
+        self.job_delay = 0.01  # seconds from a job's reply to its JobRemoved
         self._daemon = daemon
         self._loop = asyncio.new_event_loop()
         self._bus: MessageBus | None = None
