@@ -253,7 +253,7 @@ class Bus:
                 ) from None
         self._close(msg)
 
-    def append(self, msg: ctypes.c_void_p, sig: str, value: Any) -> None:
+    def append(self, msg: ctypes.c_void_p, sig: str, value: object) -> None:
         """Append `value` as the one complete type `sig`, recursing into containers.
 
         Strings are str or bytes; integers int (range-checked); 'd' int or float; arrays

@@ -12,7 +12,6 @@ from oci_systemd.errors import SystemdError
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~5 ms per command
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import Any
 
 
 class PropertyEncodingError(SystemdError):
@@ -133,7 +132,7 @@ def string_value(code: str, value: object) -> bytes:
     return value
 
 
-def array_items(elem: str, value: object) -> Iterable[Any]:
+def array_items(elem: str, value: object) -> Iterable[object]:
     """The elements of an array value: a list or tuple; for `a{..}` also a dict's items."""
     if elem.startswith("{") and isinstance(value, dict):
         return value.items()
@@ -142,14 +141,14 @@ def array_items(elem: str, value: object) -> Iterable[Any]:
     raise PropertyEncodingError(f"{value!r} is not a list (D-Bus type 'a{elem}')")
 
 
-def variant_value(value: object) -> tuple[str, Any]:
+def variant_value(value: object) -> tuple[str, object]:
     """A variant's (signature, value) pair, its signature checked to be one complete type."""
     if not (isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[0], str)):
         raise PropertyEncodingError(f"{value!r} is not a (signature, value) pair (D-Bus type 'v')")
     return single_type(value[0]), value[1]
 
 
-def struct_fields(sig: str, value: object) -> list[tuple[str, Any]]:
+def struct_fields(sig: str, value: object) -> list[tuple[str, object]]:
     """A struct's or dict entry's (field signature, field value) pairs; `sig` with its brackets."""
     fields = split_signature(sig[1:-1])
     if not isinstance(value, tuple | list) or len(value) != len(fields):
