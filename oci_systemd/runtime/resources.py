@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, Final
 
-    UnitProperty = tuple[str, str, Any]
-    """(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
+    from oci_systemd.runtime.systemd import UnitProperty as UnitProperty
 
     BlockDeviceResolver = Callable[[int, int], str | None]
 

@@ -11,7 +11,7 @@ from oci_systemd.errors import OciSystemdError, SpecError
 from oci_systemd.runtime import listen_fds, pid_file
 from oci_systemd.runtime.placement import scope_for
 from oci_systemd.runtime.signals import parse_signal
-from oci_systemd.runtime.systemd import _encode_properties, unit_name_escape
+from oci_systemd.runtime.systemd import unit_name_escape
 from oci_systemd.runtime.verbs import exec as exec_verb
 
 
@@ -61,17 +61,6 @@ def test_unit_name_escape() -> None:
     assert unit_name_escape("abc-1_2.3") == "abc-1_2.3"
     assert unit_name_escape(".x") == "\\x2ex"
     assert unit_name_escape("a+b") == "a\\x2bb"
-
-
-def test_encode_properties_any_signature() -> None:
-    args = _encode_properties([("PIDs", "au", [1, 2]), ("Delegate", "b", True), ("Slice", "s", "x.slice")])
-    assert args[0] == (ord("a"), b"(sv)")
-    assert (ord("s"), b"PIDs") in args and (ord("v"), b"au") in args
-    assert (ord("u"), 1) in args and (ord("u"), 2) in args
-    assert (ord("s"), b"x.slice") in args
-    opens = sum(1 for t, _ in args if t in (ord("a"), ord("r"), ord("v")))
-    closes = sum(1 for t, _ in args if t == -1)
-    assert opens == closes
 
 
 def test_every_signal_name_parses_as_the_signal_module_does() -> None:
