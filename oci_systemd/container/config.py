@@ -8,19 +8,22 @@ The classes exist only for the type checker (they sit behind `TYPE_CHECKING`, so
 this module costs nothing at run time and the idler imports no `typing`); annotate with
 `config.Config` etc. under `from __future__ import annotations`.
 
-Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md); every key is optional
-here because the spec leaves most of them optional and validation fills no defaults in.
+Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md). Validation fills no
+defaults in, so a key is `Required` only where spec validation refuses a config without it
+(then code may index it); the others may be absent. A JSON null counts as absent in
+validation, so read optional keys with `.get()`, never with `in`. The enum values these keys
+take are the tables of `oci_systemd.container.abi` and `.seccomp`.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TypedDict
+    from typing import Required, TypedDict
 
     class User(TypedDict, total=False):
-        uid: int
-        gid: int
+        uid: Required[int]
+        gid: Required[int]
         umask: int
         additionalGids: list[int]
         username: str
@@ -41,12 +44,11 @@ if TYPE_CHECKING:
         height: int
         width: int
 
-    class IOPriority(TypedDict, total=False):
-        # "class" is a keyword: read with ["class"]
-        priority: int
+    # "class" is a keyword, hence the functional form.
+    IOPriority = TypedDict("IOPriority", {"class": Required[str], "priority": int}, total=False)
 
     class Scheduler(TypedDict, total=False):
-        policy: str
+        policy: Required[str]
         nice: int
         priority: int
         flags: list[str]
@@ -62,10 +64,10 @@ if TYPE_CHECKING:
         terminal: bool
         consoleSize: ConsoleSize
         user: User
-        args: list[str]
+        args: Required[list[str]]
         commandLine: str
         env: list[str]
-        cwd: str
+        cwd: Required[str]
         capabilities: Capabilities
         rlimits: list[Rlimit]
         noNewPrivileges: bool
@@ -77,7 +79,7 @@ if TYPE_CHECKING:
         execCPUAffinity: ExecCPUAffinity
 
     class Root(TypedDict, total=False):
-        path: str
+        path: Required[str]
         readonly: bool
 
     class IDMapping(TypedDict):
@@ -86,7 +88,7 @@ if TYPE_CHECKING:
         size: int
 
     class Mount(TypedDict, total=False):
-        destination: str
+        destination: Required[str]
         source: str
         type: str
         options: list[str]
@@ -94,7 +96,7 @@ if TYPE_CHECKING:
         gidMappings: list[IDMapping]
 
     class Hook(TypedDict, total=False):
-        path: str
+        path: Required[str]
         args: list[str]
         env: list[str]
         timeout: int
@@ -108,12 +110,12 @@ if TYPE_CHECKING:
         poststop: list[Hook]
 
     class Namespace(TypedDict, total=False):
-        type: str
+        type: Required[str]
         path: str
 
     class Device(TypedDict, total=False):
-        type: str
-        path: str
+        type: Required[str]
+        path: Required[str]
         major: int
         minor: int
         fileMode: int
@@ -121,9 +123,9 @@ if TYPE_CHECKING:
         gid: int
 
     class DeviceRule(TypedDict, total=False):
-        allow: bool
-        type: str
-        major: int
+        allow: Required[bool]
+        type: str  # "a", "b" or "c"; absent means "a"
+        major: int  # absent or -1 (Go generators' spelling): any
         minor: int
         access: str
 
@@ -153,15 +155,15 @@ if TYPE_CHECKING:
         limit: int
 
     class WeightDevice(TypedDict, total=False):
-        major: int
-        minor: int
+        major: Required[int]
+        minor: Required[int]
         weight: int
         leafWeight: int
 
-    class ThrottleDevice(TypedDict):
-        major: int
-        minor: int
-        rate: int
+    class ThrottleDevice(TypedDict, total=False):
+        major: Required[int]
+        minor: Required[int]
+        rate: int  # REQUIRED in runtime-spec, but runc and we read a missing one as 0
 
     class BlockIO(TypedDict, total=False):
         weight: int
@@ -200,19 +202,19 @@ if TYPE_CHECKING:
         unified: dict[str, str]
 
     class SeccompArg(TypedDict, total=False):
-        index: int
-        value: int
+        index: Required[int]
+        value: Required[int]
         valueTwo: int
-        op: str
+        op: Required[str]
 
     class Syscall(TypedDict, total=False):
-        names: list[str]
-        action: str
+        names: Required[list[str]]
+        action: Required[str]
         errnoRet: int
         args: list[SeccompArg]
 
     class Seccomp(TypedDict, total=False):
-        defaultAction: str
+        defaultAction: Required[str]
         defaultErrnoRet: int
         architectures: list[str]
         flags: list[str]
@@ -224,23 +226,38 @@ if TYPE_CHECKING:
         closID: str
         l3CacheSchema: str
         memBwSchema: str
+        schemata: list[str]
         enableCMT: bool
         enableMBM: bool
+        enableMonitoring: bool
 
     class Personality(TypedDict, total=False):
-        domain: str
+        domain: Required[str]
         flags: list[str]
 
     class TimeOffset(TypedDict, total=False):
         secs: int
         nanosecs: int
 
+    class TimeOffsets(TypedDict, total=False):
+        boottime: TimeOffset
+        monotonic: TimeOffset
+
+    class NetDevice(TypedDict, total=False):
+        name: str
+
+    class MemoryPolicy(TypedDict, total=False):
+        mode: Required[str]
+        nodes: str
+        flags: list[str]
+
     class Linux(TypedDict, total=False):
         namespaces: list[Namespace]
         uidMappings: list[IDMapping]
         gidMappings: list[IDMapping]
-        timeOffsets: dict[str, TimeOffset]
+        timeOffsets: TimeOffsets
         devices: list[Device]
+        netDevices: dict[str, NetDevice]
         cgroupsPath: str
         resources: Resources
         rootfsPropagation: str
@@ -251,9 +268,10 @@ if TYPE_CHECKING:
         mountLabel: str
         intelRdt: IntelRdt
         personality: Personality
+        memoryPolicy: MemoryPolicy
 
     class Config(TypedDict, total=False):
-        ociVersion: str
+        ociVersion: Required[str]
         root: Root
         mounts: list[Mount]
         process: Process
