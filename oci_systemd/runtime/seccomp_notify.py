@@ -22,8 +22,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from oci_systemd.container import config
 
-def listener_of(seccomp: dict[str, Any] | None) -> dict[str, str] | None:
+
+def listener_of(seccomp: config.Seccomp | None) -> dict[str, str] | None:
     """What the record keeps for start: the agent's socket (absolute, as create saw it) and the
     metadata; None when no rule uses SCMP_ACT_NOTIFY (listenerPath is then ignored)."""
     if not seccomp or not seccomp.get("listenerPath"):
