@@ -286,7 +286,7 @@ class Runtime:
         from oci_systemd.runtime import listen_fds, resources, spec
 
         bundle = os.path.abspath(bundle)
-        parsed, raw = spec.load(bundle)
+        _, raw = spec.load(bundle)
         proc = raw.get("process")
         if not proc:
             raise SpecError("process", "required to create a container")
@@ -311,13 +311,9 @@ class Runtime:
 
         linux = raw.get("linux") or {}
         _warn_about_labels(proc, linux)
-        _warn_about_capabilities(cid, parsed.process.capabilities if parsed.process else None)
+        _warn_about_capabilities(cid, proc.get("capabilities"))
         unit, slice_ = scope_for(cid, linux.get("cgroupsPath"), systemd_cgroup=self.systemd_cgroup)
-        props = list(
-            resources.scope_properties(
-                parsed.linux.resources if parsed.linux else None, raw.get("annotations") or {}
-            )
-        )
+        props = list(resources.scope_properties(linux.get("resources"), raw.get("annotations") or {}))
         inherited = listen_fds.inherited_fds(os.environ)
         extra_fds = inherited.count + preserve_fds
         check_passed_fds(extra_fds)
@@ -825,7 +821,7 @@ class Runtime:
         from oci_systemd.runtime import cgroups, spec
 
         check_passed_fds(preserve_fds)
-        _warn_about_capabilities(cid, spec.parse_process(process).capabilities)
+        _warn_about_capabilities(cid, spec.parse_process(process).get("capabilities"))
         with self.store.locked(cid, shared=True) as record:
             status = self._exec_status(record)
             if status is Status.PAUSED:

@@ -6,7 +6,8 @@ systemd owns the container's cgroup, so limits are set as properties of its scop
 cgroupfs files behind systemd's back, which a `daemon-reload` would undo.
 The conversions follow runc's systemd driver (libcontainer/cgroups/systemd) and crun,
 so a config means the same thing under all three. Pure apart from resolving block
-devices for the I/O limits (injectable); no D-Bus import.
+devices for the I/O limits (injectable); no D-Bus import. Reads `linux.resources` as spec
+validation left it (container/config.py's views of the raw dict): a JSON null counts as absent.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import os
 
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
-from oci_systemd.runtime.records import record
-from oci_systemd.runtime.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
+from oci_systemd.runtime.spec.fields import U64_MAX
 
 # create imports this module: typing, collections.abc, re and json (~10 ms) stay out of it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, Final
+
+    from oci_systemd.container.config import CPU, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
 
     UnitProperty = tuple[str, str, Any]
     """(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
@@ -38,17 +40,17 @@ _RES = "linux.resources"
 # Devices every container gets whatever its rules say, as runc's specconv.AllowedDevices:
 # mknod of anything (the device must still be allowed to be opened), the pseudo devices that
 # runtime-spec requires in /dev, and the pty devices.
-DEFAULT_DEVICE_RULES: Final = (
-    DeviceRule(allow=True, type="c", access="m"),
-    DeviceRule(allow=True, type="b", access="m"),
-    DeviceRule(allow=True, type="c", major=1, minor=3, access="rwm"),  # /dev/null
-    DeviceRule(allow=True, type="c", major=1, minor=8, access="rwm"),  # /dev/random
-    DeviceRule(allow=True, type="c", major=1, minor=7, access="rwm"),  # /dev/full
-    DeviceRule(allow=True, type="c", major=5, minor=0, access="rwm"),  # /dev/tty
-    DeviceRule(allow=True, type="c", major=1, minor=5, access="rwm"),  # /dev/zero
-    DeviceRule(allow=True, type="c", major=1, minor=9, access="rwm"),  # /dev/urandom
-    DeviceRule(allow=True, type="c", major=136, access="rwm"),  # /dev/pts/*
-    DeviceRule(allow=True, type="c", major=5, minor=2, access="rwm"),  # /dev/ptmx
+DEFAULT_DEVICE_RULES: Final[tuple[DeviceRule, ...]] = (
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # /dev/null
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # /dev/random
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # /dev/full
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # /dev/tty
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # /dev/zero
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # /dev/urandom
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},  # /dev/pts/*
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # /dev/ptmx
 )
 
 
@@ -82,31 +84,31 @@ def unsupported_settings(resources: Resources | None, path: str = _RES) -> list[
     if resources is None:
         return []
     out: list[str] = []
-    if (m := resources.memory) is not None:
+    if (m := resources.get("memory")) is not None:
         for key, is_set in (
-            ("kernel", m.kernel is not None),
-            ("kernelTCP", m.kernel_tcp is not None),
-            ("swappiness", m.swappiness is not None),
-            ("disableOOMKiller", bool(m.disable_oom_killer)),
+            ("kernel", m.get("kernel") is not None),
+            ("kernelTCP", m.get("kernelTCP") is not None),
+            ("swappiness", m.get("swappiness") is not None),
+            ("disableOOMKiller", bool(m.get("disableOOMKiller"))),
         ):
             if is_set:
                 out.append(f"{path}.memory.{key}")
-    if (c := resources.cpu) is not None:
+    if (c := resources.get("cpu")) is not None:
         for key, value in (
-            ("realtimeRuntime", c.realtime_runtime),
-            ("realtimePeriod", c.realtime_period),
-            ("burst", c.burst),
-            ("idle", c.idle),
+            ("realtimeRuntime", c.get("realtimeRuntime")),
+            ("realtimePeriod", c.get("realtimePeriod")),
+            ("burst", c.get("burst")),
+            ("idle", c.get("idle")),
         ):
             if value:
                 out.append(f"{path}.cpu.{key}")
-    if resources.block_io is not None and resources.block_io.leaf_weight:
+    if (b := resources.get("blockIO")) is not None and b.get("leafWeight"):
         out.append(f"{path}.blockIO.leafWeight")
-    if resources.hugepage_limits:
+    if resources.get("hugepageLimits"):
         out.append(f"{path}.hugepageLimits")
-    if resources.network is not None and (resources.network.class_id or resources.network.priorities):
+    if (n := resources.get("network")) is not None and (n.get("classID") or n.get("priorities")):
         out.append(f"{path}.network")
-    if resources.rdma:
+    if resources.get("rdma"):
         out.append(f"{path}.rdma")
     return out
 
@@ -225,29 +227,31 @@ def _resource_properties(
 ) -> list[UnitProperty]:
     resolve = block_device or resolve_block_device
     props: list[UnitProperty] = []
-    if creating or r.devices:
-        props += device_properties(r.devices, path=f"{path}.devices")
-    if r.memory is not None:
-        props += _memory_properties(r.memory, f"{path}.memory")
-    if r.cpu is not None:
-        props += _cpu_properties(r.cpu, f"{path}.cpu")
-    if r.pids is not None and r.pids.limit is not None:
-        props.append(("TasksMax", "t", INFINITY if r.pids.limit <= 0 else r.pids.limit))
-    if r.block_io is not None:
-        props += _block_io_properties(r.block_io, resolve, f"{path}.blockIO")
-    if r.unified:
-        props += unified_properties(r.unified, path=f"{path}.unified")
+    devices = r.get("devices") or []
+    if creating or devices:
+        props += device_properties(devices, path=f"{path}.devices")
+    if (memory := r.get("memory")) is not None:
+        props += _memory_properties(memory, f"{path}.memory")
+    if (cpu := r.get("cpu")) is not None:
+        props += _cpu_properties(cpu, f"{path}.cpu")
+    if (pids := r.get("pids")) is not None and (limit := pids.get("limit")) is not None:
+        props.append(("TasksMax", "t", INFINITY if limit <= 0 else limit))
+    if (block_io := r.get("blockIO")) is not None:
+        props += _block_io_properties(block_io, resolve, f"{path}.blockIO")
+    if unified := r.get("unified"):
+        props += unified_properties(unified, path=f"{path}.unified")
     return props
 
 
 def _memory_properties(m: Memory, path: str) -> list[UnitProperty]:
     props: list[UnitProperty] = []
-    if m.limit:
-        props.append(("MemoryMax", "t", INFINITY if m.limit == -1 else m.limit))
-    if m.reservation:
-        props.append(("MemoryLow", "t", INFINITY if m.reservation == -1 else m.reservation))
-    if m.swap is not None:
-        swap = memory_swap_to_systemd(m.swap, m.limit, f"{path}.swap")
+    limit, reservation, swap = m.get("limit"), m.get("reservation"), m.get("swap")
+    if limit:
+        props.append(("MemoryMax", "t", INFINITY if limit == -1 else limit))
+    if reservation:
+        props.append(("MemoryLow", "t", INFINITY if reservation == -1 else reservation))
+    if swap is not None:
+        swap = memory_swap_to_systemd(swap, limit, f"{path}.swap")
         if swap is not None:
             props.append(("MemorySwapMax", "t", swap))
     return props
@@ -255,13 +259,13 @@ def _memory_properties(m: Memory, path: str) -> list[UnitProperty]:
 
 def _cpu_properties(c: CPU, path: str) -> list[UnitProperty]:
     props: list[UnitProperty] = []
-    if c.shares:
-        props.append(("CPUWeight", "t", cpu_shares_to_weight(c.shares)))
-    props += cpu_quota_properties(c.quota, c.period)
-    if c.cpus:
-        props.append(("AllowedCPUs", "ay", cpu_list_to_bits(c.cpus, f"{path}.cpus")))
-    if c.mems:
-        props.append(("AllowedMemoryNodes", "ay", cpu_list_to_bits(c.mems, f"{path}.mems")))
+    if shares := c.get("shares"):
+        props.append(("CPUWeight", "t", cpu_shares_to_weight(shares)))
+    props += cpu_quota_properties(c.get("quota"), c.get("period"))
+    if cpus := c.get("cpus"):
+        props.append(("AllowedCPUs", "ay", cpu_list_to_bits(cpus, f"{path}.cpus")))
+    if mems := c.get("mems"):
+        props.append(("AllowedMemoryNodes", "ay", cpu_list_to_bits(mems, f"{path}.mems")))
     return props
 
 
@@ -275,29 +279,29 @@ def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) ->
         return dev
 
     props: list[UnitProperty] = []
-    if b.weight:
-        props.append(("IOWeight", "t", blkio_weight_to_io_weight(b.weight)))
+    if weight := b.get("weight"):
+        props.append(("IOWeight", "t", blkio_weight_to_io_weight(weight)))
     weights = [
-        (device(d.major, d.minor, f"{path}.weightDevice[{i}]"), blkio_weight_to_io_weight(d.weight))
-        for i, d in enumerate(b.weight_device)
-        if d.weight
+        (device(d["major"], d["minor"], f"{path}.weightDevice[{i}]"), blkio_weight_to_io_weight(w))
+        for i, d in enumerate(b.get("weightDevice") or ())
+        if (w := d.get("weight"))
     ]
     if weights:
         props.append(("IODeviceWeight", "a(st)", weights))
 
-    def throttle(name: str, key: str, devices: Sequence[ThrottleDevice]) -> None:
+    def throttle(name: str, key: str, devices: Sequence[ThrottleDevice] | None) -> None:
         if devices:
-            # A rate of 0 removes the limit (v1 semantics; runc writes "max" on v2).
+            # A rate of 0 (or none) removes the limit (v1 semantics; runc writes "max" on v2).
             value = [
-                (device(d.major, d.minor, f"{path}.{key}[{i}]"), d.rate or INFINITY)
+                (device(d["major"], d["minor"], f"{path}.{key}[{i}]"), d.get("rate") or INFINITY)
                 for i, d in enumerate(devices)
             ]
             props.append((name, "a(st)", value))
 
-    throttle("IOReadBandwidthMax", "throttleReadBpsDevice", b.throttle_read_bps_device)
-    throttle("IOWriteBandwidthMax", "throttleWriteBpsDevice", b.throttle_write_bps_device)
-    throttle("IOReadIOPSMax", "throttleReadIOPSDevice", b.throttle_read_iops_device)
-    throttle("IOWriteIOPSMax", "throttleWriteIOPSDevice", b.throttle_write_iops_device)
+    throttle("IOReadBandwidthMax", "throttleReadBpsDevice", b.get("throttleReadBpsDevice"))
+    throttle("IOWriteBandwidthMax", "throttleWriteBpsDevice", b.get("throttleWriteBpsDevice"))
+    throttle("IOReadIOPSMax", "throttleReadIOPSDevice", b.get("throttleReadIOPSDevice"))
+    throttle("IOWriteIOPSMax", "throttleWriteIOPSDevice", b.get("throttleWriteIOPSDevice"))
     return props
 
 
@@ -306,14 +310,11 @@ def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) ->
 # OCI rule list is first replayed as the cgroup v1 devices controller would apply it (runc's
 # devices emulator), then the resulting allow-list is spelled the way systemd wants.
 
-_WILD = -1
+_WILD = -1  # also how Go generators spell "any" in a rule's major or minor
 
-
-@record
-class _DevKey:
-    type: str  # "c" or "b"
-    major: int  # _WILD for any
-    minor: int
+if TYPE_CHECKING:
+    _DevKey = tuple[str, int, int]
+    """(type "c" or "b", major, minor), _WILD for any."""
 
 
 def device_properties(
@@ -327,21 +328,18 @@ def device_properties(
     if defaults:
         tagged += [(f"{path} (default device rules)", r) for r in DEFAULT_DEVICE_RULES]
     for at, rule in tagged:
-        access = set(rule.access or "rwm")
-        if rule.type in (None, "a"):
+        access = set(rule.get("access") or "rwm")
+        type_ = rule.get("type")
+        if type_ is None or type_ == "a":
             # "a" resets the whole list, whatever major/minor say (as the v1 kernel does).
-            default_allow = rule.allow
+            default_allow = rule["allow"]
             allowed.clear()
             denied.clear()
             continue
-        assert rule.type is not None
-        key = _DevKey(
-            rule.type,
-            _WILD if rule.major is None else rule.major,
-            _WILD if rule.minor is None else rule.minor,
-        )
+        major, minor = rule.get("major"), rule.get("minor")
+        key = (type_, _WILD if major is None else major, _WILD if minor is None else minor)
         exceptions = denied if default_allow else allowed
-        if rule.allow != default_allow:
+        if rule["allow"] != default_allow:
             exceptions.setdefault(key, set()).update(access)
         else:
             _punch(exceptions, key, access, at)
@@ -355,20 +353,21 @@ def device_properties(
         # DevicePolicy=auto with no DeviceAllow entries lets everything through.
         return [("DevicePolicy", "s", "auto"), ("DeviceAllow", "a(ss)", [])]
     entries: list[tuple[str, str]] = []
-    for key in sorted(allowed, key=lambda k: (k.type, k.major, k.minor)):
+    for key in sorted(allowed):
         perms = "".join(c for c in "rwm" if c in allowed[key])
         if not perms:
             continue
-        group = "char" if key.type == "c" else "block"
-        if key.major == _WILD:
-            if key.minor != _WILD:
+        type_, major, minor = key
+        group = "char" if type_ == "c" else "block"
+        if major == _WILD:
+            if minor != _WILD:
                 # systemd has no "any major, this minor" form; leaving it out only denies more.
                 continue
             entries.append((f"{group}-*", perms))
-        elif key.minor == _WILD:
-            entries.append((f"{group}-{key.major}", perms))  # systemd ≥ 240
+        elif minor == _WILD:
+            entries.append((f"{group}-{major}", perms))  # systemd ≥ 240
         else:
-            entries.append((f"/dev/{group}/{key.major}:{key.minor}", perms))
+            entries.append((f"/dev/{group}/{major}:{minor}", perms))
     # The empty DeviceAllow first resets the list when this is applied to a running unit.
     return [("DevicePolicy", "s", "strict"), ("DeviceAllow", "a(ss)", []), ("DeviceAllow", "a(ss)", entries)]
 
@@ -376,11 +375,8 @@ def device_properties(
 def _punch(exceptions: dict[_DevKey, set[str]], key: _DevKey, access: set[str], at: str) -> None:
     # Like runc's emulator: a narrower rule cannot remove access granted by a wildcard rule
     # (v1 ignored it silently, which is worse than an error).
-    for partial in (
-        _DevKey(key.type, _WILD, key.minor),
-        _DevKey(key.type, key.major, _WILD),
-        _DevKey(key.type, _WILD, _WILD),
-    ):
+    type_, major, minor = key
+    for partial in ((type_, _WILD, minor), (type_, major, _WILD), (type_, _WILD, _WILD)):
         if partial == key:
             continue
         if exceptions.get(partial, set()) & access:
