@@ -5,8 +5,9 @@ systemd owns the container's cgroup, so limits are set as properties of its scop
 (StartTransientUnit at create, SetUnitProperties at update) rather than by writing
 cgroupfs files behind systemd's back, which a `daemon-reload` would undo.
 The conversions follow runc's systemd driver (libcontainer/cgroups/systemd) and crun,
-so a config means the same thing under all three. Pure apart from resolving block
-devices for the I/O limits (injectable); no D-Bus import. Reads `linux.resources` as spec
+so a config means the same thing under all three; the annotations are read by
+property_annotations.py. Pure apart from resolving block devices for the I/O limits
+(injectable); no D-Bus import. Reads `linux.resources` as spec
 validation left it (container/config.py's views of the raw dict): a JSON null counts as absent.
 """
 
@@ -16,23 +17,25 @@ import os
 
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
+from oci_systemd.runtime.property_annotations import (
+    ANNOTATION_PREFIX,
+    INFINITY,
+    annotation_properties,
+    parse_property_annotation,
+)
 from oci_systemd.runtime.spec.fields import U64_MAX
 
 # create imports this module: typing, collections.abc, re and json (~10 ms) stay out of it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, Final
+    from typing import Final
 
     from oci_systemd.container.config import CPU, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
-
-    UnitProperty = tuple[str, str, Any]
-    """(name, D-Bus signature, value): "t" → int, "ay" → bytes, "a(st)" → list[tuple[str, int]], ..."""
+    from oci_systemd.runtime.property_annotations import UnitProperty as UnitProperty
 
     BlockDeviceResolver = Callable[[int, int], str | None]
 
-INFINITY: Final = U64_MAX  # systemd's CGROUP_LIMIT_MAX and USEC_INFINITY
-ANNOTATION_PREFIX: Final = "org.systemd.property."
 DEFAULT_CPU_QUOTA_PERIOD: Final = 100_000  # µs; the kernel default, same for cgroup v1 and v2
 
 _RES = "linux.resources"
@@ -451,246 +454,18 @@ def _io_weight(value: str, at: str) -> list[UnitProperty]:
     return [("IOWeight", "t", _uint_in(fields[0], 1, 10000, at))]
 
 
-# ----------------------------------------------------------------------------------------------
-# org.systemd.property.<Name> annotations. runc parses the value with godbus's ParseVariant (the
-# GVariant text format); this accepts the subset people use: true/false, 'string' or "string",
-# integers and doubles, arrays of those, type keywords ("uint64 100") and "@t 100" annotations.
-
-_BASIC_SIGS: Final = frozenset("ybnqiuxtdsog")
-_INT_RANGES: Final = {
-    "y": (0, 2**8 - 1),
-    "n": (-(2**15), 2**15 - 1),
-    "q": (0, 2**16 - 1),
-    "i": (-(2**31), 2**31 - 1),
-    "u": (0, 2**32 - 1),
-    "x": (-(2**63), 2**63 - 1),
-    "t": (0, 2**64 - 1),
-}
-_KEYWORDS: Final = {
-    "byte": "y",
-    "int16": "n",
-    "uint16": "q",
-    "int32": "i",
-    "uint32": "u",
-    "int64": "x",
-    "uint64": "t",
-    "double": "d",
-    "objectpath": "o",
-    "signature": "g",
-}
-# Properties whose D-Bus type is "t", so a bare integer is sent as one (godbus would send "i",
-# which systemd rejects with "Invalid argument").
-_UINT64_PROPERTIES: Final = frozenset(
-    {
-        "CPUWeight", "StartupCPUWeight", "CPUShares", "StartupCPUShares", "IOWeight", "StartupIOWeight",
-        "BlockIOWeight", "StartupBlockIOWeight", "MemoryMin", "MemoryLow", "MemoryHigh", "MemoryMax",
-        "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "TasksMax", "LogRateLimitBurst",
-    }
-)  # fmt: skip
-# Patterns for annotation values; compiled by `re` on first use (only annotations need them).
-_NUMBER_PATTERN: Final = r"[-+]?(0[xX][0-9a-fA-F]+|[0-9]+)"
-_FLOAT_PATTERN: Final = r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?"
-
-
-def annotation_properties(annotations: Mapping[str, str]) -> list[UnitProperty]:
-    props: list[UnitProperty] = []
-    for key in sorted(annotations):
-        if key.startswith(ANNOTATION_PREFIX):
-            props.append(parse_property_annotation(key, annotations[key]))
-    return props
-
-
-def parse_property_annotation(key: str, value: str) -> UnitProperty:
-    """`org.systemd.property.TimeoutStopSec` = "30" → ("TimeoutStopUSec", "t", 30_000_000)."""
-    at = f'annotations["{key}"]'
-    name = key.removeprefix(ANNOTATION_PREFIX)
-    # runc's checkPropertyName: systemd property names are ASCII letters only.
-    if len(name) < 3 or not name.isascii() or not name.isalpha():
-        raise SpecError(at, f"invalid systemd property name {name!r} (expected ASCII letters only)")
-    try:
-        sig, parsed = _Parser(value).parse_value()
-        return _coerce(name, sig, parsed, value, at)
-    except (ValueError, OverflowError) as e:
-        raise SpecError(at, f"cannot parse value {value!r}: {e}") from None
-    except RecursionError:
-        raise SpecError(at, "value is nested too deeply") from None
-
-
-def _coerce(name: str, sig: str, value: Any, text: str, at: str) -> UnitProperty:
-    # "…Sec" with a lowercase letter before it is a seconds value: systemd's D-Bus API only has
-    # the "…USec" variant, so convert as runc does ("TimeoutStopSec=30" → TimeoutStopUSec 30e6).
-    stem = name.removesuffix("Sec")
-    if stem != name and stem[-1].islower():
-        return (stem + "USec", "t", _seconds_to_usec(sig, value, text, at))
-    if name.endswith(("USec", "NSec")):
-        # systemd declares every time property as "t"; send a non-negative integer as one.
-        if sig == "s" and value == "infinity":
-            return (name, "t", INFINITY)
-        if sig in (*_INT_RANGES, "_int") and value >= 0:
-            return (name, "t", _check_int("t", value))
-        raise SpecError(at, f"{name} takes a non-negative integer (microseconds), got {text!r}")
-    if sig == "_int":
-        if name in _UINT64_PROPERTIES or name.startswith("Limit"):
-            return (name, "t", _check_int("t", value))
-        try:
-            return (name, "i", _check_int("i", value))
-        except ValueError:
-            raise SpecError(
-                at, f"{value} does not fit a D-Bus int32; give its type, e.g. 'uint64 {value}'"
-            ) from None
-    if sig == "a_int":
-        return (name, "ai", [_check_int("i", v) for v in value])
-    return (name, sig, value)
-
-
-def _seconds_to_usec(sig: str, value: Any, text: str, at: str) -> int:
-    if sig == "s" and value == "infinity":
-        return INFINITY
-    if sig in (*_INT_RANGES, "_int") and value >= 0:
-        return min(int(value) * 1_000_000, INFINITY)
-    if sig == "d" and value >= 0:
-        return min(int(value * 1_000_000), INFINITY)
-    raise SpecError(at, f"expected a non-negative number of seconds, got {text!r}")
-
-
-def _check_int(sig: str, value: int) -> int:
-    lo, hi = _INT_RANGES[sig]
-    if not lo <= value <= hi:
-        raise ValueError(f"{value} is out of range for D-Bus type {sig!r}")
-    return value
-
-
-class _Parser:
-    """A small recursive-descent reader for the GVariant text format subset above.
-
-    Untyped integers come back with the pseudo-signature "_int" (arrays: "a_int") so the caller
-    can pick the property's real type, since the text carries none.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def parse_value(self) -> tuple[str, Any]:
-        sig, value = self._value(None)
-        self._ws()
-        if self.i != len(self.s):
-            raise ValueError(f"unexpected {self.s[self.i :]!r}")
-        return sig, value
-
-    def _ws(self) -> None:
-        while self.i < len(self.s) and self.s[self.i].isspace():
-            self.i += 1
-
-    def _word(self) -> str:
-        self._ws()
-        start = self.i
-        while self.i < len(self.s) and (self.s[self.i].isalnum() or self.s[self.i] in "_.+-"):
-            self.i += 1
-        return self.s[start : self.i]
-
-    def _value(self, want: str | None) -> tuple[str, Any]:
-        self._ws()
-        if self.i >= len(self.s):
-            raise ValueError("missing value")
-        ch = self.s[self.i]
-        if ch == "@":
-            self.i += 1
-            sig = self._signature()
-            return self._value(sig)
-        if ch in "'\"":
-            return self._typed(want, "s", self._string())
-        if ch == "[":
-            return self._array(want)
-        word = self._word()
-        if word in _KEYWORDS:
-            return self._value(_KEYWORDS[word])
-        if word in ("true", "false"):
-            return self._typed(want, "b", word == "true")
-        import re
-
-        if re.fullmatch(_NUMBER_PATTERN, word):
-            hex_ = word.lstrip("+-")[:2] in ("0x", "0X")
-            return self._typed(want, "_int", int(word, 16 if hex_ else 10))
-        if re.fullmatch(_FLOAT_PATTERN, word):
-            return self._typed(want, "d", float(word))
-        raise ValueError(f"unrecognized token {word or self.s[self.i :]!r}")
-
-    def _signature(self) -> str:
-        start = self.i
-        if self.s.startswith("a", self.i):
-            self.i += 1
-        if self.i < len(self.s) and self.s[self.i] in _BASIC_SIGS:
-            self.i += 1
-            return self.s[start : self.i]
-        raise ValueError(f"unsupported type annotation {self.s[start - 1 : self.i + 1]!r}")
-
-    def _typed(self, want: str | None, got: str, value: Any) -> tuple[str, Any]:
-        if want is None or want == got:
-            return got, value
-        if got == "_int" and want in _INT_RANGES:
-            return want, _check_int(want, value)
-        if got == "_int" and want == "d":
-            return "d", float(value)
-        if got == "s" and want in ("o", "g"):
-            return want, value
-        raise ValueError(f"a {_describe(got)} cannot be read as D-Bus type {want!r}")
-
-    def _string(self) -> str:
-        quote = self.s[self.i]
-        self.i += 1
-        out: list[str] = []
-        while self.i < len(self.s):
-            ch = self.s[self.i]
-            self.i += 1
-            if ch == quote:
-                return "".join(out)
-            if ch == "\\":
-                if self.i >= len(self.s):
-                    break
-                esc = self.s[self.i]
-                self.i += 1
-                out.append({"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(esc, esc))
-            else:
-                out.append(ch)
-        raise ValueError("unterminated string")
-
-    def _array(self, want: str | None) -> tuple[str, Any]:
-        if want is not None and not want.startswith("a"):
-            raise ValueError(f"an array cannot be read as D-Bus type {want!r}")
-        elem = want[1:] if want else None
-        self.i += 1  # "["
-        items: list[tuple[str, Any]] = []
-        self._ws()
-        if self.s.startswith("]", self.i):
-            self.i += 1
-        else:
-            while True:
-                items.append(self._value(elem))
-                self._ws()
-                if self.s.startswith(",", self.i):
-                    self.i += 1
-                elif self.s.startswith("]", self.i):
-                    self.i += 1
-                    break
-                else:
-                    raise ValueError("expected ',' or ']' in array")
-        sigs = {s for s, _ in items}
-        if len(sigs) > 1:
-            raise ValueError("array elements have different types")
-        sig = elem or (sigs.pop() if sigs else None)
-        if sig is None:
-            raise ValueError("the type of an empty array must be given, e.g. '@as []'")
-        return "a" + sig, [v for _, v in items]
-
-
-def _describe(sig: str) -> str:
-    return {"_int": "number", "s": "string", "b": "boolean", "d": "double"}.get(sig, sig)
-
-
 def _dedupe(props: list[UnitProperty]) -> list[UnitProperty]:
     # Later settings win (annotations over resources, unified over structured fields); keep only
     # the last of each scalar so systemd is not asked to set a property twice. DeviceAllow is
     # additive on D-Bus (the empty list resets it), so its entries are all kept in order.
     last = {name: i for i, (name, _, _) in enumerate(props)}
     return [p for i, p in enumerate(props) if p[0] == "DeviceAllow" or last[p[0]] == i]
+
+
+__all__ = [
+    "ANNOTATION_PREFIX", "DEFAULT_CPU_QUOTA_PERIOD", "DEFAULT_DEVICE_RULES", "INFINITY",
+    "annotation_properties", "blkio_weight_to_io_weight", "cpu_list_to_bits", "cpu_quota_properties",
+    "cpu_shares_to_weight", "device_properties", "memory_swap_to_systemd", "parse_property_annotation",
+    "resolve_block_device", "scope_properties", "unified_properties", "unsupported_settings",
+    "update_properties",
+]  # fmt: skip
