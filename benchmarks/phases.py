@@ -22,22 +22,18 @@ import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 WRAP = {
-    "oci_systemd.runtime.lifecycle": [
-        "Runtime._prepare",
-        "Runtime._status",
-        "_Builder._spawn_idler",
-        "_Builder._recv",
-        "_Builder._reap_idler_if_forked",
-        "_Builder._connect_bus",
-        "_Builder._start_scope",
-        "_Builder._enter_leaf_cgroup",
-        "_Builder._setup_network",
-        "_write_pid_file",
-        "_start_idler",
-        "_signal_init",
-        "_destroy",
-        "pid_alive",  # imported into runtime by name: wrapped where it is called from
+    "oci_systemd.runtime.lifecycle": ["Manager.__enter__"],
+    "oci_systemd.runtime.verbs.create": ["prepare", "write_pid_file"],
+    "oci_systemd.runtime.verbs.create_steps": [
+        "CreateSteps._spawn_idler",
+        "CreateSteps._recv",
+        "CreateSteps._reap_idler_if_forked",
+        "CreateSteps._start_unit",
+        "CreateSteps._setup_network",
     ],
+    "oci_systemd.runtime.placement": ["SystemScope.enter_leaf", "SystemScope.destroy"],
+    "oci_systemd.runtime.status": ["status", "pid_alive"],  # pid_alive: wrapped where it is called
+    "oci_systemd.runtime.verbs.kill": ["signal_init"],
     "oci_systemd.runtime.state": ["Store.claim", "Store.write", "Store.read", "Store.remove"],
     "oci_systemd.runtime.systemd": [
         "Systemd.__init__",
@@ -81,7 +77,7 @@ def main() -> None:
     out = sys.argv[1].replace("{pid}", str(os.getpid()))
     args = sys.argv[3:] if sys.argv[2] == "--" else sys.argv[2:]
     t_imp = time.perf_counter()
-    cli = importlib.import_module("oci_systemd.cli.app")
+    cli = importlib.import_module("oci_systemd.cli.entry")
     for name, quals in WRAP.items():
         try:
             module = importlib.import_module(name)

@@ -35,7 +35,7 @@ INSTALL_DIRS = {
     "fish": "/usr/share/fish/vendor_completions.d",
 }
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
-_MAIN = "from oci_systemd.cli.app import main; main()"
+_MAIN = "from oci_systemd.cli.entry import main; main()"
 
 
 def completion_source(shell: str, *, python: str | None = None, source_root: Path | None = None) -> str:

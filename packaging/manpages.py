@@ -6,7 +6,8 @@
 
 writes `oci-systemd.8`, one `oci-systemd-<command>.8` per command and, for command groups,
 `oci-systemd-<group>-<command>.8` (the `sandbox` subcommands). Nothing is written by hand: the
-pages follow the click decorators of `oci_systemd.cli.app.cli`, so they cannot drift from `--help`.
+pages follow click's model of `oci_systemd.cli.app.cli`, whose options are generated from the
+declaration in `oci_systemd/cli/commands.py`, so they cannot drift from `--help`.
 
 Importable: `write_manpages(outdir)` returns the paths written; `render_pages()` returns
 {filename: text} without touching the disk (the unit tests use it).
@@ -31,7 +32,7 @@ PROG = "oci-systemd"
 SECTION = "8"
 MANUAL = "System Administration"
 
-# Lazily registered groups in cli.py and where the real group lives.
+# Lazily registered groups in cli/app.py and where the real group lives.
 LAZY_GROUPS = {"sandbox": ("oci_systemd.devtools.sandbox", "sandbox")}
 
 EXIT_STATUS = [
@@ -68,7 +69,7 @@ class Page:
 
 
 def _real_command(name: str, command: click.Command) -> click.Command:
-    """The real group behind a lazily registered one (cli.py's `_register_lazy`)."""
+    """The real group behind a lazily registered one (cli/app.py's `_register_lazy`)."""
     if name in LAZY_GROUPS:
         import importlib
 

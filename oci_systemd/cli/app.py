@@ -10,40 +10,65 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from oci_systemd import OCI_VERSION, __version__
-from oci_systemd.cli.entry import DEFAULT_ROOT
+from oci_systemd.cli import commands as table
 from oci_systemd.errors import OciSystemdError
 from oci_systemd.runtime.log import log
 
-
-def _commit() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        with open(os.path.join(here, "data", "commit"), encoding="ascii") as f:
-            return f.read().strip() or "unknown"
-    except OSError:
-        pass
-    head = os.path.join(os.path.dirname(here), ".git", "HEAD")
-    try:
-        with open(head, encoding="ascii") as f:
-            ref = f.read().strip()
-        if ref.startswith("ref: "):
-            with open(os.path.join(os.path.dirname(head), ref[5:]), encoding="ascii") as f:
-                return f.read().strip()
-        return ref
-    except OSError:
-        return "unknown"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    click.echo(f"oci-systemd version {__version__}\ncommit: {_commit()}\nspec: {OCI_VERSION}")
+    from oci_systemd.cli import version
+
+    click.echo(version.text())
     ctx.exit(0)
+
+
+def _click_param(param: table.Option | table.Argument) -> Callable[[F], F]:
+    """The click decorator for one declared option or argument."""
+    kwargs: dict[str, Any] = {}
+    if param.default is not None:
+        kwargs["default"] = param.default
+    if isinstance(param, table.Argument):
+        if param.variadic:
+            kwargs["nargs"] = -1
+        if param.raw:
+            kwargs["type"] = click.UNPROCESSED
+        return click.argument(param.name, **kwargs)
+    kwargs.update(help=param.help, hidden=param.hidden, multiple=param.multiple, envvar=param.envvar)
+    if param.show_default:
+        kwargs["show_default"] = True
+    if param.kind == "flag":
+        kwargs["is_flag"] = True
+    elif param.kind == "version":
+        kwargs.update(is_flag=True, expose_value=False, is_eager=True, callback=_print_version)
+    elif param.kind == "int":
+        kwargs["type"] = int
+    elif param.kind == "uint":
+        kwargs["type"] = click.IntRange(min=0)
+    elif param.kind == "choice":
+        kwargs["type"] = click.Choice(list(param.choices))
+    return click.option(*param.names, param.dest, **kwargs)
+
+
+def _declared(command: table.Command) -> Callable[[F], F]:
+    """Attach `command`'s declared options and arguments to a click callback, in --help order."""
+
+    params: list[table.Option | table.Argument] = [*command.options, *command.arguments]
+
+    def attach(f: F) -> F:
+        for param in reversed(params):  # decorators apply from the inside out
+            f = _click_param(param)(f)
+        return f
+
+    return attach
 
 
 class Options:
@@ -63,37 +88,7 @@ pass_opts = click.make_pass_decorator(Options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--version",
-    "-v",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_version,
-    help="Print the version and exit.",
-)
-@click.option(
-    "--root",
-    default=DEFAULT_ROOT,
-    show_default=True,
-    envvar="OCI_SYSTEMD_ROOT",
-    help="Directory for the state of containers.",
-)
-@click.option(
-    "--log",
-    "log_target",
-    default=None,
-    help="Log file, or 'journald[:IDENT]'; default: errors to stderr only.",
-)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--debug", is_flag=True, help="Log debug messages and show tracebacks.")
-@click.option(
-    "--systemd-cgroup",
-    is_flag=True,
-    help="Accepted for runc compatibility: cgroups are always managed by systemd.",
-)
-@click.option("--rootless", default="auto", hidden=True)
-@click.option("--criu", default="criu", hidden=True)
+@_declared(table.GLOBAL)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -110,31 +105,21 @@ def cli(
     ctx.obj = Options(root, systemd_cgroup, debug, rootless)
 
 
+def _command(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand of `cli` with the options and arguments `commands.py` declares for it."""
+    declared = table.COMMANDS[name]
+    settings = {} if declared.interspersed else {"allow_interspersed_args": False}
+
+    def make(f: Callable[..., Any]) -> click.Command:
+        return cli.command(name=name, context_settings=settings)(_declared(declared)(f))
+
+    return make
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-def _create_options(f: Any) -> Any:
-    f = click.option("--bundle", "-b", default=".", help="Path to the bundle directory.")(f)
-    f = click.option(
-        "--console-socket",
-        default=None,
-        help="Unix socket that receives the pty master (with process.terminal).",
-    )(f)
-    f = click.option("--pid-file", default=None, help="Write the container's init pid here.")(f)
-    f = click.option("--no-pivot", is_flag=True, help="Use MS_MOVE + chroot instead of pivot_root.")(f)
-    f = click.option("--no-new-keyring", is_flag=True, help="Do not create a session keyring.")(f)
-    f = click.option(
-        "--preserve-fds",
-        type=click.IntRange(min=0),
-        default=0,
-        help="Pass N extra fds (3..3+N-1) to the container.",
-    )(f)
-    return f
-
-
-@cli.command()
-@_create_options
-@click.argument("container_id")
+@_command("create")
 @pass_opts
 def create(
     opts: Options,
@@ -158,11 +143,7 @@ def create(
     )
 
 
-@cli.command()
-@_create_options
-@click.option("--detach", "-d", is_flag=True, help="Do not wait for the container to exit.")
-@click.option("--keep", is_flag=True, help="Do not delete the container after it exits.")
-@click.argument("container_id")
+@_command("run")
 @pass_opts
 def run(
     opts: Options,
@@ -191,44 +172,35 @@ def run(
     sys.exit(status)
 
 
-@cli.command()
-@click.argument("container_id")
+@_command("start")
 @pass_opts
 def start(opts: Options, container_id: str) -> None:
     """Execute the user's program in a created container."""
     opts.runtime().start(container_id)
 
 
-@cli.command()
-@click.argument("container_id")
+@_command("state")
 @pass_opts
 def state(opts: Options, container_id: str) -> None:
     """Print the state of a container as JSON."""
     click.echo(json.dumps(opts.runtime().state(container_id), indent=2))
 
 
-@cli.command()
-@click.option("--all", "-a", "all_", is_flag=True, help="Send the signal to every process of the container.")
-@click.argument("container_id")
-@click.argument("signal", default="TERM")
+@_command("kill")
 @pass_opts
 def kill(opts: Options, container_id: str, signal: str, all_: bool) -> None:
     """Send a signal (name or number; default TERM) to the container's init."""
     opts.runtime().kill(container_id, signal, all_processes=all_)
 
 
-@cli.command()
-@click.option("--force", "-f", is_flag=True, help="Kill the container first if it still runs.")
-@click.argument("container_id")
+@_command("delete")
 @pass_opts
 def delete(opts: Options, container_id: str, force: bool) -> None:
     """Delete a stopped container: its scope and its state."""
     opts.runtime().delete(container_id, force=force)
 
 
-@cli.command(name="list")
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the ids.")
+@_command("list")
 @pass_opts
 def list_(opts: Options, fmt: str, quiet: bool) -> None:
     """List the containers under --root."""
@@ -237,10 +209,7 @@ def list_(opts: Options, fmt: str, quiet: bool) -> None:
     click.echo(listing.render(opts.runtime().list_containers(), fmt=fmt, quiet=quiet), nl=False)
 
 
-@cli.command(context_settings={"allow_interspersed_args": False})
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.argument("container_id")
-@click.argument("ps_args", nargs=-1)
+@_command("ps")
 @pass_opts
 def ps(opts: Options, container_id: str, fmt: str, ps_args: tuple[str, ...]) -> None:
     """List the processes of a container."""
@@ -249,25 +218,7 @@ def ps(opts: Options, container_id: str, fmt: str, ps_args: tuple[str, ...]) -> 
     click.echo(listing.render_ps(opts.runtime().ps(container_id), fmt=fmt, ps_args=list(ps_args)), nl=False)
 
 
-@cli.command(name="exec", context_settings={"allow_interspersed_args": False})
-@click.option("--console-socket", default=None, help="Unix socket that receives the pty master.")
-@click.option("--cwd", default=None, help="Current working directory in the container.")
-@click.option("--env", "-e", multiple=True, help="Set an environment variable (KEY=VALUE).")
-@click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-TTY.")
-@click.option("--user", "-u", default=None, help="UID[:GID] to run as.")
-@click.option("--additional-gids", "-g", type=int, multiple=True, help="Additional gids.")
-@click.option("--process", "-p", "process_file", default=None, help="A process.json to run.")
-@click.option("--detach", "-d", is_flag=True, help="Do not wait for the process.")
-@click.option("--pid-file", default=None, help="Write the process's pid here.")
-@click.option("--process-label", default=None, hidden=True)
-@click.option("--apparmor", default=None, hidden=True)
-@click.option("--no-new-privs", is_flag=True, help="Set no_new_privileges for the process.")
-@click.option("--cap", "-c", multiple=True, help="Add a capability to the process.")
-@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, help="Pass N extra fds.")
-@click.option("--cgroup", default=None, hidden=True)
-@click.option("--ignore-paused", is_flag=True, hidden=True)
-@click.argument("container_id")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_command("exec")
 @pass_opts
 def exec_(
     opts: Options,
@@ -324,9 +275,7 @@ def exec_(
     sys.exit(status)
 
 
-@cli.command()
-@click.option("--bundle", "-b", default=".", help="Directory to write config.json into.")
-@click.option("--rootless", is_flag=True, help="A config for a rootless container.")
+@_command("spec")
 def spec(bundle: str, rootless: bool) -> None:
     """Write a default config.json, as `runc spec` does."""
     from oci_systemd.runtime.default_config import default_config
@@ -342,25 +291,7 @@ def spec(bundle: str, rootless: bool) -> None:
         raise OciSystemdError(f"write {path}: {exc.strerror.lower() if exc.strerror else exc}") from exc
 
 
-@cli.command()
-@click.option(
-    "--resources",
-    "-r",
-    "resources_file",
-    default=None,
-    help="JSON file with linux.resources to apply ('-' for stdin).",
-)
-@click.option("--memory", default=None, help="Memory limit (bytes, or with k/m/g suffix).")
-@click.option("--memory-reservation", default=None, help="Memory soft limit.")
-@click.option("--memory-swap", default=None, help="Memory + swap limit (-1 for unlimited).")
-@click.option("--cpu-share", type=int, default=None, help="CPU shares (relative weight).")
-@click.option("--cpu-quota", type=int, default=None, help="CPU CFS quota in µs per period.")
-@click.option("--cpu-period", type=int, default=None, help="CPU CFS period in µs.")
-@click.option("--cpuset-cpus", default=None, help="CPUs to use (0-3, 0,1).")
-@click.option("--cpuset-mems", default=None, help="Memory nodes to use.")
-@click.option("--pids-limit", type=int, default=None, help="Maximum number of tasks.")
-@click.option("--blkio-weight", type=int, default=None, help="Block IO weight (10-1000).")
-@click.argument("container_id")
+@_command("update")
 @pass_opts
 def update(
     opts: Options,
@@ -396,26 +327,21 @@ def update(
     opts.runtime().update(container_id, resources)
 
 
-@cli.command()
-@click.argument("container_id")
+@_command("pause")
 @pass_opts
 def pause(opts: Options, container_id: str) -> None:
     """Freeze every process of the container (systemd FreezeUnit)."""
     opts.runtime().pause(container_id)
 
 
-@cli.command()
-@click.argument("container_id")
+@_command("resume")
 @pass_opts
 def resume(opts: Options, container_id: str) -> None:
     """Thaw a paused container (systemd ThawUnit)."""
     opts.runtime().resume(container_id)
 
 
-@cli.command()
-@click.option("--interval", default="5s", help="Interval between stats (e.g. 5s, 500ms).")
-@click.option("--stats", "stats_only", is_flag=True, help="Print the stats once and exit.")
-@click.argument("container_id")
+@_command("events")
 @pass_opts
 def events(opts: Options, container_id: str, interval: str, stats_only: bool) -> None:
     """Print stats (and oom events) of a container as JSON lines until it stops."""
@@ -429,7 +355,7 @@ def events(opts: Options, container_id: str, interval: str, stats_only: bool) ->
     )
 
 
-@cli.command()
+@_command("features")
 def features() -> None:
     """Print what this runtime supports (runtime-spec features JSON)."""
     from oci_systemd.runtime import features as feat
@@ -477,10 +403,3 @@ def run_click(argv: list[str]) -> int:
     except click.exceptions.Abort:
         return 130
     return 0
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry used by `python -m oci_systemd` and tests: the fast path first, click otherwise."""
-    from oci_systemd.cli import entry
-
-    entry.main(argv)

@@ -2,11 +2,12 @@
 """Process entry: the lifecycle's hot commands without click, everything else through it.
 
 podman, conmon and containerd call create/start/state/kill/delete/run for every container,
-and exec for every probe;
-importing click costs ~16 ms of each call. Those commands, in the forms engines send, are
-parsed here; any other shape (help, an unknown option, another command) goes to click in
-`cli.py`, which defines the full interface. Both paths share `guarded()`: one error line
-in the `--log` file, the exit status from the exception.
+exec for every probe and --version to report the runtime; importing click costs ~16 ms of
+each call. Those commands, in the forms engines send, are parsed here from the declaration
+in `commands.py`; any other shape (help, an unknown option, a value click would refuse,
+another command) goes to click in `app.py`, which is built from the same declaration and
+owns every usage error. Both paths share `guarded()`: one error line in the `--log` file,
+the exit status from the exception.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+from oci_systemd.cli import commands as table
 from oci_systemd.errors import OciSystemdError
 from oci_systemd.runtime.log import log
 
@@ -22,152 +24,196 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
-DEFAULT_ROOT = "/run/oci-systemd"
-
-# option -> (attribute, takes a value)
-_GLOBAL = {
-    "--root": ("root", True),
-    "--log": ("log", True),
-    "--log-format": ("log_format", True),
-    "--debug": ("debug", False),
-    "--systemd-cgroup": ("systemd_cgroup", False),
-    "--rootless": ("rootless", True),
-    "--criu": ("criu", True),
-}
-_CREATE = {
-    "--bundle": ("bundle", True),
-    "-b": ("bundle", True),
-    "--console-socket": ("console_socket", True),
-    "--pid-file": ("pid_file", True),
-    "--no-pivot": ("no_pivot", False),
-    "--no-new-keyring": ("no_new_keyring", False),
-    "--preserve-fds": ("preserve_fds", True),
-}
-_RUN = {**_CREATE, "--detach": ("detach", False), "-d": ("detach", False), "--keep": ("keep", False)}
-_KILL = {"--all": ("all", False), "-a": ("all", False)}
-_DELETE = {"--force": ("force", False), "-f": ("force", False)}
-# exec in the form containerd's shim and conmon send: the process as a file, no command words.
-_EXEC = {
-    "--process": ("process", True),
-    "-p": ("process", True),
-    "--detach": ("detach", False),
-    "-d": ("detach", False),
-    # conmon adds --tty for `podman exec -t`; with --process the file says it (as in runc).
-    "--tty": ("tty", False),
-    "-t": ("tty", False),
-    **{name: _CREATE[name] for name in ("--pid-file", "--console-socket", "--preserve-fds")},
-}
-_COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], int, int]] = {
-    # command: (options, min positionals, max positionals)
-    "state": ({}, 1, 1),
-    "start": ({}, 1, 1),
-    "kill": (_KILL, 1, 2),
-    "delete": (_DELETE, 1, 1),
-    "create": (_CREATE, 1, 1),
-    "run": (_RUN, 1, 1),
-    "exec": (_EXEC, 1, 1),
-}
+    from oci_systemd.runtime.lifecycle import Runtime
 
 
 class _NotFast(Exception):
-    """This command line is click's to parse."""
+    """This command line is click's to parse (or to reject with its usage error)."""
 
 
 def _parse(
-    args: list[str], table: dict[str, tuple[str, bool]], *, stop_at_positional: bool
+    args: list[str], command: table.Command, *, stop_at_positional: bool
 ) -> tuple[dict[str, Any], list[str]]:
-    opts: dict[str, Any] = {}
-    rest: list[str] = []
+    """`command`'s options by dest, and its words; _NotFast for whatever click must judge.
+
+    Only the forms click reads the same way are taken: `--name value`, `--name=value`, a
+    short `-x value`; anything else (clusters like `-fa`, `-bDIR`, `-b=DIR`, help, an unknown
+    option, a value click's type would refuse) goes to click, which owns the errors.
+    """
+    values: dict[str, Any] = {}
+    words: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
-            rest.extend(args[i + 1 :])
+            words.extend(args[i + 1 :])
             break
-        if arg.startswith("-") and arg != "-":
-            name, eq, value = arg.partition("=")
-            if name not in table:
-                raise _NotFast
-            attr, takes_value = table[name]
-            if takes_value:
-                if not eq:
-                    i += 1
-                    if i >= len(args):
-                        raise _NotFast
-                    value = args[i]
-                opts[attr] = value
-            elif eq:
-                raise _NotFast
-            else:
-                opts[attr] = True
-        else:
+        if not arg.startswith("-") or arg == "-":
             if stop_at_positional:
-                return opts, args[i:]
-            rest.append(arg)
+                return values, words + args[i:]
+            words.append(arg)
+            i += 1
+            continue
+        # click splits at "=" only long options: `-b=x` is -b with the value "=x".
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        opt = command.option(name)
+        if opt is None:
+            raise _NotFast
+        if not opt.takes_value:
+            if eq:
+                raise _NotFast  # click: "does not take a value"
+            values[opt.dest] = True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise _NotFast
+                value = args[i]
+            converted = _convert(opt, value)
+            if opt.multiple:
+                values.setdefault(opt.dest, []).append(converted)
+            else:
+                values[opt.dest] = converted
         i += 1
-    return opts, rest
+    return values, words
+
+
+def _convert(opt: table.Option, value: str) -> str | int:
+    """The value as click's type gives it, for the canonical spellings only."""
+    kind = opt.kind
+    if kind == "str":
+        return value
+    if kind == "choice" and value in opt.choices:
+        return value
+    digits = value[1:] if kind == "int" and value.startswith("-") else value
+    if kind in ("int", "uint") and digits.isascii() and digits.isdigit():
+        return int(value)
+    raise _NotFast
+
+
+def _complete(command: table.Command, values: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    """Every option and argument of `command`, as click passes them to the command's body:
+    environment variables and defaults filled in, repeated options as tuples."""
+    for opt in command.options:
+        if opt.dest in values:
+            if opt.multiple:
+                values[opt.dest] = tuple(values[opt.dest])
+        elif opt.envvar and os.environ.get(opt.envvar):  # click ignores an empty variable
+            values[opt.dest] = _convert(opt, os.environ[opt.envvar])
+        elif opt.multiple:
+            values[opt.dest] = ()
+        else:
+            values[opt.dest] = False if not opt.takes_value else opt.default
+    i = 0
+    for arg in command.arguments:
+        if arg.variadic:
+            values[arg.name] = tuple(words[i:])
+            i = len(words)
+        elif i < len(words):
+            values[arg.name] = words[i]
+            i += 1
+        elif arg.required:
+            raise _NotFast  # click: "Missing argument"
+        else:
+            values[arg.name] = arg.default
+    if i < len(words):
+        raise _NotFast  # click: "Got unexpected extra argument"
+    return values
 
 
 def _dispatch(argv: list[str]) -> int | None:
     """Run a hot command; None when click must handle this command line."""
     try:
-        gopts, rest = _parse(argv, _GLOBAL, stop_at_positional=True)
-        if not rest or rest[0] not in _COMMANDS:
+        given, rest = _parse(argv, table.GLOBAL, stop_at_positional=True)
+        if given.get("version"):  # click's --version is eager: it wins over what follows
+            return _print_version()
+        if not rest or rest[0] not in _HANDLERS:
             return None
-        table, lo, hi = _COMMANDS[rest[0]]
-        copts, pos = _parse(rest[1:], table, stop_at_positional=False)
+        command = table.COMMANDS[rest[0]]
+        values, words = _parse(rest[1:], command, stop_at_positional=not command.interspersed)
+        args = _complete(command, values, words)
+        glob = _complete(table.GLOBAL, given, [])
     except _NotFast:
         return None
-    if not lo <= len(pos) <= hi or gopts.get("log_format", "text") not in ("text", "json"):
-        return None
-    if rest[0] == "exec" and "process" not in copts:
-        return None  # the command on the command line, with flags: click's
-    preserve = copts.get("preserve_fds", "0")
-    if not str(preserve).isdigit():
-        return None
-    log.configure(gopts.get("log"), gopts.get("log_format", "text"), debug=bool(gopts.get("debug")))
+    if command.name == "exec" and (args["process_file"] is None or args["command"]):
+        return None  # the process on the command line, with flags: click's
+    log.configure(glob["log_target"], glob["log_format"], debug=glob["debug"])
 
     from oci_systemd.runtime.lifecycle import Runtime
 
-    root = gopts.get("root") or os.environ.get("OCI_SYSTEMD_ROOT") or DEFAULT_ROOT  # as click's envvar
-    rt = Runtime(root=root, systemd_cgroup=bool(gopts.get("systemd_cgroup")))
-    command, cid = rest[0], pos[0]
-    if command == "state":
-        from oci_systemd import jsonio
+    rt = Runtime(root=glob["root"], systemd_cgroup=glob["systemd_cgroup"])
+    return _HANDLERS[command.name](rt, args)
 
-        sys.stdout.write(jsonio.dumps(rt.state(cid), indent=2) + "\n")
-    elif command == "start":
-        rt.start(cid)
-    elif command == "kill":
-        rt.kill(cid, pos[1] if len(pos) > 1 else "TERM", all_processes=bool(copts.get("all")))
-    elif command == "delete":
-        rt.delete(cid, force=bool(copts.get("force")))
-    elif command == "exec":
-        from oci_systemd.runtime import exec_process
 
-        process = exec_process.load_process_file(copts["process"])
-        return rt.exec(
-            cid,
-            process,
-            detach=bool(copts.get("detach")),
-            pid_file=copts.get("pid_file"),
-            console_socket=copts.get("console_socket"),
-            preserve_fds=int(preserve),
-        )
-    else:
-        kwargs = {
-            "bundle": copts.get("bundle", "."),
-            "console_socket": copts.get("console_socket"),
-            "pid_file": copts.get("pid_file"),
-            "no_pivot": bool(copts.get("no_pivot")),
-            "no_new_keyring": bool(copts.get("no_new_keyring")),
-            "preserve_fds": int(preserve),
-        }
-        if command == "create":
-            rt.create(cid, **kwargs)
-        else:
-            return int(rt.run(cid, detach=bool(copts.get("detach")), keep=bool(copts.get("keep")), **kwargs))
+def _print_version() -> int:
+    from oci_systemd.cli import version
+
+    sys.stdout.write(version.text() + "\n")
     return 0
+
+
+# The commands' bodies on the fast path; app.py has click's. The arguments are the table's
+# dests, exactly what click passes (tests/unit/test_cli_parity.py compares the calls).
+
+
+def _state(rt: Runtime, a: dict[str, Any]) -> int:
+    from oci_systemd import jsonio
+
+    sys.stdout.write(jsonio.dumps(rt.state(a["container_id"]), indent=2) + "\n")
+    return 0
+
+
+def _start(rt: Runtime, a: dict[str, Any]) -> int:
+    rt.start(a["container_id"])
+    return 0
+
+
+def _kill(rt: Runtime, a: dict[str, Any]) -> int:
+    rt.kill(a["container_id"], a["signal"], all_processes=a["all_"])
+    return 0
+
+
+def _delete(rt: Runtime, a: dict[str, Any]) -> int:
+    rt.delete(a["container_id"], force=a["force"])
+    return 0
+
+
+_CREATE_ARGS = ("bundle", "console_socket", "pid_file", "no_pivot", "no_new_keyring", "preserve_fds")
+
+
+def _create(rt: Runtime, a: dict[str, Any]) -> int:
+    rt.create(a["container_id"], **{k: a[k] for k in _CREATE_ARGS})
+    return 0
+
+
+def _run(rt: Runtime, a: dict[str, Any]) -> int:
+    kwargs = {k: a[k] for k in _CREATE_ARGS}
+    return int(rt.run(a["container_id"], detach=a["detach"], keep=a["keep"], **kwargs))
+
+
+def _exec(rt: Runtime, a: dict[str, Any]) -> int:
+    from oci_systemd.runtime import exec_process
+
+    process = exec_process.load_process_file(a["process_file"])
+    return rt.exec(
+        a["container_id"],
+        process,
+        detach=a["detach"],
+        pid_file=a["pid_file"],
+        console_socket=a["console_socket"],
+        preserve_fds=a["preserve_fds"],
+    )
+
+
+_HANDLERS: dict[str, Callable[[Runtime, dict[str, Any]], int]] = {
+    "state": _state,
+    "start": _start,
+    "kill": _kill,
+    "delete": _delete,
+    "create": _create,
+    "run": _run,
+    "exec": _exec,  # in the form containerd's shim and conmon send: --process, no command words
+}
 
 
 def guarded(body: Callable[[], int | None], *, quick_exit: bool = False) -> NoReturn:
@@ -179,16 +225,11 @@ def guarded(body: Callable[[], int | None], *, quick_exit: bool = False) -> NoRe
     try:
         status = body()
     except OciSystemdError as exc:
-        log.error(exc.message)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        if log.debug_enabled:
-            import traceback
-
-            traceback.print_exc()
-        _exit(exc.exit_code, quick_exit)
+        _fail(exc, quick_exit)
     except KeyboardInterrupt:
         sys.exit(130)
+    except PermissionError as exc:  # not a bug: a user without rights on --root, say
+        _fail(_permission_error(exc), quick_exit)
     except Exception as exc:  # a bug: still one error line for podman/containerd, then the trace
         log.error(f"internal error: {type(exc).__name__}: {exc}")
         import traceback
@@ -196,6 +237,23 @@ def guarded(body: Callable[[], int | None], *, quick_exit: bool = False) -> NoRe
         traceback.print_exc()
         sys.exit(1)
     _exit(status or 0, quick_exit)
+
+
+def _fail(exc: OciSystemdError, quick_exit: bool) -> NoReturn:
+    log.error(exc.message)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    if log.debug_enabled:
+        import traceback
+
+        traceback.print_exc()
+    _exit(exc.exit_code, quick_exit)
+
+
+def _permission_error(exc: PermissionError) -> OciSystemdError:
+    """runc's wording (`open /run/runc/c1: permission denied`), without the call's name."""
+    where = f"{exc.filename}: " if isinstance(exc.filename, str) else ""
+    return OciSystemdError(f"{where}permission denied", hint="run as root, or pass a --root you may write")
 
 
 def _exit(status: int, quick: bool) -> NoReturn:

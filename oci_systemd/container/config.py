@@ -8,10 +8,11 @@ The classes exist only for the type checker (they sit behind `TYPE_CHECKING`, so
 this module costs nothing at run time and the idler imports no `typing`); annotate with
 `config.Config` etc. under `from __future__ import annotations`.
 
-Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md). Validation fills no
-defaults in, so a key is `Required` only where spec validation refuses a config without it
-(then code may index it); the others may be absent. A JSON null counts as absent in
-validation, so read optional keys with `.get()`, never with `in`. The enum values these keys
+Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md); every key is optional
+here (total=False, so that `(cfg.get("linux") or {})` reads naturally), because validation
+fills no defaults in. The keys marked REQUIRED are the ones spec validation refuses a config
+without: code may index those (`process["args"]`). A JSON null counts as absent in
+validation, so read the other keys with `.get()`, never with `in`. The enum values these keys
 take are the tables of `oci_systemd.container.abi` and `.seccomp`.
 """
 
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Required, TypedDict
+    from typing import TypedDict
 
     class User(TypedDict, total=False):
-        uid: Required[int]
-        gid: Required[int]
+        uid: int  # REQUIRED
+        gid: int  # REQUIRED
         umask: int
         additionalGids: list[int]
         username: str
@@ -44,11 +45,11 @@ if TYPE_CHECKING:
         height: int
         width: int
 
-    # "class" is a keyword, hence the functional form.
-    IOPriority = TypedDict("IOPriority", {"class": Required[str], "priority": int}, total=False)
+    # "class" (REQUIRED) is a keyword, hence the functional form.
+    IOPriority = TypedDict("IOPriority", {"class": str, "priority": int}, total=False)
 
     class Scheduler(TypedDict, total=False):
-        policy: Required[str]
+        policy: str  # REQUIRED
         nice: int
         priority: int
         flags: list[str]
@@ -64,10 +65,10 @@ if TYPE_CHECKING:
         terminal: bool
         consoleSize: ConsoleSize
         user: User
-        args: Required[list[str]]
+        args: list[str]  # REQUIRED
         commandLine: str
         env: list[str]
-        cwd: Required[str]
+        cwd: str  # REQUIRED
         capabilities: Capabilities
         rlimits: list[Rlimit]
         noNewPrivileges: bool
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
         execCPUAffinity: ExecCPUAffinity
 
     class Root(TypedDict, total=False):
-        path: Required[str]
+        path: str  # REQUIRED
         readonly: bool
 
     class IDMapping(TypedDict):
@@ -88,7 +89,7 @@ if TYPE_CHECKING:
         size: int
 
     class Mount(TypedDict, total=False):
-        destination: Required[str]
+        destination: str  # REQUIRED
         source: str
         type: str
         options: list[str]
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
         gidMappings: list[IDMapping]
 
     class Hook(TypedDict, total=False):
-        path: Required[str]
+        path: str  # REQUIRED
         args: list[str]
         env: list[str]
         timeout: int
@@ -110,12 +111,12 @@ if TYPE_CHECKING:
         poststop: list[Hook]
 
     class Namespace(TypedDict, total=False):
-        type: Required[str]
+        type: str  # REQUIRED
         path: str
 
     class Device(TypedDict, total=False):
-        type: Required[str]
-        path: Required[str]
+        type: str  # REQUIRED
+        path: str  # REQUIRED
         major: int
         minor: int
         fileMode: int
@@ -123,7 +124,7 @@ if TYPE_CHECKING:
         gid: int
 
     class DeviceRule(TypedDict, total=False):
-        allow: Required[bool]
+        allow: bool  # REQUIRED
         type: str  # "a", "b" or "c"; absent means "a"
         major: int  # absent or -1 (Go generators' spelling): any
         minor: int
@@ -155,14 +156,14 @@ if TYPE_CHECKING:
         limit: int
 
     class WeightDevice(TypedDict, total=False):
-        major: Required[int]
-        minor: Required[int]
+        major: int  # REQUIRED
+        minor: int  # REQUIRED
         weight: int
         leafWeight: int
 
     class ThrottleDevice(TypedDict, total=False):
-        major: Required[int]
-        minor: Required[int]
+        major: int  # REQUIRED
+        minor: int  # REQUIRED
         rate: int  # REQUIRED in runtime-spec, but runc and we read a missing one as 0
 
     class BlockIO(TypedDict, total=False):
@@ -202,19 +203,19 @@ if TYPE_CHECKING:
         unified: dict[str, str]
 
     class SeccompArg(TypedDict, total=False):
-        index: Required[int]
-        value: Required[int]
+        index: int  # REQUIRED
+        value: int  # REQUIRED
         valueTwo: int
-        op: Required[str]
+        op: str  # REQUIRED
 
     class Syscall(TypedDict, total=False):
-        names: Required[list[str]]
-        action: Required[str]
+        names: list[str]  # REQUIRED
+        action: str  # REQUIRED
         errnoRet: int
         args: list[SeccompArg]
 
     class Seccomp(TypedDict, total=False):
-        defaultAction: Required[str]
+        defaultAction: str  # REQUIRED
         defaultErrnoRet: int
         architectures: list[str]
         flags: list[str]
@@ -232,7 +233,7 @@ if TYPE_CHECKING:
         enableMonitoring: bool
 
     class Personality(TypedDict, total=False):
-        domain: Required[str]
+        domain: str  # REQUIRED
         flags: list[str]
 
     class TimeOffset(TypedDict, total=False):
@@ -247,7 +248,7 @@ if TYPE_CHECKING:
         name: str
 
     class MemoryPolicy(TypedDict, total=False):
-        mode: Required[str]
+        mode: str  # REQUIRED
         nodes: str
         flags: list[str]
 
@@ -271,7 +272,7 @@ if TYPE_CHECKING:
         memoryPolicy: MemoryPolicy
 
     class Config(TypedDict, total=False):
-        ociVersion: Required[str]
+        ociVersion: str  # REQUIRED
         root: Root
         mounts: list[Mount]
         process: Process

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from oci_systemd.errors import OciSystemdError
+
 TYPE_CHECKING = False  # collections.abc costs ~2 ms at import: annotations only
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping, Sequence
@@ -126,3 +128,24 @@ def unset_in_environ(environ: MutableMapping[str, str] | None = None) -> None:
     target = os.environ if environ is None else environ
     for name in VARIABLES:
         target.pop(name, None)
+
+
+def check_passed_fds(count: int) -> None:
+    """fds 3..3+count-1 (LISTEN_FDS, then --preserve-fds) must be the caller's: open, and not
+    close-on-exec. Everything this runtime opens itself is close-on-exec (O_CLOEXEC; the log
+    file, the state directory's locked fd, the bus), so a close-on-exec fd in the range is one
+    of ours and is never handed to the container (the locked state directory fd would make
+    every later command on the id wait for the container); a hole is refused as runc does."""
+    for fd in range(3, 3 + count):
+        try:
+            inheritable = os.get_inheritable(fd)
+        except OSError:
+            raise OciSystemdError(
+                f"unable to stat preserved-fd {fd - 3} (of {count}): fd {fd} is not open",
+                hint="--preserve-fds N passes fds 3..N+2, which must all be open",
+            ) from None
+        if not inheritable:
+            raise OciSystemdError(
+                f"preserved-fd {fd - 3} (fd {fd}) was not passed by the caller",
+                hint="--preserve-fds N passes fds 3..N+2, which must all be open",
+            )

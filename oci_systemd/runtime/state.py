@@ -66,6 +66,8 @@ class Status(str):
     def __repr__(self) -> str:
         return f"<Status.{str.upper(self)}>"
 
+    # What each verb allows, as runc decides it; every verb asks its own.
+
     def can_start(self) -> bool:
         return self is Status.CREATED
 
@@ -73,7 +75,25 @@ class Status(str):
         return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
 
     def can_delete(self) -> bool:
-        return self in (Status.STOPPED, Status.CREATING)
+        """Without --force (which deletes in any status): stopped, or created, whose init never
+        ran the program (runc's delete.go kills a created container without --force too)."""
+        return self in (Status.STOPPED, Status.CREATED)
+
+    def can_exec(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING)
+
+    def can_update(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+    def can_pause(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING)
+
+    def can_resume(self) -> bool:
+        return self is Status.PAUSED
+
+    def has_processes(self) -> bool:
+        """ps lists and stats reads processes of a container in any status but stopped."""
+        return self is not Status.STOPPED
 
 
 Status.CREATING = Status("creating")
@@ -94,8 +114,9 @@ if TYPE_CHECKING:
         created: str  # RFC 3339
         owner: str
         annotations: dict[str, str]
-        scope: str
+        scope: str  # the container's unit (a scope today, whatever its placement)
         slice: str
+        placement: str  # placement.py: "scope" (absent in records written before it existed)
         phase: str  # "creating", "created", "started" (what the runtime did last)
         creator_pid: int
         creator_start: int  # with creator_pid: a recycled pid never looks like a live create

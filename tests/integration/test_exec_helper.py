@@ -3,7 +3,7 @@
 interpreter until it execs, and `/proc/<pid>/exe` leads there. A fork of the runtime (fast) is
 only used where no container process can reach it with CAP_SYS_PTRACE; otherwise the helper is
 an interpreter started from a read-only mount of it, where a kept fd cannot be reopened for
-writing (runtime._may_fork_exec_helper).
+writing (runtime/verbs/exec.py's _may_fork_exec_helper).
 
 To look at that process deterministically the test holds it before its execve: the container's
 seccomp filter has a NOTIFY rule, so the exec'd process hands its notify fd to `exec`, which

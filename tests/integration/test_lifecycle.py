@@ -260,6 +260,18 @@ def test_state_errors_and_json_log(sandbox: Sandbox) -> None:
     datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
 
 
+def test_delete_of_a_created_container_needs_no_force(
+    sandbox: Sandbox, make: Callable[..., Container]
+) -> None:
+    """runc deletes a created container without --force (its init never ran the program):
+    delete.go's `case libcontainer.Created: return killContainer(container)`."""
+    c = make(["sleep", "1000"])
+    assert c.create().returncode == 0
+    gone = c.rt("delete", c.id)
+    assert gone.returncode == 0, gone.stderr
+    no_trace_left(sandbox, c)
+
+
 def test_runc_wording_for_wrong_states(sandbox: Sandbox, make: Callable[..., Container]) -> None:
     c = make(["sleep", "1000"])
     assert c.create().returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -13,6 +14,12 @@ from pathlib import Path
 import pytest
 
 from oci_systemd.runtime import spec as spec_model
+
+REPO = Path(__file__).resolve().parents[2]
+# The console script with click parsing every command line (no fast path).
+CLICK_ONLY = (
+    "import sys; from oci_systemd.cli import app, entry; entry.guarded(lambda: app.run_click(sys.argv[1:]))"
+)
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -137,36 +144,89 @@ def test_features_json() -> None:
     assert "SCMP_ACT_NOTIFY" in feats["linux"]["seccomp"]["actions"]  # listenerPath works
 
 
-def test_list_empty(tmp_path: Path) -> None:
-    out = run("--root", str(tmp_path / "none"), "list", "--format", "json")
-    if out.returncode != 0:  # list asks systemd: without a bus this fails clearly
-        assert "system bus" in out.stderr
-    else:
-        assert json.loads(out.stdout) == []
+# No systemd on the bus these tests see: whatever would ask it fails, and shows.
+NO_BUS = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/oci-systemd-test-bus"}
 
 
-def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    out = subprocess.run(
-        [sys.executable, "-m", "oci_systemd", "--root", str(tmp_path), "state", "a b"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert out.returncode == 1 and "invalid container id" in out.stderr
+@pytest.mark.parametrize("made", [False, True], ids=["absent-root", "empty-root"])
+def test_list_empty(tmp_path: Path, made: bool) -> None:
+    """An absent or empty --root lists nothing, in each format, without asking systemd."""
+    root = tmp_path / "root"
+    if made:
+        root.mkdir()
+    env = dict(os.environ, **NO_BUS)
+
+    def listing(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "oci_systemd", "--root", str(root), "list", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        return out.stdout
+
+    assert json.loads(listing("--format", "json")) == []
+    assert listing().split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert listing("-q") == ""
+
+
+def _as_unprivileged_user() -> dict[str, object]:
+    """subprocess.run arguments that run the child without root's rights: as nobody when the
+    tests run as root; as themselves otherwise (the root is then made unreadable)."""
+    return {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+@pytest.mark.parametrize("command", ["state", "ps"], ids=["fast-path", "click"])
+def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path, command: str) -> None:
+    """A user who may not read --root gets a clear error (runc: `open ...: permission
+    denied`) and a hint, not an internal error with a traceback; on both parsers' paths."""
+    who = _as_unprivileged_user()
+    probe = [sys.executable, "-c", "import oci_systemd.cli.entry"]
+    readable = subprocess.run(probe, cwd=REPO, capture_output=True, **who)  # type: ignore[call-overload]
+    if readable.returncode != 0:
+        pytest.skip("the unprivileged user cannot read this checkout or its interpreter")
+    root = tmp_path / "root"
+    (root / "c1").mkdir(parents=True)  # a real container: the id is valid, the root exists
+    root.chmod(0o700 if os.geteuid() == 0 else 0)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "oci_systemd", "--root", str(root), command, "c1"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, **NO_BUS),
+            cwd=REPO,
+            timeout=60,
+            **who,  # type: ignore[call-overload]
+        )
+    finally:
+        root.chmod(0o700)
+    assert out.returncode == 1
+    assert "permission denied" in out.stderr
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr
+    assert "hint: " in out.stderr
 
 
 def test_root_from_environment_on_both_paths(tmp_path: Path) -> None:
+    """OCI_SYSTEMD_ROOT is the root when --root is not given, on the fast path and on click's.
+
+    c1 exists only in that root (an empty directory: a create that died, status stopped,
+    readable without systemd). The click leg runs app.run_click under the console script's
+    guard, so it cannot take the fast path; the fast leg must not import click.
+    """
     root = tmp_path / "root"
     (root / "c1").mkdir(parents=True)
-    (root / "c1" / "state.json").write_text("{not json")
-    env = dict(os.environ, OCI_SYSTEMD_ROOT=str(root))
-    fast = subprocess.run(
-        [sys.executable, "-m", "oci_systemd", "state", "c1"], capture_output=True, text=True, env=env
-    )
-    other = subprocess.run(
-        [sys.executable, "-m", "oci_systemd", "state", "c2"], capture_output=True, text=True, env=env
-    )
-    # Both read the same root: c1 is found (and unreadable), c2 does not exist there.
-    assert "c1" in fast.stderr and fast.returncode == 1
-    assert "container does not exist: c2" in other.stderr
+    env = dict(os.environ, OCI_SYSTEMD_ROOT=str(root), **NO_BUS)
+    legs = {
+        "fast": [sys.executable, "-X", "importtime", "-m", "oci_systemd"],
+        "click": [sys.executable, "-c", CLICK_ONLY],
+    }
+    for leg, prefix in legs.items():
+        found = subprocess.run([*prefix, "state", "c1"], capture_output=True, text=True, env=env, cwd=REPO)
+        assert found.returncode == 0, (leg, found.stderr)
+        assert json.loads(found.stdout)["id"] == "c1", leg
+        if leg == "fast":
+            assert not re.search(r"\|\s*click$", found.stderr, re.M), "the fast leg imported click"
+        missing = subprocess.run([*prefix, "state", "c2"], capture_output=True, text=True, env=env, cwd=REPO)
+        assert missing.returncode == 1 and "container does not exist: c2" in missing.stderr, leg

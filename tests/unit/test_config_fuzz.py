@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from oci_systemd.errors import InvalidIdError, SpecError
 from oci_systemd.runtime import spec, state
 from oci_systemd.runtime.default_config import default_config
-from oci_systemd.runtime.lifecycle import scope_for
+from oci_systemd.runtime.placement import scope_for
 
 _PROFILES = {
     "config-fuzz-default": 300,

@@ -18,7 +18,7 @@ from oci_systemd.errors import (
     SpecError,
     SyscallError,
 )
-from oci_systemd.runtime import lifecycle as runtime
+from oci_systemd.runtime import idler_client
 
 
 def _across(exc: BaseException, *, creating: bool = False) -> OciSystemdError:
@@ -26,7 +26,7 @@ def _across(exc: BaseException, *, creating: bool = False) -> OciSystemdError:
     idler._report(idler_end, exc)
     with pytest.raises(RemoteError) as info:
         runtime_end.recv()
-    return runtime._idler_failure(info.value, creating=creating)
+    return idler_client.idler_failure(info.value, creating=creating)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,6 @@ def test_os_errors_and_surprises_are_idler_errors() -> None:
 
 
 def test_a_report_cannot_name_a_class_outside_errors() -> None:
-    assert runtime._idler_failure(RemoteError("m", 0, "SystemExit", {})).__class__ is IdlerError
-    forged = runtime._idler_failure(RemoteError("m", 0, "HookError", {"_x": 1, "exit_code": [1]}))
+    assert idler_client.idler_failure(RemoteError("m", 0, "SystemExit", {})).__class__ is IdlerError
+    forged = idler_client.idler_failure(RemoteError("m", 0, "HookError", {"_x": 1, "exit_code": [1]}))
     assert isinstance(forged, HookError) and not hasattr(forged, "_x") and forged.exit_code == 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ from types import ModuleType
 
 import click
 import pytest
+from click.shell_completion import ShellComplete
 
 from oci_systemd import __version__
+from oci_systemd.cli import commands as table
 from oci_systemd.cli.app import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,3 +151,54 @@ def test_versions_agree() -> None:
     spec_version = re.search(r"^Version:\s*(\S+)", spec, re.M)
     assert spec_version is not None
     assert match.group(1) == spec_version.group(1) == __version__
+
+
+# -- every declared option, from cli/commands.py ---------------------------------------------
+
+NAMES = ["", *sorted(table.COMMANDS)]  # "": the global options, on the oci-systemd(8) page
+
+
+def _declared(name: str) -> table.Command:
+    return table.COMMANDS[name] if name else table.GLOBAL
+
+
+def _visible(command: table.Command) -> set[str]:
+    return {name for opt in command.options if not opt.hidden for name in opt.names} | {"-h", "--help"}
+
+
+def _listed_options(page: str) -> set[str]:
+    """The option names of a page's OPTIONS (or GLOBAL OPTIONS) section."""
+    match = re.search(r"^\.SH (?:GLOBAL )?OPTIONS\n(.*?)^\.(?:SH|PP)\b", page, re.M | re.S)
+    assert match is not None, "no OPTIONS section"
+    terms = re.findall(r"^\.TP\n\\fB(.*?)\\fR$", match.group(1), re.M)
+    return {part.split(" ")[0] for term in terms for part in term.replace("\\-", "-").split(", ")}
+
+
+@pytest.mark.parametrize("name", NAMES, ids=lambda n: n or "global")
+def test_pages_list_every_declared_option(pages: dict[str, str], name: str) -> None:
+    page = pages[f"oci-systemd-{name}.8" if name else "oci-systemd.8"]
+    assert _listed_options(page) == _visible(_declared(name))
+
+
+@pytest.mark.parametrize("name", NAMES, ids=lambda n: n or "global")
+def test_completion_offers_every_declared_option(name: str) -> None:
+    complete = ShellComplete(cli, {}, "oci-systemd", completions.COMPLETE_VAR)
+    offered = {item.value for item in complete.get_completions([name] if name else [], "-")}
+    assert offered == _visible(_declared(name))
+
+
+def test_the_installed_entry_answers_completion() -> None:
+    """What the generated scripts ask at completion time, through the console script's code."""
+    env = dict(
+        os.environ, _OCI_SYSTEMD_COMPLETE="bash_complete", COMP_WORDS="oci-systemd create --", COMP_CWORD="2"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", completions._MAIN],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
+    offered = {line.split(",", 1)[1] for line in out.stdout.splitlines()}
+    assert offered == {n for n in _visible(table.COMMANDS["create"]) if n.startswith("--")}

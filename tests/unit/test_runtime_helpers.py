@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from oci_systemd.errors import OciSystemdError, SpecError
-from oci_systemd.runtime import lifecycle as runtime
-from oci_systemd.runtime.lifecycle import parse_signal, scope_for
+from oci_systemd.runtime import listen_fds, pid_file
+from oci_systemd.runtime.placement import scope_for
+from oci_systemd.runtime.signals import parse_signal
 from oci_systemd.runtime.systemd import _encode_properties, unit_name_escape
+from oci_systemd.runtime.verbs import exec as exec_verb
 
 
 @pytest.mark.parametrize(
@@ -118,7 +120,7 @@ def test_pid_file_replaces_a_planted_symlink_and_never_writes_through_it(tmp_pat
     (tmp_path / "pid").symlink_to(victim)
     for pid in range(os.getpid() - 50, os.getpid() + 50):  # the old temporary names
         (tmp_path / f"pid.{pid}.tmp").symlink_to(victim)
-    runtime._write_pid_file(str(tmp_path / "pid"), 1234)
+    pid_file.write_pid_file(str(tmp_path / "pid"), 1234)
     assert victim.read_text() == "precious"
     assert not (tmp_path / "pid").is_symlink() and (tmp_path / "pid").read_text() == "1234"
     assert not list(tmp_path.glob(".pid.*.tmp")), "temporary file left behind"
@@ -126,20 +128,20 @@ def test_pid_file_replaces_a_planted_symlink_and_never_writes_through_it(tmp_pat
 
 _FD_CHECK = """
 import os
-from oci_systemd.runtime import lifecycle as runtime
+from oci_systemd.runtime import listen_fds
 from oci_systemd.errors import OciSystemdError
 os.dup2(0, 3)  # the caller's: open, inheritable; fd 4 is a hole
 try:
-    runtime.check_passed_fds(2)
+    listen_fds.check_passed_fds(2)
 except OciSystemdError as e:
     print("hole:", e)
 assert os.open("/dev/null", os.O_RDONLY) == 4  # the runtime's own: close-on-exec
 try:
-    runtime.check_passed_fds(2)
+    listen_fds.check_passed_fds(2)
 except OciSystemdError as e:
     print("ours:", e)
 os.set_inheritable(4, True)
-runtime.check_passed_fds(2)
+listen_fds.check_passed_fds(2)
 print("passed: ok")
 """
 
@@ -148,7 +150,7 @@ def test_passed_fds_must_be_open_and_the_callers() -> None:
     """In a fresh interpreter, so that only 0-2 are open to begin with."""
     import sys
 
-    root = str(Path(runtime.__file__).resolve().parents[2])
+    root = str(Path(listen_fds.__file__).resolve().parents[2])
     code = f"import sys; sys.path.insert(0, {root!r})\n" + _FD_CHECK
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
@@ -186,14 +188,14 @@ def test_exec_helper_forks_only_out_of_reach_of_ptrace(
         "linux": {"namespaces": [{"type": "pid"}, *([{"type": "user"}] if userns else [])]},
     }
     process = {} if exec_caps is None else {"capabilities": exec_caps}
-    assert runtime._may_fork_exec_helper(config, process, os.fspath(tmp_path)) is fork
+    assert exec_verb._may_fork_exec_helper(config, process, os.fspath(tmp_path)) is fork
 
 
 def test_an_exec_that_may_ptrace_keeps_later_execs_off_the_fork(tmp_path: Path) -> None:
     config: dict[str, Any] = {"process": {"capabilities": _caps()}, "linux": {"namespaces": []}}
-    assert runtime._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
-    assert not runtime._may_fork_exec_helper(
+    assert exec_verb._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
+    assert not exec_verb._may_fork_exec_helper(
         config, {"capabilities": _caps("CAP_SYS_PTRACE")}, os.fspath(tmp_path)
     )
-    assert (tmp_path / runtime.PTRACE_EXEC_MARK).stat().st_mode & 0o777 == 0o600
-    assert not runtime._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
+    assert (tmp_path / exec_verb.PTRACE_EXEC_MARK).stat().st_mode & 0o777 == 0o600
+    assert not exec_verb._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))

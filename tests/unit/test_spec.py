@@ -511,11 +511,10 @@ def test_top_level_not_an_object(raw: object) -> None:
 # load()
 
 
-def test_load_returns_the_config_typed_and_untyped(tmp_path: Path) -> None:
+def test_load_returns_the_config(tmp_path: Path) -> None:
     config = full_config()
     (tmp_path / "config.json").write_text(json.dumps(config))
-    typed, raw = spec.load(tmp_path)
-    assert raw == config and typed is raw
+    assert spec.load(tmp_path) == config
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
@@ -587,7 +586,7 @@ def test_config_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
     real = tmp_path / "real.json"
     real.write_text(json.dumps(default_config()))
     (tmp_path / "config.json").symlink_to(real)
-    _parsed, raw = spec.load(tmp_path)
+    raw = spec.load(tmp_path)
     assert raw["ociVersion"] == default_config()["ociVersion"]
 
 

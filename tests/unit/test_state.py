@@ -56,7 +56,12 @@ def test_status_creating_depends_on_creator() -> None:
 def test_can_transitions() -> None:
     assert Status.CREATED.can_start() and not Status.RUNNING.can_start()
     assert Status.RUNNING.can_kill() and not Status.STOPPED.can_kill()
-    assert Status.STOPPED.can_delete() and not Status.RUNNING.can_delete()
+    assert Status.STOPPED.can_delete() and Status.CREATED.can_delete()
+    assert (
+        not Status.RUNNING.can_delete()
+        and not Status.PAUSED.can_delete()
+        and not Status.CREATING.can_delete()
+    )
 
 
 def test_process_start_time_self_and_gone() -> None:

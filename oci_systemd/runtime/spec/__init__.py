@@ -22,11 +22,6 @@ from oci_systemd.runtime.spec.document import MAX_CONFIG_SIZE, load, parse, vali
 from oci_systemd.runtime.spec.process import CAPABILITY_SETS, capability_warnings, parse_process
 from oci_systemd.runtime.spec.resources import parse_resources
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from oci_systemd.container.config import Capabilities as Capabilities
-    from oci_systemd.container.config import Config as Config
-
 # Capability names in number order (CAPABILITY_NAMES[n] is capability n).
 CAPABILITY_NAMES = tuple(CAPABILITIES)
 

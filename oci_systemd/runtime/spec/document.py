@@ -103,9 +103,8 @@ def _check_without_mount_ns(cfg: config.Config) -> None:
         raise SpecError("linux.namespaces", "a user namespace without a mount namespace cannot provide /dev")
 
 
-def load(bundle: str | os.PathLike[str]) -> tuple[config.Config, dict[str, Any]]:
-    """Read and validate `bundle/config.json`: the config typed, and the same dict untyped for
-    the idler plan (whose contract is not typed yet).
+def load(bundle: str | os.PathLike[str]) -> config.Config:
+    """Read and validate `bundle/config.json`; the config as container/config.py's view.
 
     os.path, not pathlib: importing pathlib costs `create` ~3 ms."""
     path = os.path.join(os.fspath(bundle), "config.json")
@@ -118,7 +117,7 @@ def load(bundle: str | os.PathLike[str]) -> tuple[config.Config, dict[str, Any]]
         raise SpecError(
             "", f"{os.fspath(path)}: expected a JSON object at the top level, got {type_name(raw)}"
         )
-    return parse(raw), raw
+    return parse(raw)
 
 
 def _read_config(path: str) -> bytes:

@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Where a container lives: the seam between the verbs and the systemd unit that holds it.
+
+A placement names the unit of a container, puts the idler into it at create, and answers
+for it afterwards: its state, kill of all its processes, freeze and thaw, live resource
+changes, its processes, and its removal. The verbs never ask systemd about a unit directly;
+they go through the placement the container's record names, chosen once (`placement_of`),
+as crun picks one cgroup manager (a vtable) for a container.
+
+Today there is one: `SystemScope`, a transient scope of its own (Delegate=yes) started over
+D-Bus in the system manager (`record["placement"] == "scope"`; records written before the
+field existed are scopes too). The calling service as the unit (the unit mode) and scopes in
+a user's manager (rootless) are the next ones: each is a class with the same methods.
+"""
+
+from __future__ import annotations
+
+from oci_systemd.errors import OciSystemdError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from typing import Any, Protocol
+
+    from oci_systemd.runtime.state import Record
+    from oci_systemd.runtime.systemd import Systemd, UnitProperty
+
+    class Placement(Protocol):
+        """What every placement does; `bus` is a connected `systemd.Systemd`."""
+
+        kind: str
+
+        def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]: ...
+
+        def start(
+            self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]
+        ) -> None: ...
+
+        def enter_leaf(self, idler_pid: int, forwarder_pid: int) -> None: ...
+
+        def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]: ...
+
+        def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None: ...
+
+        def destroy(self, bus: Systemd, record: Record) -> None: ...
+
+        def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None: ...
+
+        def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None: ...
+
+        def processes(self, bus: Systemd, record: Record) -> list[int]: ...
+
+        def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]: ...
+
+
+DEFAULT_SLICE = "system.slice"
+UNIT_PREFIX = "oci-systemd"
+SCOPE = "scope"
+
+# The scope's own properties; resources and annotations add theirs.
+_SCOPE_BASE: tuple[tuple[str, str, object], ...] = (
+    ("Delegate", "b", True),
+    ("DefaultDependencies", "b", False),
+    # A failed scope (OOM kill, say) is garbage-collected, so it never blocks the id.
+    ("CollectMode", "s", "inactive-or-failed"),
+    ("MemoryAccounting", "b", True),
+    ("CPUAccounting", "b", True),
+    ("IOAccounting", "b", True),
+    ("TasksAccounting", "b", True),
+    # `systemctl stop` sends SIGTERM, which a namespace's init without a handler never
+    # sees; don't make it wait systemd's 90 s for the SIGKILL. 10 s is podman's and
+    # docker's stop timeout; org.systemd.property.TimeoutStopUSec overrides it.
+    ("TimeoutStopUSec", "t", 10_000_000),
+)
+
+_RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
+
+
+def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
+    """(unit, slice) from linux.cgroupsPath in runc's `slice:prefix:name` form.
+
+    `machine.slice:libpod:<id>` gives `libpod-<id>.scope` in machine.slice. A path in
+    cgroupfs form (podman/containerd with their cgroupfs manager) or none at all gives
+    the default `oci-systemd-<id>.scope` in system.slice.
+    """
+    from oci_systemd.runtime.systemd import unit_name_escape
+
+    if cgroups_path and ":" in cgroups_path and not cgroups_path.startswith("/"):
+        parts = cgroups_path.split(":")
+        if len(parts) != 3:
+            raise SpecError("linux.cgroupsPath", f"expected slice:prefix:name, got {cgroups_path!r}")
+        slice_, prefix, name = parts
+        slice_ = slice_ or DEFAULT_SLICE
+        if not slice_.endswith(".slice"):
+            raise SpecError("linux.cgroupsPath", f"{slice_!r} is not a slice name")
+        if name.endswith(".slice"):
+            raise SpecError("linux.cgroupsPath", "a slice as container cgroup is not supported")
+        unit = (
+            f"{unit_name_escape(prefix)}-{unit_name_escape(name)}.scope"
+            if prefix
+            else f"{unit_name_escape(name)}.scope"
+        )
+        if len(unit) > 255:
+            raise SpecError("linux.cgroupsPath", f"unit name {unit[:40]}... is longer than 255 characters")
+        return unit, slice_
+    return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
+
+
+class SystemScope:
+    """The container in a transient scope of its own, in the system manager."""
+
+    kind = SCOPE
+
+    def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]:
+        return scope_for(cid, cgroups_path)
+
+    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
+        """StartTransientUnit with PIDs = the idler (and the log forwarder); returns once the
+        job is done (JobRemoved), so the processes are in the scope."""
+        bus.start_transient_scope(
+            record["scope"],
+            [
+                ("Description", "s", f"oci-systemd container {record['id']}"),
+                ("Slice", "s", record["slice"]),
+                *_SCOPE_BASE,
+                ("PIDs", "au", pids),
+                *props,
+            ],
+        )
+
+    def enter_leaf(self, idler_pid: int, forwarder_pid: int) -> None:
+        """Move the idler into `<scope>/container` (its init is born there): with Delegate=yes,
+        controllers can only be enabled for a cgroup without processes (systemd#26311), so
+        they live in a leaf."""
+        from oci_systemd.runtime import cgroups
+
+        cgroups.enter_leaf(idler_pid)
+        if forwarder_pid:
+            cgroups.enter_leaf(forwarder_pid, "log")
+
+    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
+        """(ActiveState or None when systemd has no such unit, frozen)."""
+        state = bus.active_state(record["scope"])
+        return state, state == "active" and _is_frozen(bus, record["scope"])
+
+    def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
+        """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup
+        is gone succeeds, and containerd's CRI relies on it: it sends `kill --all <id> 9` while
+        it cleans up an exited task and retries that forever on failure. A scope systemd has
+        already collected (its init exited, or the init exits now, between the check and the
+        call) is that case: nothing is left to signal."""
+        from oci_systemd.runtime.state import pid_alive
+        from oci_systemd.runtime.systemd import NoSuchUnit
+
+        if stopped and bus.active_state(record["scope"]) in (None, "inactive", "failed"):
+            return
+        try:
+            bus.kill_unit(record["scope"], signum, who="all")
+        except NoSuchUnit:
+            if pid_alive(record):
+                raise
+
+    def destroy(self, bus: Systemd, record: Record) -> None:
+        """Kill everything in the scope, stop it, and make sure systemd forgets it."""
+        from oci_systemd.runtime.faults import fault_point
+
+        scope = record.get("scope", "")
+        state = bus.active_state(scope) if scope else None
+        if state is None:  # systemd has no such unit (stopped and collected): nothing to reset
+            return
+        if state in _RUNNING_STATES:
+            try:
+                bus.thaw_unit(scope)
+            except OciSystemdError:
+                pass
+            try:
+                bus.kill_unit(scope, 9, who="all")  # SIGKILL
+            except OciSystemdError:
+                pass
+            fault_point("delete:killed")
+            bus.stop_unit(scope)
+        bus.reset_failed(scope)
+
+    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
+        """FreezeUnit/ThawUnit: systemd freezes the scope's cgroup (cgroup.freeze)."""
+        if frozen:
+            bus.freeze_unit(record["scope"])
+        else:
+            bus.thaw_unit(record["scope"])
+
+    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
+        bus.set_unit_properties(record["scope"], props, runtime=True)
+
+    def processes(self, bus: Systemd, record: Record) -> list[int]:
+        return sorted(pid for _cgroup, pid, _cmd in bus.unit_processes(record["scope"]))
+
+    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+        """The scope's property changes as D-Bus signals; None every `interval` seconds."""
+        from oci_systemd.runtime.systemd import watch_unit
+
+        return watch_unit(record["scope"], interval=interval)
+
+
+def _is_frozen(bus: Systemd, scope: str) -> bool:
+    try:
+        props = bus.unit_properties(scope, "org.freedesktop.systemd1.Unit", ["FreezerState"])
+    except OciSystemdError:
+        return False
+    state = props.get("FreezerState", b"running")
+    return (state.decode() if isinstance(state, bytes) else str(state)) in ("frozen", "freezing")
+
+
+_PLACEMENTS: dict[str, Placement] = {}
+
+
+def choose_placement() -> Placement:
+    """The placement of a new container, chosen once at create and kept in its record.
+    Today there is one (a scope in the system manager); the unit mode and the user manager
+    will be chosen here, from what the caller asks for explicitly, never guessed."""
+    return _placement(SCOPE)
+
+
+def placement_of(record: Record) -> Placement:
+    """The placement a container's record names (chosen at create, never guessed later)."""
+    kind = record.get("placement", SCOPE)
+    if kind != SCOPE:
+        raise OciSystemdError(f"container {record.get('id', '?')} has an unknown placement {kind!r}")
+    return _placement(kind)
+
+
+def _placement(kind: str) -> Placement:
+    found = _PLACEMENTS.get(kind)
+    if found is None:
+        found = _PLACEMENTS[kind] = SystemScope()
+    return found
