@@ -9,7 +9,11 @@ this module costs nothing at run time and the idler imports no `typing`); annota
 `config.Config` etc. under `from __future__ import annotations`.
 
 Keys follow the OCI runtime-spec v1.2 (config.md, config-linux.md); every key is optional
-here because the spec leaves most of them optional and validation fills no defaults in.
+here (total=False, so that `(cfg.get("linux") or {})` reads naturally), because validation
+fills no defaults in. The keys marked REQUIRED are the ones spec validation refuses a config
+without: code may index those (`process["args"]`). A JSON null counts as absent in
+validation, so read the other keys with `.get()`, never with `in`. The enum values these keys
+take are the tables of `oci_systemd.container.abi` and `.seccomp`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ if TYPE_CHECKING:
     from typing import TypedDict
 
     class User(TypedDict, total=False):
-        uid: int
-        gid: int
+        uid: int  # REQUIRED
+        gid: int  # REQUIRED
         umask: int
         additionalGids: list[int]
         username: str
@@ -41,12 +45,11 @@ if TYPE_CHECKING:
         height: int
         width: int
 
-    class IOPriority(TypedDict, total=False):
-        # "class" is a keyword: read with ["class"]
-        priority: int
+    # "class" (REQUIRED) is a keyword, hence the functional form.
+    IOPriority = TypedDict("IOPriority", {"class": str, "priority": int}, total=False)
 
     class Scheduler(TypedDict, total=False):
-        policy: str
+        policy: str  # REQUIRED
         nice: int
         priority: int
         flags: list[str]
@@ -62,10 +65,10 @@ if TYPE_CHECKING:
         terminal: bool
         consoleSize: ConsoleSize
         user: User
-        args: list[str]
+        args: list[str]  # REQUIRED
         commandLine: str
         env: list[str]
-        cwd: str
+        cwd: str  # REQUIRED
         capabilities: Capabilities
         rlimits: list[Rlimit]
         noNewPrivileges: bool
@@ -77,7 +80,7 @@ if TYPE_CHECKING:
         execCPUAffinity: ExecCPUAffinity
 
     class Root(TypedDict, total=False):
-        path: str
+        path: str  # REQUIRED
         readonly: bool
 
     class IDMapping(TypedDict):
@@ -86,7 +89,7 @@ if TYPE_CHECKING:
         size: int
 
     class Mount(TypedDict, total=False):
-        destination: str
+        destination: str  # REQUIRED
         source: str
         type: str
         options: list[str]
@@ -94,7 +97,7 @@ if TYPE_CHECKING:
         gidMappings: list[IDMapping]
 
     class Hook(TypedDict, total=False):
-        path: str
+        path: str  # REQUIRED
         args: list[str]
         env: list[str]
         timeout: int
@@ -108,12 +111,12 @@ if TYPE_CHECKING:
         poststop: list[Hook]
 
     class Namespace(TypedDict, total=False):
-        type: str
+        type: str  # REQUIRED
         path: str
 
     class Device(TypedDict, total=False):
-        type: str
-        path: str
+        type: str  # REQUIRED
+        path: str  # REQUIRED
         major: int
         minor: int
         fileMode: int
@@ -121,9 +124,9 @@ if TYPE_CHECKING:
         gid: int
 
     class DeviceRule(TypedDict, total=False):
-        allow: bool
-        type: str
-        major: int
+        allow: bool  # REQUIRED
+        type: str  # "a", "b" or "c"; absent means "a"
+        major: int  # absent or -1 (Go generators' spelling): any
         minor: int
         access: str
 
@@ -153,15 +156,15 @@ if TYPE_CHECKING:
         limit: int
 
     class WeightDevice(TypedDict, total=False):
-        major: int
-        minor: int
+        major: int  # REQUIRED
+        minor: int  # REQUIRED
         weight: int
         leafWeight: int
 
-    class ThrottleDevice(TypedDict):
-        major: int
-        minor: int
-        rate: int
+    class ThrottleDevice(TypedDict, total=False):
+        major: int  # REQUIRED
+        minor: int  # REQUIRED
+        rate: int  # REQUIRED in runtime-spec, but runc and we read a missing one as 0
 
     class BlockIO(TypedDict, total=False):
         weight: int
@@ -200,19 +203,19 @@ if TYPE_CHECKING:
         unified: dict[str, str]
 
     class SeccompArg(TypedDict, total=False):
-        index: int
-        value: int
+        index: int  # REQUIRED
+        value: int  # REQUIRED
         valueTwo: int
-        op: str
+        op: str  # REQUIRED
 
     class Syscall(TypedDict, total=False):
-        names: list[str]
-        action: str
+        names: list[str]  # REQUIRED
+        action: str  # REQUIRED
         errnoRet: int
         args: list[SeccompArg]
 
     class Seccomp(TypedDict, total=False):
-        defaultAction: str
+        defaultAction: str  # REQUIRED
         defaultErrnoRet: int
         architectures: list[str]
         flags: list[str]
@@ -224,23 +227,38 @@ if TYPE_CHECKING:
         closID: str
         l3CacheSchema: str
         memBwSchema: str
+        schemata: list[str]
         enableCMT: bool
         enableMBM: bool
+        enableMonitoring: bool
 
     class Personality(TypedDict, total=False):
-        domain: str
+        domain: str  # REQUIRED
         flags: list[str]
 
     class TimeOffset(TypedDict, total=False):
         secs: int
         nanosecs: int
 
+    class TimeOffsets(TypedDict, total=False):
+        boottime: TimeOffset
+        monotonic: TimeOffset
+
+    class NetDevice(TypedDict, total=False):
+        name: str
+
+    class MemoryPolicy(TypedDict, total=False):
+        mode: str  # REQUIRED
+        nodes: str
+        flags: list[str]
+
     class Linux(TypedDict, total=False):
         namespaces: list[Namespace]
         uidMappings: list[IDMapping]
         gidMappings: list[IDMapping]
-        timeOffsets: dict[str, TimeOffset]
+        timeOffsets: TimeOffsets
         devices: list[Device]
+        netDevices: dict[str, NetDevice]
         cgroupsPath: str
         resources: Resources
         rootfsPropagation: str
@@ -251,9 +269,10 @@ if TYPE_CHECKING:
         mountLabel: str
         intelRdt: IntelRdt
         personality: Personality
+        memoryPolicy: MemoryPolicy
 
     class Config(TypedDict, total=False):
-        ociVersion: str
+        ociVersion: str  # REQUIRED
         root: Root
         mounts: list[Mount]
         process: Process

@@ -122,7 +122,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # the host's interpreter (CVE-2019-5736).
     process.seal_self()
 
-    proc: dict[str, Any] = cfg.get("process") or {}
+    proc: config.Process = cfg["process"]
     if proc.get("oomScoreAdj") is not None:
         # Before a user namespace: a sealed process can't write its own /proc files there.
         process.set_oom_score_adj(int(proc["oomScoreAdj"]))
@@ -135,7 +135,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # container process with CAP_SYS_PTRACE could walk /proc/1/fd/N/.. onto the host. `start`
     # removes the socket's name itself (its absence tells `state` that the container runs).
     console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
-    process.preload(cfg)
+    process.preload(linux.get("seccomp"))
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
 
     def sync_user_ns() -> None:
@@ -191,7 +191,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
 
     tty = None
     if console is not None:
-        tty = _send_pty(console, cfg.get("process") or {})
+        tty = _send_pty(console, proc)
     chan.send(channel.CREATED)
     chan.close()
     _wait_for_start(listener, plan, cfg, tty)
@@ -227,7 +227,7 @@ def _prepare_idmapped_mounts(cfg: config.Config, plan: dict[str, Any]) -> None:
     idmap.prepare(cfg, bundle=plan["bundle"])
 
 
-def _check_program(proc: dict[str, Any]) -> None:
+def _check_program(proc: config.Process) -> None:
     from oci_systemd.container import process
 
     args = proc.get("args") or []
@@ -267,7 +267,7 @@ def _hook_state(plan: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def _send_pty(console: UnixSocket, proc: dict[str, Any]) -> int:
+def _send_pty(console: UnixSocket, proc: config.Process) -> int:
     """Open a pty in the container's devpts and send its master the way runc does."""
     import fcntl
     import termios
@@ -313,7 +313,7 @@ def _wait_for_start(
     peer = _accept_start(listener)
     listener.close()
     try:
-        _exec_process(cfg.get("process") or {}, plan, peer, tty, hook_state=_hook_state(plan, "running"))
+        _exec_process(cfg["process"], plan, peer, tty, hook_state=_hook_state(plan, "running"))
     except BaseException as exc:
         _report(peer, exc)
         code = exc.exit_code if isinstance(exc, OciSystemdError) else 1
@@ -321,7 +321,7 @@ def _wait_for_start(
 
 
 def _exec_process(
-    proc: dict[str, Any],
+    proc: config.Process,
     plan: dict[str, Any],
     peer: Channel,
     tty: int | None,
@@ -406,7 +406,7 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     cfg = plan["config"]
     console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
     # Joining the mount namespace hides the host's interpreter files: load what comes later now.
-    process.preload(cfg)
+    process.preload((cfg.get("linux") or {}).get("seccomp"))
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
     namespaces.join_all(int(plan["target_pid"]), plan.get("namespaces") or [])
     forbid_imports()
@@ -416,9 +416,9 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
         chan.send(channel.PID, pid=child)
         os._exit(0)
     chan.recv(channel.START)
-    tty = _send_pty(console, cfg.get("process") or {}) if console is not None else None
+    tty = _send_pty(console, cfg["process"]) if console is not None else None
     try:
-        _exec_process(cfg.get("process") or {}, plan, chan, tty)
+        _exec_process(cfg["process"], plan, chan, tty)
     except BaseException as exc:
         _report(chan, exc)
         os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """The container process's attributes, applied in the idler right before execve().
 
-Idler hot path: imports only `os`, `oci_systemd.container.linux` and `.errors` (plus `resource`, a small C
-module, and `oci_systemd.container.seccomp` when the config has a seccomp profile). Works on the raw
-`process` dict of config.json.
+Idler hot path: imports only `os`, `oci_systemd.container.linux`, `.abi` and `.errors` (plus `resource`, a
+small C module, and `oci_systemd.container.seccomp` when the config has a seccomp profile). Works on the
+`process` object of config.json as `oci_systemd.runtime.spec` validated it (container/config.py): names,
+ranges and enums are not checked again here; what is checked is what only the container can tell
+(its /etc/passwd, its kernel's last capability, what the kernel allows).
 
 Order of `prepare()` (runc's standard_init_linux.go / finalizeNamespace):
 HOME from /etc/passwd → close fds → personality → rlimits → oomScoreAdj → ioPriority → scheduler
@@ -20,114 +22,36 @@ import os
 import resource  # imported now: after pivot_root the host's lib-dynload is out of reach
 
 from oci_systemd.container import linux
+from oci_systemd.container.abi import (
+    CAPABILITIES,
+    IOPRIO_CLASSES,
+    PERSONALITY_DOMAINS,
+    RLIMITS,
+    SCHED_FLAGS,
+    SCHED_POLICIES,
+)
 from oci_systemd.errors import ExecFailedError, OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
-    from typing import Any
+
+    from oci_systemd.container import config
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# include/uapi/linux/capability.h
-CAPABILITIES: dict[str, int] = {
-    "CAP_CHOWN": 0,
-    "CAP_DAC_OVERRIDE": 1,
-    "CAP_DAC_READ_SEARCH": 2,
-    "CAP_FOWNER": 3,
-    "CAP_FSETID": 4,
-    "CAP_KILL": 5,
-    "CAP_SETGID": 6,
-    "CAP_SETUID": 7,
-    "CAP_SETPCAP": 8,
-    "CAP_LINUX_IMMUTABLE": 9,
-    "CAP_NET_BIND_SERVICE": 10,
-    "CAP_NET_BROADCAST": 11,
-    "CAP_NET_ADMIN": 12,
-    "CAP_NET_RAW": 13,
-    "CAP_IPC_LOCK": 14,
-    "CAP_IPC_OWNER": 15,
-    "CAP_SYS_MODULE": 16,
-    "CAP_SYS_RAWIO": 17,
-    "CAP_SYS_CHROOT": 18,
-    "CAP_SYS_PTRACE": 19,
-    "CAP_SYS_PACCT": 20,
-    "CAP_SYS_ADMIN": 21,
-    "CAP_SYS_BOOT": 22,
-    "CAP_SYS_NICE": 23,
-    "CAP_SYS_RESOURCE": 24,
-    "CAP_SYS_TIME": 25,
-    "CAP_SYS_TTY_CONFIG": 26,
-    "CAP_MKNOD": 27,
-    "CAP_LEASE": 28,
-    "CAP_AUDIT_WRITE": 29,
-    "CAP_AUDIT_CONTROL": 30,
-    "CAP_SETFCAP": 31,
-    "CAP_MAC_OVERRIDE": 32,
-    "CAP_MAC_ADMIN": 33,
-    "CAP_SYSLOG": 34,
-    "CAP_WAKE_ALARM": 35,
-    "CAP_BLOCK_SUSPEND": 36,
-    "CAP_AUDIT_READ": 37,
-    "CAP_PERFMON": 38,
-    "CAP_BPF": 39,
-    "CAP_CHECKPOINT_RESTORE": 40,
-}
-
-# include/uapi/asm-generic/resource.h
-RLIMITS: dict[str, int] = {
-    "RLIMIT_CPU": 0,
-    "RLIMIT_FSIZE": 1,
-    "RLIMIT_DATA": 2,
-    "RLIMIT_STACK": 3,
-    "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6,
-    "RLIMIT_NOFILE": 7,
-    "RLIMIT_MEMLOCK": 8,
-    "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": 11,
-    "RLIMIT_MSGQUEUE": 12,
-    "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}
-
-IOPRIO_CLASSES = {
-    "IOPRIO_CLASS_RT": linux.IOPRIO_CLASS_RT,
-    "IOPRIO_CLASS_BE": linux.IOPRIO_CLASS_BE,
-    "IOPRIO_CLASS_IDLE": linux.IOPRIO_CLASS_IDLE,
-}
-SCHED_POLICIES = {
-    "SCHED_OTHER": linux.SCHED_OTHER,
-    "SCHED_FIFO": linux.SCHED_FIFO,
-    "SCHED_RR": linux.SCHED_RR,
-    "SCHED_BATCH": linux.SCHED_BATCH,
-    "SCHED_ISO": linux.SCHED_ISO,
-    "SCHED_IDLE": linux.SCHED_IDLE,
-    "SCHED_DEADLINE": linux.SCHED_DEADLINE,
-}
-SCHED_FLAGS = {
-    "SCHED_FLAG_RESET_ON_FORK": linux.SCHED_FLAG_RESET_ON_FORK,
-    "SCHED_FLAG_RECLAIM": linux.SCHED_FLAG_RECLAIM,
-    "SCHED_FLAG_DL_OVERRUN": linux.SCHED_FLAG_DL_OVERRUN,
-    "SCHED_FLAG_KEEP_POLICY": linux.SCHED_FLAG_KEEP_POLICY,
-    "SCHED_FLAG_KEEP_PARAMS": linux.SCHED_FLAG_KEEP_PARAMS,
-    "SCHED_FLAG_UTIL_CLAMP_MIN": linux.SCHED_FLAG_UTIL_CLAMP_MIN,
-    "SCHED_FLAG_UTIL_CLAMP_MAX": linux.SCHED_FLAG_UTIL_CLAMP_MAX,
-}
-PERSONALITY_DOMAINS = {"LINUX": linux.PER_LINUX, "LINUX32": linux.PER_LINUX32}
 _RLIM_INFINITY = 2**64 - 1
+_ROOT: config.User = {"uid": 0, "gid": 0}  # an absent process.user
 
 
-def preload(cfg: dict[str, Any]) -> None:
-    """Import and dlopen() what `prepare()` needs while the host's files are still reachable.
+def preload(profile: config.Seccomp | None) -> None:
+    """Import and dlopen() what `prepare()` needs for `linux.seccomp` while the host's files are
+    still reachable.
 
     Call it before `mounts.enter_rootfs()`: afterwards the interpreter's lib-dynload and
     libseccomp.so.2 live outside the container's root.
     """
-    if (cfg.get("linux") or {}).get("seccomp"):
+    if profile:
         from oci_systemd.container import seccomp
 
         seccomp.preload()
@@ -190,7 +114,7 @@ def drop_bounding(keep: int, *, last: int) -> None:
             linux.prctl(linux.PR_CAPBSET_DROP, n)
 
 
-def apply_caps(caps: dict[str, Any], *, last: int) -> None:
+def apply_caps(caps: config.Capabilities, *, last: int) -> None:
     """capset(effective, permitted, inheritable), then the ambient set (needs permitted+inheritable)."""
     eff = cap_mask(caps.get("effective"), last=last)
     prm = cap_mask(caps.get("permitted"), last=last)
@@ -215,13 +139,11 @@ def _rlim(v: int) -> int:
     return resource.RLIM_INFINITY if v >= _RLIM_INFINITY or v < 0 else v
 
 
-def set_rlimits(rlimits: Iterable[dict[str, Any]]) -> None:
+def set_rlimits(rlimits: Iterable[config.Rlimit]) -> None:
     for rl in rlimits:
         name = rl["type"]
-        res = RLIMITS.get(name)
-        if res is None:
-            raise OciSystemdError(f"unknown rlimit type {name!r}")
-        soft, hard = _rlim(int(rl["soft"])), _rlim(int(rl["hard"]))
+        res = RLIMITS[name]
+        soft, hard = _rlim(rl["soft"]), _rlim(rl["hard"])
         try:
             resource.setrlimit(res, (soft, hard))
         except (ValueError, OSError) as e:
@@ -261,49 +183,36 @@ def set_oom_score_adj(value: int) -> None:
         raise SyscallError("write", "/proc/self/oom_score_adj", e.errno or errno.EIO) from e
 
 
-def set_io_priority(io: dict[str, Any]) -> None:
-    cls = IOPRIO_CLASSES.get(io.get("class", ""))
-    if cls is None:
-        raise OciSystemdError(f"invalid ioPriority class {io.get('class')!r}")
-    prio = int(io.get("priority", 0))
+def set_io_priority(io: config.IOPriority) -> None:
+    cls = io["class"]
+    prio = io.get("priority") or 0
     try:
-        linux.ioprio_set(linux.IOPRIO_WHO_PROCESS, 0, cls << linux.IOPRIO_CLASS_SHIFT | prio)
+        linux.ioprio_set(linux.IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASSES[cls] << linux.IOPRIO_CLASS_SHIFT | prio)
     except SyscallError as e:
-        raise SyscallError("ioprio_set", f"process.ioPriority {io.get('class')} {prio}", e.errno) from e
+        raise SyscallError("ioprio_set", f"process.ioPriority {cls} {prio}", e.errno) from e
 
 
-def set_scheduler(sched: dict[str, Any]) -> None:
-    policy = SCHED_POLICIES.get(sched.get("policy", ""))
-    if policy is None:
-        raise OciSystemdError(f"invalid scheduler policy {sched.get('policy')!r}")
+def set_scheduler(sched: config.Scheduler) -> None:
     flags = 0
     for f in sched.get("flags") or ():
-        bit = SCHED_FLAGS.get(f)
-        if bit is None:
-            raise OciSystemdError(f"invalid scheduler flag {f!r}")
-        flags |= bit
+        flags |= SCHED_FLAGS[f]
     try:
         linux.sched_setattr(
             0,
-            policy,
+            SCHED_POLICIES[sched["policy"]],
             flags=flags,
-            nice=int(sched.get("nice", 0)),
-            priority=int(sched.get("priority", 0)),
-            runtime=int(sched.get("runtime", 0)),
-            deadline=int(sched.get("deadline", 0)),
-            period=int(sched.get("period", 0)),
+            nice=sched.get("nice") or 0,
+            priority=sched.get("priority") or 0,
+            runtime=sched.get("runtime") or 0,
+            deadline=sched.get("deadline") or 0,
+            period=sched.get("period") or 0,
         )
     except SyscallError as e:
-        raise SyscallError("sched_setattr", f"process.scheduler {sched.get('policy')}", e.errno) from e
+        raise SyscallError("sched_setattr", f"process.scheduler {sched['policy']}", e.errno) from e
 
 
-def set_personality(pers: dict[str, Any]) -> None:
-    domain = PERSONALITY_DOMAINS.get(pers.get("domain", ""))
-    if domain is None:
-        raise OciSystemdError(f"invalid personality domain {pers.get('domain')!r}")
-    if pers.get("flags"):
-        raise OciSystemdError("personality flags are not supported")
-    linux.personality(domain)
+def set_personality(pers: config.Personality) -> None:
+    linux.personality(PERSONALITY_DOMAINS[pers["domain"]])  # spec refuses flags: none is defined
 
 
 # --- user -----------------------------------------------------------------------------------------
@@ -315,10 +224,10 @@ def _setgroups_allowed() -> bool:
         return True
 
 
-def set_user(user: dict[str, Any]) -> None:
+def set_user(user: config.User) -> None:
     """setgroups(additionalGids), setresgid(gid), setresuid(uid); the caller holds PR_SET_KEEPCAPS."""
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    groups = [int(g) for g in user.get("additionalGids") or ()]
+    uid, gid = user["uid"], user["gid"]
+    groups = list(user.get("additionalGids") or ())
     if _setgroups_allowed():
         linux.setgroups(groups)
     elif groups:
@@ -336,7 +245,7 @@ def _chdir(cwd: str) -> OSError | None:
 
 
 # --- cwd and HOME ---------------------------------------------------------------------------------
-def make_cwd(process: dict[str, Any]) -> None:
+def make_cwd(process: config.Process) -> None:
     """Create a missing `process.cwd` (mode 0755, owned by whoever we are: the container's root), as
     runc's prepareRootfs does after entering the rootfs and before / is made read-only.
 
@@ -430,11 +339,11 @@ def find_executable(name: str, env: Iterable[str]) -> str:
 
 # --- all together ---------------------------------------------------------------------------------
 def prepare(
-    process: dict[str, Any],
+    process: config.Process,
     *,
     keep_fds: Collection[int],
-    seccomp: dict[str, Any] | None = None,
-    personality: dict[str, Any] | None = None,
+    seccomp: config.Seccomp | None = None,
+    personality: config.Personality | None = None,
     seccomp_notify: Callable[[int], None] | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """Apply the `process` object (runtime-spec config.md) to this process; return execve() args.
@@ -444,23 +353,22 @@ def prepare(
     `personality` are `linux.seccomp` and `linux.personality` of the config (they live outside
     `process` in the spec). `seccomp_notify` receives the filter's notify fd (SCMP_ACT_NOTIFY).
     """
-    args = [str(a) for a in process.get("args") or ()]
-    if not args:
-        raise OciSystemdError("process.args must not be empty")
+    args = list(process["args"])  # spec: present and not empty
     # HOME from /etc/passwd is read now, as root: the container's user may not read it.
-    uid = int((process.get("user") or {}).get("uid", 0))
-    env = with_home([str(e) for e in process.get("env") or ()], uid)
+    user = process.get("user") or _ROOT
+    uid = user["uid"]
+    env = with_home(list(process.get("env") or ()), uid)
     close_fds(keep_fds)
 
     if personality:
         set_personality(personality)
     set_rlimits(process.get("rlimits") or ())
-    if process.get("oomScoreAdj") is not None:
-        set_oom_score_adj(int(process["oomScoreAdj"]))
-    if process.get("ioPriority"):
-        set_io_priority(process["ioPriority"])
-    if process.get("scheduler"):
-        set_scheduler(process["scheduler"])
+    if (oom_score_adj := process.get("oomScoreAdj")) is not None:
+        set_oom_score_adj(oom_score_adj)
+    if io := process.get("ioPriority"):
+        set_io_priority(io)
+    if sched := process.get("scheduler"):
+        set_scheduler(sched)
 
     cwd = process.get("cwd") or "/"
     early_cwd_error = _chdir(cwd)
@@ -475,7 +383,7 @@ def prepare(
     if caps is not None:
         drop_bounding(cap_mask(caps.get("bounding"), last=last), last=last)
         linux.prctl(linux.PR_SET_KEEPCAPS, 1)
-    set_user(process.get("user") or {})
+    set_user(user)
     # A uid change resets "dumpable" to fs.suid_dumpable: keep the idler sealed until exec, also
     # from the startContainer hooks that now run with the same credentials.
     seal_self()
@@ -495,8 +403,8 @@ def prepare(
 
     if caps is not None:
         apply_caps(caps, last=last)
-    umask = (process.get("user") or {}).get("umask")
-    os.umask(0o022 if umask is None else int(umask))
+    umask = user.get("umask")
+    os.umask(0o022 if umask is None else umask)
 
     path = find_executable(args[0], env)
     if nnp:
@@ -506,7 +414,7 @@ def prepare(
     return path, args, env
 
 
-def _apply_seccomp(profile: dict[str, Any], notify: Callable[[int], None] | None) -> None:
+def _apply_seccomp(profile: config.Seccomp, notify: Callable[[int], None] | None) -> None:
     from oci_systemd.container import seccomp
 
     seccomp.apply(profile, notify)

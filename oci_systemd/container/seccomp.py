@@ -9,6 +9,11 @@ action equals the default action are skipped, conditions on the same argument in
 separate rules (OR), and libseccomp's own no_new_privs is turned off (process.noNewPrivileges
 decides). Unknown actions, architectures, operators and flags are errors.
 
+The tables below (ACTIONS, OPERATORS, FLAGS, ARCHITECTURES) are what `linux.seccomp` may name:
+spec validation accepts exactly their keys and `oci-systemd features` reports them. ctypes is
+imported only to build a filter, so that validating a config (`create`) can read the tables
+without it (~5 ms).
+
 SCMP_ACT_NOTIFY (seccomp user notification): libseccomp loads such a filter with
 SECCOMP_FILTER_FLAG_NEW_LISTENER; `apply()` hands the listener fd to its `hand_over` callback
 right after loading (the idler sends it to `oci-systemd start`, which gives it to the agent at
@@ -17,15 +22,16 @@ right after loading (the idler sends it to `oci-systemd start`, which gives it t
 
 from __future__ import annotations
 
-import ctypes
 import errno
 
 from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
+    import ctypes
     from collections.abc import Callable
-    from typing import Any
+
+    from oci_systemd.container import config
 
 # seccomp.h
 SCMP_ACT_KILL_PROCESS = 0x80000000
@@ -71,7 +77,11 @@ FLAGS: dict[str, int] = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SCMP_FLTATR_CTL_SSB,
 }
 
-# runtime-spec architectures → libseccomp's names for seccomp_arch_resolve_name()
+# enum scmp_filter_attr has no attribute for SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV before
+# libseccomp 2.6 (this machine's is 2.5.4) and runc does not implement it either: refused.
+
+# runtime-spec architectures → libseccomp's names for seccomp_arch_resolve_name(); a name the
+# loaded libseccomp does not know is skipped by build() (it cannot be this machine's).
 ARCHITECTURES: dict[str, str] = {
     "SCMP_ARCH_X86": "x86",
     "SCMP_ARCH_X86_64": "x86_64",
@@ -93,6 +103,9 @@ ARCHITECTURES: dict[str, str] = {
     "SCMP_ARCH_PARISC64": "parisc64",
     "SCMP_ARCH_RISCV64": "riscv64",
     "SCMP_ARCH_LOONGARCH64": "loongarch64",
+    "SCMP_ARCH_M68K": "m68k",  # libseccomp 2.6
+    "SCMP_ARCH_SH": "sh",  # libseccomp 2.6
+    "SCMP_ARCH_SHEB": "sheb",  # libseccomp 2.6
 }
 
 
@@ -140,7 +153,7 @@ def action_value(name: str, errno_ret: int | None, *, where: str) -> int:
     return base
 
 
-def uses_notify(profile: dict[str, Any]) -> bool:
+def uses_notify(profile: config.Seccomp) -> bool:
     """Whether `linux.seccomp` has an SCMP_ACT_NOTIFY rule (then, and only then, the agent at
     listenerPath gets the listener fd, as with runc)."""
     return profile.get("defaultAction") == "SCMP_ACT_NOTIFY" or any(
@@ -148,11 +161,9 @@ def uses_notify(profile: dict[str, Any]) -> bool:
     )
 
 
-def translate(profile: dict[str, Any]) -> Plan:
+def translate(profile: config.Seccomp) -> Plan:
     """Pure translation of `linux.seccomp` into numbers; raises OciSystemdError on invalid input."""
-    default = action_value(
-        profile.get("defaultAction", ""), profile.get("defaultErrnoRet"), where="defaultAction"
-    )
+    default = action_value(profile["defaultAction"], profile.get("defaultErrnoRet"), where="defaultAction")
     arches: list[str] = []
     for a in profile.get("architectures") or ():
         name = ARCHITECTURES.get(a)
@@ -168,16 +179,16 @@ def translate(profile: dict[str, Any]) -> Plan:
     rules: list[Rule] = []
     for i, sc in enumerate(profile.get("syscalls") or ()):
         where = f"syscalls[{i}]"
-        action = action_value(sc.get("action", ""), sc.get("errnoRet"), where=where)
+        action = action_value(sc["action"], sc.get("errnoRet"), where=where)
         conds: list[tuple[int, int, int, int]] = []
         for arg in sc.get("args") or ():
-            op = OPERATORS.get(arg.get("op", ""))
+            op = OPERATORS.get(arg["op"])
             if op is None:
                 raise OciSystemdError(f"seccomp: unknown operator {arg.get('op')!r} in {where}")
             index = int(arg["index"])
             if not 0 <= index <= 5:
                 raise OciSystemdError(f"seccomp: argument index {index} out of range in {where}")
-            conds.append((index, op, int(arg.get("value", 0)), int(arg.get("valueTwo", 0))))
+            conds.append((index, op, int(arg.get("value", 0)), int(arg.get("valueTwo") or 0)))
         if action == default:
             continue  # libseccomp refuses rules that repeat the default action; runc skips them
         # libseccomp allows one comparison per argument in a rule: same index twice means OR.
@@ -190,21 +201,23 @@ def translate(profile: dict[str, Any]) -> Plan:
     return Plan(default, arches, rules, attrs)
 
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = (
-        ("arg", ctypes.c_uint),
-        ("op", ctypes.c_int),
-        ("datum_a", ctypes.c_uint64),
-        ("datum_b", ctypes.c_uint64),
-    )
-
-
 _lib: ctypes.CDLL | None = None
+_ArgCmp: type[ctypes.Structure] | None = None  # struct scmp_arg_cmp, made with the library
 
 
 def _libseccomp() -> ctypes.CDLL:
-    global _lib
+    global _lib, _ArgCmp
     if _lib is None:
+        import ctypes
+
+        class ArgCmp(ctypes.Structure):
+            _fields_ = (
+                ("arg", ctypes.c_uint),
+                ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64),
+            )
+
         try:
             lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
         except OSError as e:
@@ -228,12 +241,12 @@ def _libseccomp() -> ctypes.CDLL:
             ctypes.c_uint32,
             ctypes.c_int,
             ctypes.c_uint,
-            ctypes.POINTER(_ArgCmp),
+            ctypes.POINTER(ArgCmp),
         )
         lib.seccomp_load.argtypes = (ctypes.c_void_p,)
         lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
         lib.seccomp_notify_fd.argtypes = (ctypes.c_void_p,)
-        _lib = lib
+        _lib, _ArgCmp = lib, ArgCmp
     return _lib
 
 
@@ -281,6 +294,8 @@ class Filter:
 
 def build(plan: Plan) -> Filter:
     lib = _libseccomp()
+    arg_cmp = _ArgCmp
+    assert arg_cmp is not None
     ctx = lib.seccomp_init(plan.default_action)
     if not ctx:
         raise OciSystemdError(f"seccomp: seccomp_init({plan.default_action:#x}) failed")
@@ -302,7 +317,7 @@ def build(plan: Plan) -> Filter:
             if nr == -1:  # __NR_SCMP_ERROR: unknown to libseccomp, skipped like runc
                 filt.skipped.append(rule.name)
                 continue
-            arr = (_ArgCmp * max(1, len(rule.args)))(*[_ArgCmp(*a) for a in rule.args])
+            arr = (arg_cmp * max(1, len(rule.args)))(*[arg_cmp(*a) for a in rule.args])
             _check(
                 lib.seccomp_rule_add_array(ctx, rule.action, nr, len(rule.args), arr),
                 f"add rule for {rule.name}",
@@ -313,7 +328,7 @@ def build(plan: Plan) -> Filter:
     return filt
 
 
-def apply(seccomp: dict[str, Any], hand_over: Callable[[int], None] | None = None) -> None:
+def apply(seccomp: config.Seccomp, hand_over: Callable[[int], None] | None = None) -> None:
     """Translate, build and load `linux.seccomp`; call it last, after no_new_privs.
 
     With SCMP_ACT_NOTIFY rules, `hand_over(fd)` gets the listener fd right after loading (every

@@ -10,7 +10,6 @@ from oci_systemd.runtime.log import log
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from oci_systemd.container import config
-    from oci_systemd.runtime.spec import Capabilities
 
 
 def warn_about_labels(proc: config.Process, linux: config.Linux) -> None:
@@ -32,7 +31,7 @@ def warn_about_labels(proc: config.Process, linux: config.Linux) -> None:
             log.warning(f"{field} {value!r} ignored: {lsm} {state}")
 
 
-def warn_about_capabilities(cid: str, caps: Capabilities | None) -> None:
+def warn_about_capabilities(cid: str, caps: config.Capabilities | None) -> None:
     """runtime-spec 1.2: unknown or ungrantable capabilities are a warning, and the rest apply."""
     from oci_systemd.runtime import spec
 

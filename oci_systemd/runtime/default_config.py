@@ -8,9 +8,12 @@ only the hostname differs. The rootless variant follows runc's ToRootless().
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oci_systemd import OCI_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 _NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -21,11 +24,11 @@ def _is_cgroup2() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def default_config(*, rootless: bool = False, cgroup2: bool | None = None) -> dict[str, Any]:
+def default_config(*, rootless: bool = False, cgroup2: bool | None = None) -> config.Config:
     """A fresh config.json dict; `cgroup2` defaults to probing the host, like runc."""
     if cgroup2 is None:
         cgroup2 = _is_cgroup2()
-    config: dict[str, Any] = {
+    cfg: config.Config = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": True,
@@ -117,22 +120,22 @@ def default_config(*, rootless: bool = False, cgroup2: bool | None = None) -> di
         },
     }
     if cgroup2:
-        config["linux"]["namespaces"].append({"type": "cgroup"})
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
-        _to_rootless(config)
-    return config
+        _to_rootless(cfg)
+    return cfg
 
 
-def _to_rootless(config: dict[str, Any]) -> None:
-    linux = config["linux"]
+def _to_rootless(cfg: config.Config) -> None:
+    linux = cfg["linux"]
     # An unprivileged user cannot configure a network namespace's devices, so share the host's;
     # the user namespace comes last, as in runc.
     linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")]
     linux["namespaces"].append({"type": "user"})
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-    mounts: list[dict[str, Any]] = []
-    for mount in config["mounts"]:
+    mounts: list[config.Mount] = []
+    for mount in cfg["mounts"]:
         if os.path.normpath(mount["destination"]) == "/sys":
             # sysfs cannot be mounted without owning the network namespace: bind the host's, read-only.
             mounts.append(
@@ -152,6 +155,6 @@ def _to_rootless(config: dict[str, Any]) -> None:
         if "options" in mount:
             mount["options"] = [o for o in mount["options"] if not o.startswith(("uid=", "gid="))]
         mounts.append(mount)
-    config["mounts"] = mounts
+    cfg["mounts"] = mounts
     # Rootless containers cannot set cgroup limits unless delegated; runc drops them all.
     linux.pop("resources", None)

@@ -1,107 +1,54 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`oci-systemd features`: what this runtime implements, in runtime-spec features.md shape."""
+"""`oci-systemd features`: what this runtime implements, in runtime-spec features.md shape.
+
+Every list is read from the table that implements it (container/abi.py, container/seccomp.py,
+container/mounts.py, container/namespaces.py, the hook stages spec/hooks.py checks and
+container/hooks.py runs), the same tables spec validation accepts, so what
+is reported is what works (tests/unit/test_tables.py). `features` is not a hot command: the
+container modules (ctypes) are imported here freely.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from oci_systemd import OCI_VERSION
 
-MOUNT_OPTIONS = [
-    "async",
-    "atime",
-    "bind",
-    "defaults",
-    "dev",
-    "diratime",
-    "dirsync",
-    "exec",
-    "idmap",
-    "mand",
-    "noatime",
-    "nodev",
-    "nodiratime",
-    "noexec",
-    "nomand",
-    "norelatime",
-    "nostrictatime",
-    "nosuid",
-    "private",
-    "rbind",
-    "relatime",
-    "remount",
-    "ridmap",
-    "ro",
-    "rprivate",
-    "rshared",
-    "rslave",
-    "runbindable",
-    "rw",
-    "shared",
-    "slave",
-    "strictatime",
-    "suid",
-    "sync",
-    "unbindable",
-]
-HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
-NAMESPACES = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
-SECCOMP_ACTIONS = [
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_TRAP",
-]
-SECCOMP_OPERATORS = [
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_MASKED_EQ",
-    "SCMP_CMP_NE",
-]
-SECCOMP_ARCHS = [
-    "SCMP_ARCH_AARCH64",
-    "SCMP_ARCH_ARM",
-    "SCMP_ARCH_X32",
-    "SCMP_ARCH_X86",
-    "SCMP_ARCH_X86_64",
-]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# mounts.parse_options gives this option its own branch (copy_up), in no table of its own.
+TMPCOPYUP = "tmpcopyup"
+
+
+def mount_options() -> list[str]:
+    """The options container/mounts.py gives a meaning (flags, propagation, idmap, tmpcopyup);
+    any other option is passed to the filesystem as data."""
+    from oci_systemd.container import mounts
+
+    return sorted({*mounts.MOUNT_FLAGS, *mounts.PROPAGATION_FLAGS, *mounts.IDMAP_OPTIONS, TMPCOPYUP})
 
 
 def features() -> dict[str, Any]:
-    from oci_systemd.container.process import CAPABILITIES
+    from oci_systemd.container import abi, namespaces, seccomp
+    from oci_systemd.runtime.spec.hooks import STAGES
 
+    flags = sorted(seccomp.FLAGS)
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": HOOKS,
-        "mountOptions": MOUNT_OPTIONS,
+        "hooks": list(STAGES),
+        "mountOptions": mount_options(),
         "linux": {
-            "namespaces": NAMESPACES,
-            "capabilities": sorted(CAPABILITIES),
+            "namespaces": sorted(namespaces.NAMESPACE_FLAGS),
+            "capabilities": sorted(abi.CAPABILITIES),
             "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
             "seccomp": {
                 "enabled": True,
-                "actions": SECCOMP_ACTIONS,
-                "operators": SECCOMP_OPERATORS,
-                "archs": SECCOMP_ARCHS,
-                "knownFlags": [
-                    "SECCOMP_FILTER_FLAG_LOG",
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                    "SECCOMP_FILTER_FLAG_TSYNC",
-                ],
-                "supportedFlags": [
-                    "SECCOMP_FILTER_FLAG_LOG",
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                    "SECCOMP_FILTER_FLAG_TSYNC",
-                ],
+                "actions": sorted(seccomp.ACTIONS),
+                "operators": sorted(seccomp.OPERATORS),
+                "archs": sorted(seccomp.ARCHITECTURES),
+                "knownFlags": flags,
+                "supportedFlags": flags,
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

@@ -5,8 +5,10 @@ systemd owns the container's cgroup, so limits are set as properties of its scop
 (StartTransientUnit at create, SetUnitProperties at update) rather than by writing
 cgroupfs files behind systemd's back, which a `daemon-reload` would undo.
 The conversions follow runc's systemd driver (libcontainer/cgroups/systemd) and crun,
-so a config means the same thing under all three. Pure apart from resolving block
-devices for the I/O limits (injectable); no D-Bus import.
+so a config means the same thing under all three; the annotations are read by
+property_annotations.py. Pure apart from resolving block devices for the I/O limits
+(injectable); no D-Bus import. Reads `linux.resources` as spec
+validation left it (container/config.py's views of the raw dict): a JSON null counts as absent.
 """
 
 from __future__ import annotations
@@ -15,21 +17,25 @@ import os
 
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
-from oci_systemd.runtime.records import record
-from oci_systemd.runtime.spec import CPU, U64_MAX, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
+from oci_systemd.runtime.property_annotations import (
+    ANNOTATION_PREFIX,
+    INFINITY,
+    annotation_properties,
+    parse_property_annotation,
+)
+from oci_systemd.runtime.spec.fields import U64_MAX
 
 # create imports this module: typing, collections.abc, re and json (~10 ms) stay out of it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, Final
+    from typing import Final
 
+    from oci_systemd.container.config import CPU, BlockIO, DeviceRule, Memory, Resources, ThrottleDevice
     from oci_systemd.runtime.systemd import UnitProperty as UnitProperty
 
     BlockDeviceResolver = Callable[[int, int], str | None]
 
-INFINITY: Final = U64_MAX  # systemd's CGROUP_LIMIT_MAX and USEC_INFINITY
-ANNOTATION_PREFIX: Final = "org.systemd.property."
 DEFAULT_CPU_QUOTA_PERIOD: Final = 100_000  # µs; the kernel default, same for cgroup v1 and v2
 
 _RES = "linux.resources"
@@ -37,17 +43,17 @@ _RES = "linux.resources"
 # Devices every container gets whatever its rules say, as runc's specconv.AllowedDevices:
 # mknod of anything (the device must still be allowed to be opened), the pseudo devices that
 # runtime-spec requires in /dev, and the pty devices.
-DEFAULT_DEVICE_RULES: Final = (
-    DeviceRule(allow=True, type="c", access="m"),
-    DeviceRule(allow=True, type="b", access="m"),
-    DeviceRule(allow=True, type="c", major=1, minor=3, access="rwm"),  # /dev/null
-    DeviceRule(allow=True, type="c", major=1, minor=8, access="rwm"),  # /dev/random
-    DeviceRule(allow=True, type="c", major=1, minor=7, access="rwm"),  # /dev/full
-    DeviceRule(allow=True, type="c", major=5, minor=0, access="rwm"),  # /dev/tty
-    DeviceRule(allow=True, type="c", major=1, minor=5, access="rwm"),  # /dev/zero
-    DeviceRule(allow=True, type="c", major=1, minor=9, access="rwm"),  # /dev/urandom
-    DeviceRule(allow=True, type="c", major=136, access="rwm"),  # /dev/pts/*
-    DeviceRule(allow=True, type="c", major=5, minor=2, access="rwm"),  # /dev/ptmx
+DEFAULT_DEVICE_RULES: Final[tuple[DeviceRule, ...]] = (
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # /dev/null
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # /dev/random
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # /dev/full
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # /dev/tty
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # /dev/zero
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # /dev/urandom
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},  # /dev/pts/*
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # /dev/ptmx
 )
 
 
@@ -81,31 +87,31 @@ def unsupported_settings(resources: Resources | None, path: str = _RES) -> list[
     if resources is None:
         return []
     out: list[str] = []
-    if (m := resources.memory) is not None:
+    if (m := resources.get("memory")) is not None:
         for key, is_set in (
-            ("kernel", m.kernel is not None),
-            ("kernelTCP", m.kernel_tcp is not None),
-            ("swappiness", m.swappiness is not None),
-            ("disableOOMKiller", bool(m.disable_oom_killer)),
+            ("kernel", m.get("kernel") is not None),
+            ("kernelTCP", m.get("kernelTCP") is not None),
+            ("swappiness", m.get("swappiness") is not None),
+            ("disableOOMKiller", bool(m.get("disableOOMKiller"))),
         ):
             if is_set:
                 out.append(f"{path}.memory.{key}")
-    if (c := resources.cpu) is not None:
+    if (c := resources.get("cpu")) is not None:
         for key, value in (
-            ("realtimeRuntime", c.realtime_runtime),
-            ("realtimePeriod", c.realtime_period),
-            ("burst", c.burst),
-            ("idle", c.idle),
+            ("realtimeRuntime", c.get("realtimeRuntime")),
+            ("realtimePeriod", c.get("realtimePeriod")),
+            ("burst", c.get("burst")),
+            ("idle", c.get("idle")),
         ):
             if value:
                 out.append(f"{path}.cpu.{key}")
-    if resources.block_io is not None and resources.block_io.leaf_weight:
+    if (b := resources.get("blockIO")) is not None and b.get("leafWeight"):
         out.append(f"{path}.blockIO.leafWeight")
-    if resources.hugepage_limits:
+    if resources.get("hugepageLimits"):
         out.append(f"{path}.hugepageLimits")
-    if resources.network is not None and (resources.network.class_id or resources.network.priorities):
+    if (n := resources.get("network")) is not None and (n.get("classID") or n.get("priorities")):
         out.append(f"{path}.network")
-    if resources.rdma:
+    if resources.get("rdma"):
         out.append(f"{path}.rdma")
     return out
 
@@ -224,29 +230,31 @@ def _resource_properties(
 ) -> list[UnitProperty]:
     resolve = block_device or resolve_block_device
     props: list[UnitProperty] = []
-    if creating or r.devices:
-        props += device_properties(r.devices, path=f"{path}.devices")
-    if r.memory is not None:
-        props += _memory_properties(r.memory, f"{path}.memory")
-    if r.cpu is not None:
-        props += _cpu_properties(r.cpu, f"{path}.cpu")
-    if r.pids is not None and r.pids.limit is not None:
-        props.append(("TasksMax", "t", INFINITY if r.pids.limit <= 0 else r.pids.limit))
-    if r.block_io is not None:
-        props += _block_io_properties(r.block_io, resolve, f"{path}.blockIO")
-    if r.unified:
-        props += unified_properties(r.unified, path=f"{path}.unified")
+    devices = r.get("devices") or []
+    if creating or devices:
+        props += device_properties(devices, path=f"{path}.devices")
+    if (memory := r.get("memory")) is not None:
+        props += _memory_properties(memory, f"{path}.memory")
+    if (cpu := r.get("cpu")) is not None:
+        props += _cpu_properties(cpu, f"{path}.cpu")
+    if (pids := r.get("pids")) is not None and (limit := pids.get("limit")) is not None:
+        props.append(("TasksMax", "t", INFINITY if limit <= 0 else limit))
+    if (block_io := r.get("blockIO")) is not None:
+        props += _block_io_properties(block_io, resolve, f"{path}.blockIO")
+    if unified := r.get("unified"):
+        props += unified_properties(unified, path=f"{path}.unified")
     return props
 
 
 def _memory_properties(m: Memory, path: str) -> list[UnitProperty]:
     props: list[UnitProperty] = []
-    if m.limit:
-        props.append(("MemoryMax", "t", INFINITY if m.limit == -1 else m.limit))
-    if m.reservation:
-        props.append(("MemoryLow", "t", INFINITY if m.reservation == -1 else m.reservation))
-    if m.swap is not None:
-        swap = memory_swap_to_systemd(m.swap, m.limit, f"{path}.swap")
+    limit, reservation, swap = m.get("limit"), m.get("reservation"), m.get("swap")
+    if limit:
+        props.append(("MemoryMax", "t", INFINITY if limit == -1 else limit))
+    if reservation:
+        props.append(("MemoryLow", "t", INFINITY if reservation == -1 else reservation))
+    if swap is not None:
+        swap = memory_swap_to_systemd(swap, limit, f"{path}.swap")
         if swap is not None:
             props.append(("MemorySwapMax", "t", swap))
     return props
@@ -254,13 +262,13 @@ def _memory_properties(m: Memory, path: str) -> list[UnitProperty]:
 
 def _cpu_properties(c: CPU, path: str) -> list[UnitProperty]:
     props: list[UnitProperty] = []
-    if c.shares:
-        props.append(("CPUWeight", "t", cpu_shares_to_weight(c.shares)))
-    props += cpu_quota_properties(c.quota, c.period)
-    if c.cpus:
-        props.append(("AllowedCPUs", "ay", cpu_list_to_bits(c.cpus, f"{path}.cpus")))
-    if c.mems:
-        props.append(("AllowedMemoryNodes", "ay", cpu_list_to_bits(c.mems, f"{path}.mems")))
+    if shares := c.get("shares"):
+        props.append(("CPUWeight", "t", cpu_shares_to_weight(shares)))
+    props += cpu_quota_properties(c.get("quota"), c.get("period"))
+    if cpus := c.get("cpus"):
+        props.append(("AllowedCPUs", "ay", cpu_list_to_bits(cpus, f"{path}.cpus")))
+    if mems := c.get("mems"):
+        props.append(("AllowedMemoryNodes", "ay", cpu_list_to_bits(mems, f"{path}.mems")))
     return props
 
 
@@ -274,29 +282,29 @@ def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) ->
         return dev
 
     props: list[UnitProperty] = []
-    if b.weight:
-        props.append(("IOWeight", "t", blkio_weight_to_io_weight(b.weight)))
+    if weight := b.get("weight"):
+        props.append(("IOWeight", "t", blkio_weight_to_io_weight(weight)))
     weights = [
-        (device(d.major, d.minor, f"{path}.weightDevice[{i}]"), blkio_weight_to_io_weight(d.weight))
-        for i, d in enumerate(b.weight_device)
-        if d.weight
+        (device(d["major"], d["minor"], f"{path}.weightDevice[{i}]"), blkio_weight_to_io_weight(w))
+        for i, d in enumerate(b.get("weightDevice") or ())
+        if (w := d.get("weight"))
     ]
     if weights:
         props.append(("IODeviceWeight", "a(st)", weights))
 
-    def throttle(name: str, key: str, devices: Sequence[ThrottleDevice]) -> None:
+    def throttle(name: str, key: str, devices: Sequence[ThrottleDevice] | None) -> None:
         if devices:
-            # A rate of 0 removes the limit (v1 semantics; runc writes "max" on v2).
+            # A rate of 0 (or none) removes the limit (v1 semantics; runc writes "max" on v2).
             value = [
-                (device(d.major, d.minor, f"{path}.{key}[{i}]"), d.rate or INFINITY)
+                (device(d["major"], d["minor"], f"{path}.{key}[{i}]"), d.get("rate") or INFINITY)
                 for i, d in enumerate(devices)
             ]
             props.append((name, "a(st)", value))
 
-    throttle("IOReadBandwidthMax", "throttleReadBpsDevice", b.throttle_read_bps_device)
-    throttle("IOWriteBandwidthMax", "throttleWriteBpsDevice", b.throttle_write_bps_device)
-    throttle("IOReadIOPSMax", "throttleReadIOPSDevice", b.throttle_read_iops_device)
-    throttle("IOWriteIOPSMax", "throttleWriteIOPSDevice", b.throttle_write_iops_device)
+    throttle("IOReadBandwidthMax", "throttleReadBpsDevice", b.get("throttleReadBpsDevice"))
+    throttle("IOWriteBandwidthMax", "throttleWriteBpsDevice", b.get("throttleWriteBpsDevice"))
+    throttle("IOReadIOPSMax", "throttleReadIOPSDevice", b.get("throttleReadIOPSDevice"))
+    throttle("IOWriteIOPSMax", "throttleWriteIOPSDevice", b.get("throttleWriteIOPSDevice"))
     return props
 
 
@@ -305,14 +313,11 @@ def _block_io_properties(b: BlockIO, resolve: BlockDeviceResolver, path: str) ->
 # OCI rule list is first replayed as the cgroup v1 devices controller would apply it (runc's
 # devices emulator), then the resulting allow-list is spelled the way systemd wants.
 
-_WILD = -1
+_WILD = -1  # also how Go generators spell "any" in a rule's major or minor
 
-
-@record
-class _DevKey:
-    type: str  # "c" or "b"
-    major: int  # _WILD for any
-    minor: int
+if TYPE_CHECKING:
+    _DevKey = tuple[str, int, int]
+    """(type "c" or "b", major, minor), _WILD for any."""
 
 
 def device_properties(
@@ -326,21 +331,18 @@ def device_properties(
     if defaults:
         tagged += [(f"{path} (default device rules)", r) for r in DEFAULT_DEVICE_RULES]
     for at, rule in tagged:
-        access = set(rule.access or "rwm")
-        if rule.type in (None, "a"):
+        access = set(rule.get("access") or "rwm")
+        type_ = rule.get("type")
+        if type_ is None or type_ == "a":
             # "a" resets the whole list, whatever major/minor say (as the v1 kernel does).
-            default_allow = rule.allow
+            default_allow = rule["allow"]
             allowed.clear()
             denied.clear()
             continue
-        assert rule.type is not None
-        key = _DevKey(
-            rule.type,
-            _WILD if rule.major is None else rule.major,
-            _WILD if rule.minor is None else rule.minor,
-        )
+        major, minor = rule.get("major"), rule.get("minor")
+        key = (type_, _WILD if major is None else major, _WILD if minor is None else minor)
         exceptions = denied if default_allow else allowed
-        if rule.allow != default_allow:
+        if rule["allow"] != default_allow:
             exceptions.setdefault(key, set()).update(access)
         else:
             _punch(exceptions, key, access, at)
@@ -354,20 +356,21 @@ def device_properties(
         # DevicePolicy=auto with no DeviceAllow entries lets everything through.
         return [("DevicePolicy", "s", "auto"), ("DeviceAllow", "a(ss)", [])]
     entries: list[tuple[str, str]] = []
-    for key in sorted(allowed, key=lambda k: (k.type, k.major, k.minor)):
+    for key in sorted(allowed):
         perms = "".join(c for c in "rwm" if c in allowed[key])
         if not perms:
             continue
-        group = "char" if key.type == "c" else "block"
-        if key.major == _WILD:
-            if key.minor != _WILD:
+        type_, major, minor = key
+        group = "char" if type_ == "c" else "block"
+        if major == _WILD:
+            if minor != _WILD:
                 # systemd has no "any major, this minor" form; leaving it out only denies more.
                 continue
             entries.append((f"{group}-*", perms))
-        elif key.minor == _WILD:
-            entries.append((f"{group}-{key.major}", perms))  # systemd ≥ 240
+        elif minor == _WILD:
+            entries.append((f"{group}-{major}", perms))  # systemd ≥ 240
         else:
-            entries.append((f"/dev/{group}/{key.major}:{key.minor}", perms))
+            entries.append((f"/dev/{group}/{major}:{minor}", perms))
     # The empty DeviceAllow first resets the list when this is applied to a running unit.
     return [("DevicePolicy", "s", "strict"), ("DeviceAllow", "a(ss)", []), ("DeviceAllow", "a(ss)", entries)]
 
@@ -375,11 +378,8 @@ def device_properties(
 def _punch(exceptions: dict[_DevKey, set[str]], key: _DevKey, access: set[str], at: str) -> None:
     # Like runc's emulator: a narrower rule cannot remove access granted by a wildcard rule
     # (v1 ignored it silently, which is worse than an error).
-    for partial in (
-        _DevKey(key.type, _WILD, key.minor),
-        _DevKey(key.type, key.major, _WILD),
-        _DevKey(key.type, _WILD, _WILD),
-    ):
+    type_, major, minor = key
+    for partial in ((type_, _WILD, minor), (type_, major, _WILD), (type_, _WILD, _WILD)):
         if partial == key:
             continue
         if exceptions.get(partial, set()) & access:
@@ -454,246 +454,18 @@ def _io_weight(value: str, at: str) -> list[UnitProperty]:
     return [("IOWeight", "t", _uint_in(fields[0], 1, 10000, at))]
 
 
-# ----------------------------------------------------------------------------------------------
-# org.systemd.property.<Name> annotations. runc parses the value with godbus's ParseVariant (the
-# GVariant text format); this accepts the subset people use: true/false, 'string' or "string",
-# integers and doubles, arrays of those, type keywords ("uint64 100") and "@t 100" annotations.
-
-_BASIC_SIGS: Final = frozenset("ybnqiuxtdsog")
-_INT_RANGES: Final = {
-    "y": (0, 2**8 - 1),
-    "n": (-(2**15), 2**15 - 1),
-    "q": (0, 2**16 - 1),
-    "i": (-(2**31), 2**31 - 1),
-    "u": (0, 2**32 - 1),
-    "x": (-(2**63), 2**63 - 1),
-    "t": (0, 2**64 - 1),
-}
-_KEYWORDS: Final = {
-    "byte": "y",
-    "int16": "n",
-    "uint16": "q",
-    "int32": "i",
-    "uint32": "u",
-    "int64": "x",
-    "uint64": "t",
-    "double": "d",
-    "objectpath": "o",
-    "signature": "g",
-}
-# Properties whose D-Bus type is "t", so a bare integer is sent as one (godbus would send "i",
-# which systemd rejects with "Invalid argument").
-_UINT64_PROPERTIES: Final = frozenset(
-    {
-        "CPUWeight", "StartupCPUWeight", "CPUShares", "StartupCPUShares", "IOWeight", "StartupIOWeight",
-        "BlockIOWeight", "StartupBlockIOWeight", "MemoryMin", "MemoryLow", "MemoryHigh", "MemoryMax",
-        "MemorySwapMax", "MemoryZSwapMax", "MemoryLimit", "TasksMax", "LogRateLimitBurst",
-    }
-)  # fmt: skip
-# Patterns for annotation values; compiled by `re` on first use (only annotations need them).
-_NUMBER_PATTERN: Final = r"[-+]?(0[xX][0-9a-fA-F]+|[0-9]+)"
-_FLOAT_PATTERN: Final = r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?"
-
-
-def annotation_properties(annotations: Mapping[str, str]) -> list[UnitProperty]:
-    props: list[UnitProperty] = []
-    for key in sorted(annotations):
-        if key.startswith(ANNOTATION_PREFIX):
-            props.append(parse_property_annotation(key, annotations[key]))
-    return props
-
-
-def parse_property_annotation(key: str, value: str) -> UnitProperty:
-    """`org.systemd.property.TimeoutStopSec` = "30" → ("TimeoutStopUSec", "t", 30_000_000)."""
-    at = f'annotations["{key}"]'
-    name = key.removeprefix(ANNOTATION_PREFIX)
-    # runc's checkPropertyName: systemd property names are ASCII letters only.
-    if len(name) < 3 or not name.isascii() or not name.isalpha():
-        raise SpecError(at, f"invalid systemd property name {name!r} (expected ASCII letters only)")
-    try:
-        sig, parsed = _Parser(value).parse_value()
-        return _coerce(name, sig, parsed, value, at)
-    except (ValueError, OverflowError) as e:
-        raise SpecError(at, f"cannot parse value {value!r}: {e}") from None
-    except RecursionError:
-        raise SpecError(at, "value is nested too deeply") from None
-
-
-def _coerce(name: str, sig: str, value: Any, text: str, at: str) -> UnitProperty:
-    # "…Sec" with a lowercase letter before it is a seconds value: systemd's D-Bus API only has
-    # the "…USec" variant, so convert as runc does ("TimeoutStopSec=30" → TimeoutStopUSec 30e6).
-    stem = name.removesuffix("Sec")
-    if stem != name and stem[-1].islower():
-        return (stem + "USec", "t", _seconds_to_usec(sig, value, text, at))
-    if name.endswith(("USec", "NSec")):
-        # systemd declares every time property as "t"; send a non-negative integer as one.
-        if sig == "s" and value == "infinity":
-            return (name, "t", INFINITY)
-        if sig in (*_INT_RANGES, "_int") and value >= 0:
-            return (name, "t", _check_int("t", value))
-        raise SpecError(at, f"{name} takes a non-negative integer (microseconds), got {text!r}")
-    if sig == "_int":
-        if name in _UINT64_PROPERTIES or name.startswith("Limit"):
-            return (name, "t", _check_int("t", value))
-        try:
-            return (name, "i", _check_int("i", value))
-        except ValueError:
-            raise SpecError(
-                at, f"{value} does not fit a D-Bus int32; give its type, e.g. 'uint64 {value}'"
-            ) from None
-    if sig == "a_int":
-        return (name, "ai", [_check_int("i", v) for v in value])
-    return (name, sig, value)
-
-
-def _seconds_to_usec(sig: str, value: Any, text: str, at: str) -> int:
-    if sig == "s" and value == "infinity":
-        return INFINITY
-    if sig in (*_INT_RANGES, "_int") and value >= 0:
-        return min(int(value) * 1_000_000, INFINITY)
-    if sig == "d" and value >= 0:
-        return min(int(value * 1_000_000), INFINITY)
-    raise SpecError(at, f"expected a non-negative number of seconds, got {text!r}")
-
-
-def _check_int(sig: str, value: int) -> int:
-    lo, hi = _INT_RANGES[sig]
-    if not lo <= value <= hi:
-        raise ValueError(f"{value} is out of range for D-Bus type {sig!r}")
-    return value
-
-
-class _Parser:
-    """A small recursive-descent reader for the GVariant text format subset above.
-
-    Untyped integers come back with the pseudo-signature "_int" (arrays: "a_int") so the caller
-    can pick the property's real type, since the text carries none.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def parse_value(self) -> tuple[str, Any]:
-        sig, value = self._value(None)
-        self._ws()
-        if self.i != len(self.s):
-            raise ValueError(f"unexpected {self.s[self.i :]!r}")
-        return sig, value
-
-    def _ws(self) -> None:
-        while self.i < len(self.s) and self.s[self.i].isspace():
-            self.i += 1
-
-    def _word(self) -> str:
-        self._ws()
-        start = self.i
-        while self.i < len(self.s) and (self.s[self.i].isalnum() or self.s[self.i] in "_.+-"):
-            self.i += 1
-        return self.s[start : self.i]
-
-    def _value(self, want: str | None) -> tuple[str, Any]:
-        self._ws()
-        if self.i >= len(self.s):
-            raise ValueError("missing value")
-        ch = self.s[self.i]
-        if ch == "@":
-            self.i += 1
-            sig = self._signature()
-            return self._value(sig)
-        if ch in "'\"":
-            return self._typed(want, "s", self._string())
-        if ch == "[":
-            return self._array(want)
-        word = self._word()
-        if word in _KEYWORDS:
-            return self._value(_KEYWORDS[word])
-        if word in ("true", "false"):
-            return self._typed(want, "b", word == "true")
-        import re
-
-        if re.fullmatch(_NUMBER_PATTERN, word):
-            hex_ = word.lstrip("+-")[:2] in ("0x", "0X")
-            return self._typed(want, "_int", int(word, 16 if hex_ else 10))
-        if re.fullmatch(_FLOAT_PATTERN, word):
-            return self._typed(want, "d", float(word))
-        raise ValueError(f"unrecognized token {word or self.s[self.i :]!r}")
-
-    def _signature(self) -> str:
-        start = self.i
-        if self.s.startswith("a", self.i):
-            self.i += 1
-        if self.i < len(self.s) and self.s[self.i] in _BASIC_SIGS:
-            self.i += 1
-            return self.s[start : self.i]
-        raise ValueError(f"unsupported type annotation {self.s[start - 1 : self.i + 1]!r}")
-
-    def _typed(self, want: str | None, got: str, value: Any) -> tuple[str, Any]:
-        if want is None or want == got:
-            return got, value
-        if got == "_int" and want in _INT_RANGES:
-            return want, _check_int(want, value)
-        if got == "_int" and want == "d":
-            return "d", float(value)
-        if got == "s" and want in ("o", "g"):
-            return want, value
-        raise ValueError(f"a {_describe(got)} cannot be read as D-Bus type {want!r}")
-
-    def _string(self) -> str:
-        quote = self.s[self.i]
-        self.i += 1
-        out: list[str] = []
-        while self.i < len(self.s):
-            ch = self.s[self.i]
-            self.i += 1
-            if ch == quote:
-                return "".join(out)
-            if ch == "\\":
-                if self.i >= len(self.s):
-                    break
-                esc = self.s[self.i]
-                self.i += 1
-                out.append({"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(esc, esc))
-            else:
-                out.append(ch)
-        raise ValueError("unterminated string")
-
-    def _array(self, want: str | None) -> tuple[str, Any]:
-        if want is not None and not want.startswith("a"):
-            raise ValueError(f"an array cannot be read as D-Bus type {want!r}")
-        elem = want[1:] if want else None
-        self.i += 1  # "["
-        items: list[tuple[str, Any]] = []
-        self._ws()
-        if self.s.startswith("]", self.i):
-            self.i += 1
-        else:
-            while True:
-                items.append(self._value(elem))
-                self._ws()
-                if self.s.startswith(",", self.i):
-                    self.i += 1
-                elif self.s.startswith("]", self.i):
-                    self.i += 1
-                    break
-                else:
-                    raise ValueError("expected ',' or ']' in array")
-        sigs = {s for s, _ in items}
-        if len(sigs) > 1:
-            raise ValueError("array elements have different types")
-        sig = elem or (sigs.pop() if sigs else None)
-        if sig is None:
-            raise ValueError("the type of an empty array must be given, e.g. '@as []'")
-        return "a" + sig, [v for _, v in items]
-
-
-def _describe(sig: str) -> str:
-    return {"_int": "number", "s": "string", "b": "boolean", "d": "double"}.get(sig, sig)
-
-
 def _dedupe(props: list[UnitProperty]) -> list[UnitProperty]:
     # Later settings win (annotations over resources, unified over structured fields); keep only
     # the last of each scalar so systemd is not asked to set a property twice. DeviceAllow is
     # additive on D-Bus (the empty list resets it), so its entries are all kept in order.
     last = {name: i for i, (name, _, _) in enumerate(props)}
     return [p for i, p in enumerate(props) if p[0] == "DeviceAllow" or last[p[0]] == i]
+
+
+__all__ = [
+    "ANNOTATION_PREFIX", "DEFAULT_CPU_QUOTA_PERIOD", "DEFAULT_DEVICE_RULES", "INFINITY",
+    "annotation_properties", "blkio_weight_to_io_weight", "cpu_list_to_bits", "cpu_quota_properties",
+    "cpu_shares_to_weight", "device_properties", "memory_swap_to_systemd", "parse_property_annotation",
+    "resolve_block_device", "scope_properties", "unified_properties", "unsupported_settings",
+    "update_properties",
+]  # fmt: skip

@@ -32,7 +32,7 @@ def listener_of(seccomp: config.Seccomp | None) -> dict[str, str] | None:
         return None
     from oci_systemd.container.seccomp import uses_notify
 
-    if not uses_notify(seccomp):  # type: ignore[arg-type]  # until seccomp.py reads config.Seccomp
+    if not uses_notify(seccomp):
         return None
     return {
         "path": os.path.abspath(seccomp["listenerPath"]),

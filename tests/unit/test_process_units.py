@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd.container import process
+from oci_systemd.container import abi, process
 from oci_systemd.errors import ExecFailedError, OciSystemdError
 
 
@@ -20,20 +20,15 @@ def test_cap_mask_names() -> None:
     # unknown names and caps beyond the kernel's last one are ignored, as runc does
     assert process.cap_mask(["CAP_NOPE", "CAP_CHECKPOINT_RESTORE"], last=39) == 0
     assert process.cap_mask(None, last=40) == 0
-    assert len(process.CAPABILITIES) == 41 and sorted(process.CAPABILITIES.values()) == list(range(41))
+    assert len(abi.CAPABILITIES) == 41 and sorted(abi.CAPABILITIES.values()) == list(range(41))
 
 
 def test_rlimit_names_match_resource_module() -> None:
-    for name, number in process.RLIMITS.items():
+    for name, number in abi.RLIMITS.items():
         if hasattr(resource, name):
             assert getattr(resource, name) == number
     assert process._rlim(2**64 - 1) == resource.RLIM_INFINITY
     assert process._rlim(1024) == 1024
-
-
-def test_unknown_rlimit() -> None:
-    with pytest.raises(OciSystemdError, match="unknown rlimit"):
-        process.set_rlimits([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
 
 
 def test_rlimit_hard_limit_error_message() -> None:
@@ -128,17 +123,6 @@ def test_close_fds_keeps_stdio_and_listed() -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert out == b"ok"
-
-
-def test_io_priority_and_scheduler_validation() -> None:
-    with pytest.raises(OciSystemdError, match="ioPriority class"):
-        process.set_io_priority({"class": "IOPRIO_CLASS_NOPE", "priority": 1})
-    with pytest.raises(OciSystemdError, match="scheduler policy"):
-        process.set_scheduler({"policy": "SCHED_NOPE"})
-    with pytest.raises(OciSystemdError, match="scheduler flag"):
-        process.set_scheduler({"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_NOPE"]})
-    with pytest.raises(OciSystemdError, match="personality domain"):
-        process.set_personality({"domain": "PER_NOPE"})
 
 
 def _in_child(body: Callable[[int], object]) -> str:

@@ -176,13 +176,15 @@ def test_resolve_block_device_missing() -> None:
 
 
 def device_props(rules: list[dict[str, Any]], *, defaults: bool = False) -> list[res.UnitProperty]:
-    return res.device_properties(spec.parse_resources({"devices": rules}).devices, defaults=defaults)
+    return res.device_properties(
+        spec.parse_resources({"devices": rules}).get("devices") or [], defaults=defaults
+    )
 
 
 def test_default_config_devices() -> None:
-    r = spec.parse(default_config()).linux
-    assert r is not None
-    out = res.scope_properties(r.resources, {})
+    linux = spec.parse(default_config()).get("linux")
+    assert linux is not None
+    out = res.scope_properties(linux.get("resources"), {})
     assert out[0] == ("DevicePolicy", "s", "strict")
     assert out[1] == ("DeviceAllow", "a(ss)", [])
     assert out[2] == (
@@ -355,8 +357,9 @@ def test_unsupported_settings() -> None:
             },
         }
     )
-    assert r.linux is not None
-    assert res.unsupported_settings(r.linux.resources) == [
+    linux = r.get("linux")
+    assert linux is not None
+    assert res.unsupported_settings(linux.get("resources")) == [
         "linux.resources.memory.kernel",
         "linux.resources.memory.swappiness",
         "linux.resources.cpu.realtimeRuntime",
@@ -457,3 +460,27 @@ def test_annotations_come_last_and_win() -> None:
 
 def test_annotations_without_resources() -> None:
     assert res.scope_properties(None, {"org.systemd.property.CPUWeight": "50"}) == [("CPUWeight", "t", 50)]
+
+
+def test_json_nulls_read_as_absent() -> None:
+    """Validation keeps a JSON null (Go generators write one for a nil field); the conversions
+    read the validated dict and must take it for an absent key."""
+    nulls = {
+        "devices": None,
+        "memory": {"limit": 100, "swap": None, "reservation": None},
+        "cpu": {"shares": None, "quota": None, "period": None, "cpus": None},
+        "pids": {"limit": None},
+        "blockIO": {"weight": None, "weightDevice": None, "throttleReadBpsDevice": None},
+        "network": None,
+        "unified": None,
+    }
+    r = spec.parse_resources(nulls)
+    assert res.scope_properties(r, {}) == res.scope_properties(
+        spec.parse_resources({"memory": {"limit": 100}}), {}
+    )
+    assert res.unsupported_settings(r) == []
+    rule = spec.parse_resources({"devices": [{"allow": True, "type": "c", "major": None, "minor": None}]})
+    wild = spec.parse_resources({"devices": [{"allow": True, "type": "c", "major": -1, "minor": -1}]})
+    assert res.device_properties(rule.get("devices") or [], defaults=False) == res.device_properties(
+        wild.get("devices") or [], defaults=False
+    )

@@ -256,118 +256,19 @@ def full_config() -> dict[str, Any]:
 
 @pytest.mark.parametrize("rootless", [False, True])
 def test_default_config_parses(rootless: bool) -> None:
-    s = spec.parse(default_config(rootless=rootless))
-    assert s.process is not None and s.process.args == ("sh",)
-    assert s.root == spec.Root(path="rootfs", readonly=True)
+    config = default_config(rootless=rootless)
+    assert spec.parse(config) is config
 
 
-def test_runc_spec_parses() -> None:
-    s = spec.parse(RUNC_SPEC)
-    assert s.oci_version == "1.0.2-dev"
-    assert s.hostname == "runc"
-    assert s.process is not None
-    assert s.process.capabilities is not None
-    assert s.process.capabilities.ambient == ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
-    assert s.process.rlimits == (spec.Rlimit(type="RLIMIT_NOFILE", soft=1024, hard=1024),)
-    assert s.mounts[1] == spec.Mount(
-        destination="/dev", type="tmpfs", source="tmpfs", options=("nosuid", "mode=755")
-    )
-    assert s.linux is not None and s.linux.resources is not None
-    assert s.linux.resources.devices == (spec.DeviceRule(allow=False, access="rwm"),)
-    assert [ns.type for ns in s.linux.namespaces] == ["pid", "network", "ipc", "uts", "mount"]
-    assert s.linux.has_namespace("uts") and not s.linux.has_namespace("user")
-    assert s.hooks is None and s.annotations == {}
-
-
-def test_full_config_every_field() -> None:
-    s = spec.parse(full_config())
-    assert s.domainname == "example.org"
-    assert s.annotations["x"] == "y"
-    assert s.mounts[0].uid_mappings == (spec.IDMapping(container_id=0, host_id=1000, size=1),)
-    p = s.process
-    assert p is not None
-    assert p.console_size == spec.ConsoleSize(height=24, width=80)
-    assert p.user == spec.User(uid=1, gid=2, umask=18, additional_gids=(3, 4), username="daemon")
-    assert p.command_line == "sh" and p.cwd == "/tmp" and p.env == ("PATH=/bin", "EMPTY=")
-    assert p.capabilities == spec.Capabilities(
-        bounding=("CAP_KILL",), effective=("CAP_KILL",), permitted=("CAP_KILL",), ambient=("CAP_KILL",)
-    )
-    assert (p.apparmor_profile, p.selinux_label, p.oom_score_adj) == (
-        "profile",
-        "system_u:system_r:container_t:s0",
-        -500,
-    )
-    assert p.io_priority == spec.IOPriority(class_="IOPRIO_CLASS_BE", priority=4)
-    assert p.scheduler == spec.Scheduler(
-        policy="SCHED_DEADLINE",
-        nice=1,
-        flags=("SCHED_FLAG_RESET_ON_FORK",),
-        runtime=10,
-        deadline=20,
-        period=30,
-    )
-    assert p.exec_cpu_affinity == spec.ExecCPUAffinity(initial="0", final="0-3,7")
-    assert s.hooks is not None
-    hook = spec.Hook(path="/usr/bin/hook", args=("hook", "x"), env=("A=1",), timeout=5)
-    for stage in ("prestart", "create_runtime", "create_container", "start_container", "poststart"):
-        assert getattr(s.hooks, stage) == (hook,)
-    assert s.hooks.poststop == (hook, spec.Hook(path="/bin/true"))
-    linux = s.linux
-    assert linux is not None
-    assert linux.namespace("network") == spec.Namespace(type="network", path="/run/netns/x")
-    assert linux.uid_mappings == (spec.IDMapping(container_id=0, host_id=100000, size=65536),)
-    assert linux.devices[0] == spec.Device(
-        type="c", path="/dev/fuse", major=10, minor=229, file_mode=438, uid=0, gid=0
-    )
-    assert linux.devices[1] == spec.Device(type="p", path="/dev/fifo")
-    assert linux.net_devices == {"eth1": spec.NetDevice(name="eth0")}
-    assert linux.cgroups_path == "system.slice:oci:box"
-    r = linux.resources
-    assert r is not None
-    assert r.devices[1] == spec.DeviceRule(allow=True, type="c", major=10, minor=229, access="rw")
-    assert r.memory is not None and (r.memory.limit, r.memory.swap, r.memory.kernel) == (
-        536870912,
-        1073741824,
-        -1,
-    )
-    assert r.memory.check_before_update is True
-    assert r.cpu == spec.CPU(
-        shares=1024,
-        quota=50000,
-        burst=1000,
-        period=100000,
-        realtime_runtime=950000,
-        realtime_period=1000000,
-        cpus="0-3",
-        mems="0",
-        idle=0,
-    )
-    assert r.pids == spec.Pids(limit=100)
-    assert r.block_io is not None
-    assert r.block_io.weight_device == (spec.WeightDevice(major=8, minor=0, weight=500, leaf_weight=300),)
-    assert r.block_io.throttle_write_iops_device == (spec.ThrottleDevice(major=8, minor=0, rate=900),)
-    assert r.hugepage_limits == (spec.HugepageLimit(page_size="2MB", limit=9223372036854772736),)
-    assert r.network == spec.Network(class_id=1048577, priorities=(spec.NetworkPriority("eth0", 500),))
-    assert r.rdma == {"mlx5_1": spec.Rdma(hca_handles=3, hca_objects=10000)}
-    assert r.unified == {"memory.high": "max", "io.weight": "default 100"}
-    assert linux.rootfs_propagation == "slave"
-    sc = linux.seccomp
-    assert sc is not None
-    assert sc.default_errno_ret == 1 and sc.listener_metadata == "meta"
-    assert sc.syscalls[0].args == (spec.SeccompArg(index=0, value=8, op="SCMP_CMP_EQ"),)
-    assert sc.syscalls[1] == spec.Syscall(names=("mkdir",), action="SCMP_ACT_NOTIFY", errno_ret=5)
-    assert linux.sysctl == {"net.ipv4.ip_forward": "1"}
-    assert linux.mount_label == "system_u:object_r:container_file_t:s0"
-    assert linux.intel_rdt is not None and linux.intel_rdt.enable_mbm
-    assert linux.personality == spec.Personality(domain="LINUX32")
-    assert linux.time_offsets == spec.TimeOffsets(
-        boottime=spec.TimeOffset(secs=1, nanosecs=2), monotonic=spec.TimeOffset(secs=-3, nanosecs=4)
-    )
-
-
-def test_minimal_config() -> None:
-    s = spec.parse({"ociVersion": "1.2.0"})
-    assert s == spec.Spec(oci_version="1.2.0")
+@pytest.mark.parametrize(
+    "config", [RUNC_SPEC, full_config(), {"ociVersion": "1.2.0"}], ids=["runc", "full", "minimal"]
+)
+def test_parse_returns_the_config_it_checked_unchanged(config: dict[str, Any]) -> None:
+    """The validated dict is the one model the runtime and the idler read: nothing is built,
+    converted or filled in (container/config.py describes it)."""
+    before = copy.deepcopy(config)
+    assert spec.parse(config) is config
+    assert config == before
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -377,42 +278,42 @@ def test_unknown_fields_are_ignored() -> None:
     config["linux"]["resources"]["newController"] = {"x": 1}
     config["linux"]["namespaces"][0]["extra"] = "x"
     config["windows"] = {"layerFolders": []}
-    assert spec.parse(config) == spec.parse(base())
+    assert spec.parse(config)["process"]["args"] == base()["process"]["args"]
 
 
 def test_null_is_absent() -> None:
-    # Go generators emit null for nil pointers and slices.
+    # Go generators emit null for nil pointers and slices; what reads the config reads a null
+    # as an absent key (resources, process: tested there).
     config = edit(base(), "hooks", None)
     config = edit(config, "linux.seccomp", None)
     config = edit(config, "process.capabilities.ambient", None)
-    s = spec.parse(config)
-    assert s.hooks is None and s.linux is not None and s.linux.seccomp is None
+    config = edit(config, "process.user", None)
+    config = edit(config, "linux.resources.memory", None)
+    spec.parse(config)
 
 
-def test_process_user_defaults_to_root() -> None:
-    s = spec.parse(edit(base(), "process.user", DELETE))
-    assert s.process is not None and s.process.user == spec.User(uid=0, gid=0)
+def test_process_user_may_be_absent() -> None:
+    spec.parse(edit(base(), "process.user", DELETE))
 
 
 def test_parse_process_for_exec() -> None:
-    p = spec.parse_process({"args": ["ls"], "cwd": "/", "user": {"uid": 5, "gid": 5}})
-    assert p.args == ("ls",) and p.user.uid == 5
+    process = {"args": ["ls"], "cwd": "/", "user": {"uid": 5, "gid": 5}}
+    assert spec.parse_process(process) is process
     with pytest.raises(SpecError, match=r"process\.cwd: required field missing"):
         spec.parse_process({"args": ["ls"]})
 
 
 def test_parse_resources_alone_for_update() -> None:
-    r = spec.parse_resources({"memory": {"limit": 1000}, "pids": {"limit": 10}}, path="")
-    assert r.memory == spec.Memory(limit=1000) and r.pids == spec.Pids(limit=10)
+    resources = {"memory": {"limit": 1000}, "pids": {"limit": 10}}
+    assert spec.parse_resources(resources, path="") is resources
     with pytest.raises(SpecError, match=r"memory\.limit: expected an integer, got string"):
         spec.parse_resources({"memory": {"limit": "1G"}}, path="")
 
 
 def test_device_rule_wildcards() -> None:
-    r = spec.parse_resources(
-        {"devices": [{"allow": True, "type": "c", "major": -1, "minor": 5, "access": "r"}]}
-    )
-    assert r.devices == (spec.DeviceRule(allow=True, type="c", major=None, minor=5, access="r"),)
+    spec.parse_resources({"devices": [{"allow": True, "type": "c", "major": -1, "minor": 5, "access": "r"}]})
+    with pytest.raises(SpecError, match=r"devices\[0\]\.major: -2 is out of range"):
+        spec.parse_resources({"devices": [{"allow": True, "type": "c", "major": -2}]})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -577,6 +478,12 @@ BAD: list[tuple[str, object, str, str]] = [
     ("linux.sysctl", {"net.ipv4.ip_forward": 1}, 'linux.sysctl["net.ipv4.ip_forward"]', "expected a string"),
     ("linux.maskedPaths", "/proc", "linux.maskedPaths", "expected an array"),
     ("linux.personality", {"domain": "BSD"}, "linux.personality.domain", "unknown personality domain"),
+    (
+        "linux.personality",
+        {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]},
+        "linux.personality.flags",
+        "personality flags are not supported",
+    ),
     ("linux.cgroupsPath", ["a"], "linux.cgroupsPath", "expected a string, got array"),
     ("linux", [], "linux", "expected an object, got array"),
 ]
@@ -604,12 +511,10 @@ def test_top_level_not_an_object(raw: object) -> None:
 # load()
 
 
-def test_load_returns_spec_and_raw(tmp_path: Path) -> None:
+def test_load_returns_the_config(tmp_path: Path) -> None:
     config = full_config()
     (tmp_path / "config.json").write_text(json.dumps(config))
-    s, raw = spec.load(tmp_path)
-    assert raw == config
-    assert s == spec.parse(config)
+    assert spec.load(tmp_path) == config
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
@@ -681,7 +586,7 @@ def test_config_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
     real = tmp_path / "real.json"
     real.write_text(json.dumps(default_config()))
     (tmp_path / "config.json").symlink_to(real)
-    _parsed, raw = spec.load(tmp_path)
+    raw = spec.load(tmp_path)
     assert raw["ociVersion"] == default_config()["ociVersion"]
 
 
@@ -692,7 +597,7 @@ def test_config_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
     "value", ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"]
 )
 def test_rootfs_propagation_takes_mount8_values(value: str) -> None:
-    assert spec.parse(edit(base(), "linux.rootfsPropagation", value)).linux.rootfs_propagation == value  # type: ignore[union-attr]
+    spec.parse(edit(base(), "linux.rootfsPropagation", value))
 
 
 @pytest.mark.parametrize(
@@ -712,7 +617,7 @@ def test_sysctl_conflicting_with_uts_field_is_refused(field: str, key: str) -> N
 def test_uts_sysctl_without_the_field_is_accepted() -> None:
     config = edit(base(), "linux.sysctl", {"kernel.domainname": "y"})
     config.pop("domainname", None)
-    assert spec.parse(config).linux.sysctl == {"kernel.domainname": "y"}  # type: ignore[union-attr]
+    spec.parse(config)
 
 
 def _without_mount_ns() -> dict[str, Any]:
@@ -726,7 +631,7 @@ def _without_mount_ns() -> dict[str, Any]:
 
 
 def test_without_mount_namespace_a_plain_config_is_accepted() -> None:
-    assert not spec.parse(_without_mount_ns()).linux.has_namespace("mount")  # type: ignore[union-attr]
+    spec.parse(_without_mount_ns())
 
 
 @pytest.mark.parametrize(
@@ -757,8 +662,7 @@ def test_unknown_capabilities_are_warnings() -> None:
                 "effective": ["CAP_FLY", "kill", "fly"],
             },
         }
-    ).capabilities
-    assert caps is not None and caps.bounding == ("CAP_KILL", "CAP_FLY", "CAP_BPF")
+    ).get("capabilities")
     assert spec.capability_warnings(caps, last_cap=40) == [
         'process.capabilities: unknown capability "CAP_FLY" ignored (in bounding, effective)',
         'process.capabilities: unknown capability "fly" ignored (in effective)',

@@ -13,7 +13,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +21,9 @@ from hypothesis import strategies as st
 from oci_systemd.errors import SpecError
 from oci_systemd.runtime import resources, spec
 from oci_systemd.runtime.default_config import default_config
+
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 settings.register_profile(
     "spec-default", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -136,7 +139,7 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
     return config
 
 
-def _parse_or_spec_error(raw: object) -> spec.Spec | None:
+def _parse_or_spec_error(raw: object) -> config.Config | None:
     try:
         return spec.parse(raw)
     except SpecError as e:
@@ -146,24 +149,26 @@ def _parse_or_spec_error(raw: object) -> spec.Spec | None:
 
 @settings(PROFILE)
 @given(mutated_configs())
-def test_mutated_config_parses_or_raises_spec_error(config: dict[str, Any]) -> None:
-    s = _parse_or_spec_error(config)
+def test_mutated_config_parses_or_raises_spec_error(cfg: dict[str, Any]) -> None:
+    s = _parse_or_spec_error(cfg)
     if s is None:
         return
-    # What parses must be safe to act on.
-    for m in s.mounts:
-        assert m.destination.startswith("/") and ".." not in m.destination.split("/")
-        assert "\0" not in m.destination
-    if s.process is not None:
-        assert s.process.args and s.process.cwd.startswith("/")
-        assert 0 <= s.process.user.uid < 2**32
-    if s.linux is not None:
-        types = [ns.type for ns in s.linux.namespaces]
-        assert len(types) == len(set(types)) and set(types) <= spec.NAMESPACE_TYPES
+    # What parses must be safe to act on, read the way the runtime and the idler read it (a
+    # null is an absent key).
+    for m in s.get("mounts") or ():
+        assert m["destination"].startswith("/") and ".." not in m["destination"].split("/")
+        assert "\0" not in m["destination"]
+    if (p := s.get("process")) is not None:
+        assert p["args"] and p["cwd"].startswith("/")
+        user = p.get("user")
+        assert user is None or 0 <= user["uid"] < 2**32
+    if (linux := s.get("linux")) is not None:
+        types = [ns["type"] for ns in linux.get("namespaces") or ()]
+        assert len(types) == len(set(types)) and set(types) <= set(spec.NAMESPACE_TYPES)
         # The resource mapping must not fail in an unexpected way either.
         with contextlib.suppress(SpecError):
             resources.scope_properties(
-                s.linux.resources, s.annotations, block_device=lambda _a, _b: "/dev/x"
+                linux.get("resources"), s.get("annotations") or {}, block_device=lambda _a, _b: "/dev/x"
             )
 
 

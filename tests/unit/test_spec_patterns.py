@@ -9,7 +9,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from oci_systemd.errors import InvalidIdError
-from oci_systemd.runtime import spec
+from oci_systemd.runtime.spec import document, fields
+from oci_systemd.runtime.spec import resources as spec_resources
 from oci_systemd.runtime.state import validate_id
 
 _VERSIONISH = st.text(alphabet="0123456789.+-abcXZ\n é", max_size=14).map(lambda s: "1." + s) | st.text(
@@ -26,7 +27,7 @@ _VERSIONISH = st.text(alphabet="0123456789.+-abcXZ\n é", max_size=14).map(lambd
 @example("1.0\n")
 def test_version_check_matches_the_regex(version: str) -> None:
     regex = re.fullmatch(r"1\.[0-9]+(\.[0-9]+)?([-+][0-9A-Za-z.+-]*)?", version, re.ASCII)
-    assert spec._is_v1_version(version) == bool(regex), version
+    assert document.is_v1_version(version) == bool(regex), version
 
 
 @given(st.text(alphabet="0123456789KMGBb²", max_size=8))
@@ -34,7 +35,7 @@ def test_version_check_matches_the_regex(version: str) -> None:
 @example("02MB")
 @example("MB")
 def test_hugepage_size_check_matches_the_regex(size: str) -> None:
-    assert spec._is_hugepage_size(size) == bool(re.fullmatch(r"[1-9][0-9]*[KMG]B", size)), size
+    assert spec_resources.is_hugepage_size(size) == bool(re.fullmatch(r"[1-9][0-9]*[KMG]B", size)), size
 
 
 @given(st.text(alphabet="abcXYZ_09+-.\n/é ", max_size=12))
@@ -51,4 +52,4 @@ def test_container_id_rule_matches_runcs_regex(cid: str) -> None:
 @given(st.text(alphabet="abZ_09.é-", max_size=6))
 def test_key_path_quotes_non_identifiers(key: str) -> None:
     plain = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
-    assert (spec._key_path("a", key) == f"a.{key}") == plain
+    assert (fields.key_path("a", key) == f"a.{key}") == plain

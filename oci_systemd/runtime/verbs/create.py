@@ -20,7 +20,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from oci_systemd.container import config
     from oci_systemd.runtime.lifecycle import Runtime
     from oci_systemd.runtime.placement import Placement
     from oci_systemd.runtime.systemd import UnitProperty
@@ -107,8 +106,7 @@ def prepare(
     from oci_systemd.runtime.placement import choose_placement
 
     bundle = os.path.abspath(bundle)
-    parsed, loaded = spec.load(bundle)
-    raw: config.Config = loaded  # type: ignore[assignment]  # the validated dict (spec.load)
+    raw = spec.load(bundle)
     proc = raw.get("process")
     if not proc:
         raise SpecError("process", "required to create a container")
@@ -133,14 +131,10 @@ def prepare(
 
     linux = raw.get("linux") or {}
     warn_about_labels(proc, linux)
-    warn_about_capabilities(cid, parsed.process.capabilities if parsed.process else None)
+    warn_about_capabilities(cid, proc.get("capabilities"))
     placement = choose_placement()
     unit, slice_ = placement.unit_for(cid, linux.get("cgroupsPath"))
-    props = list(
-        resources.scope_properties(
-            parsed.linux.resources if parsed.linux else None, raw.get("annotations") or {}
-        )
-    )
+    props = list(resources.scope_properties(linux.get("resources"), raw.get("annotations") or {}))
     inherited = listen_fds.inherited_fds(os.environ)
     extra_fds = inherited.count + preserve_fds
     listen_fds.check_passed_fds(extra_fds)

@@ -79,7 +79,7 @@ def _exec(
     from oci_systemd.runtime import cgroups, idler_client, spec
 
     check_passed_fds(preserve_fds)
-    warn_about_capabilities(cid, spec.parse_process(process).capabilities)
+    warn_about_capabilities(cid, spec.parse_process(process).get("capabilities"))
     with rt.store.locked(cid, shared=True) as record:
         found = status.exec_status(rt.store, record, rt.manager)
         if found is Status.PAUSED:
