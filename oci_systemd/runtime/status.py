@@ -9,11 +9,9 @@ exec: every ExecSync probe of a pod) decide from the record and the init alone
 
 from __future__ import annotations
 
-import os
-
 from oci_systemd.errors import InvalidStateError
 from oci_systemd.runtime.log import rfc3339
-from oci_systemd.runtime.state import NOTIFY_SOCKET, Status, derive_status, pid_alive
+from oci_systemd.runtime.state import Status, derive_status, pid_alive, start_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +65,7 @@ def exec_status(store: Store, record: Record, manager: Manager) -> Status:
 
 def idler_waiting(store: Store, record: Record) -> bool:
     """The idler still waits for start: start removes its socket when it hands START over."""
-    return os.path.exists(os.path.join(store.dir(record["id"]), NOTIFY_SOCKET))
+    return start_socket(store.dir(record["id"])) is not None
 
 
 def state_json(record: Record, found: Status) -> dict[str, Any]:
