@@ -19,7 +19,7 @@ def test_roundtrip_and_error() -> None:
     protocol.send_pid(a, 42)
     assert protocol.recv_pid(b) == 42
     protocol.send_error(b, IdlerError("boom"))
-    with pytest.raises(IdlerError, match="^boom$"):
+    with pytest.raises(IdlerError, match=r"^boom$"):
         protocol.recv_created(a)
 
 
