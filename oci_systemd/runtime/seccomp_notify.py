@@ -20,6 +20,7 @@ from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from oci_systemd.container import config
@@ -40,7 +41,7 @@ def listener_of(seccomp: config.Seccomp | None) -> dict[str, str] | None:
     }
 
 
-def process_state(listener: dict[str, str], pid: int, state: dict[str, Any]) -> dict[str, Any]:
+def process_state(listener: dict[str, str], pid: int, state: Mapping[str, object]) -> dict[str, Any]:
     """The spec's container process state: `fds` names what travels with it over SCM_RIGHTS."""
     return {
         "ociVersion": state.get("ociVersion", "1.2.0"),
@@ -51,7 +52,7 @@ def process_state(listener: dict[str, str], pid: int, state: dict[str, Any]) -> 
     }
 
 
-def send_state(listener: dict[str, str], pid: int, state: dict[str, Any], fd: int) -> None:
+def send_state(listener: dict[str, str], pid: int, state: Mapping[str, object], fd: int) -> None:
     """Connect to the agent, send the process state with the notify fd, close: the spec's "exactly
     one container process state per connection"."""
     from oci_systemd.container import channel

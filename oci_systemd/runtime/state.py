@@ -22,7 +22,7 @@ from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, Inv
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, ClassVar, TypedDict
+    from typing import ClassVar, TypedDict
 
     from oci_systemd.container import config
 
@@ -126,7 +126,7 @@ if TYPE_CHECKING:
         phase: str  # "creating", "created", "started" (what the runtime did last)
         creator_pid: int
         creator_start: int  # with creator_pid: a recycled pid never looks like a live create
-        hooks: dict[str, Any]  # poststart / poststop, read back by start and delete
+        hooks: config.Hooks  # poststart / poststop, read back by start and delete
         oci_version: str
         systemd_cgroup: bool
         notify_socket: str  # the caller's NOTIFY_SOCKET, when sd_notify is passed through

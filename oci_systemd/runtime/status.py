@@ -15,10 +15,28 @@ from oci_systemd.runtime.state import Status, derive_status, pid_alive, start_so
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import TypedDict
 
     from oci_systemd.runtime.lifecycle import Manager
     from oci_systemd.runtime.state import Record, Store
+
+    # The OCI state object (runtime-spec runtime.md "State"), plus runc's extras; what `state`
+    # prints, hooks read on stdin and a seccomp agent gets. (Functional form: "systemd-scope".)
+    OciState = TypedDict(
+        "OciState",
+        {
+            "ociVersion": str,
+            "id": str,
+            "pid": int,
+            "status": str,
+            "bundle": str,
+            "rootfs": str,
+            "created": str,
+            "owner": str,
+            "annotations": dict[str, str],
+            "systemd-scope": str,
+        },
+    )
 
 
 def status(store: Store, record: Record, manager: Manager) -> Status:
@@ -68,7 +86,7 @@ def idler_waiting(store: Store, record: Record) -> bool:
     return start_socket(store.dir(record["id"])) is not None
 
 
-def state_json(record: Record, found: Status) -> dict[str, Any]:
+def state_json(record: Record, found: Status) -> OciState:
     """The OCI state object (runtime-spec runtime.md "State"), plus runc's extras."""
     running = found in (Status.CREATED, Status.RUNNING, Status.PAUSED, Status.CREATING)
     return {

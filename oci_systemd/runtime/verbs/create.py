@@ -181,7 +181,7 @@ def prepare(
         phase="creating",
         creator_pid=os.getpid(),
         creator_start=process_start_time(os.getpid()) or 0,
-        hooks=dict(raw.get("hooks") or {}),
+        hooks=(raw.get("hooks") or {}).copy(),
         oci_version=str(raw.get("ociVersion", "1.2.0")),
         systemd_cgroup=rt.systemd_cgroup,
         placement=placement.kind,
