@@ -5,9 +5,9 @@
 The idler loads the filter right before execve, inside the container (past pivot_root, where
 the host's `listenerPath` is out of reach; and the idler must hold no host fd where the
 container's processes can reach it), so it sends the notify fd back over the start socket
-(`channel.SECCOMP`, SCM_RIGHTS). `oci-systemd start` (or `exec`), on the host, connects to
+(`protocol.SECCOMP`, SCM_RIGHTS). `oci-systemd start` (or `exec`), on the host, connects to
 `listenerPath` and sends the container process state with that fd, one state per connection,
-then tells the idler to go on (`channel.SECCOMP_SENT`). Only a filter with an SCMP_ACT_NOTIFY
+then tells the idler to go on (`protocol.SECCOMP_SENT`). Only a filter with an SCMP_ACT_NOTIFY
 rule makes the connection (as runc); a failure to send fails start.
 """
 
