@@ -124,7 +124,8 @@ class ExecFailedError(OciSystemdError):
 
 
 class IdlerError(OciSystemdError):
-    """The idler reported a failure while building the container."""
+    """The idler failed in a way no class here names (an OSError, a bug), or went away; an
+    idler's own OciSystemdError crosses the channel as itself (container/protocol.py)."""
 
 
 class SandboxError(OciSystemdError):
@@ -133,39 +134,3 @@ class SandboxError(OciSystemdError):
 
 class PermissionDeniedError(OciSystemdError):
     pass
-
-
-# -- across the idler's channel ---------------------------------------------------------------------
-# An idler's error travels as its class name, message and plain attributes (errno, stage, path,
-# field, exit_code, ...) and is rebuilt on the runtime's side as the same class with the same
-# message: no re-wrapping, so no doubled text and no lost exit status.
-
-
-def _travels(key: str, value: object) -> bool:
-    """An attribute that crosses the channel: public, scalar, and not the message itself."""
-    return not key.startswith("_") and key != "message" and (value is None or isinstance(value, (str, int)))
-
-
-def report_attrs(exc: OciSystemdError) -> dict[str, str | int | None]:
-    """The attributes of `exc` that from_report() restores."""
-    return {k: v for k, v in vars(exc).items() if _travels(k, v)}
-
-
-def _error_classes(cls: type[OciSystemdError]) -> dict[str, type[OciSystemdError]]:
-    found = {cls.__name__: cls}
-    for sub in cls.__subclasses__():
-        found.update(_error_classes(sub))
-    return found
-
-
-def from_report(kind: str, message: str, attrs: dict[str, object]) -> OciSystemdError | None:
-    """The exception an idler reported as `kind` (a class name of this module), or None."""
-    cls = _error_classes(OciSystemdError).get(kind)
-    if cls is None or cls.__module__ != __name__:
-        return None
-    exc = cls.__new__(cls)
-    OciSystemdError.__init__(exc, message)
-    for key, value in attrs.items():
-        if _travels(key, value):
-            setattr(exc, key, value)
-    return exc

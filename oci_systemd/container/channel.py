@@ -1,13 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The runtime <-> idler protocol: length-prefixed JSON messages over a unix socket.
+"""The runtime <-> idler transport: length-prefixed JSON objects over a unix socket.
 
-Imported by the idler, so stdlib only and nothing heavy: the C modules `_socket` and
-`_json` (through `jsonio`) instead of `socket` (enum, selectors, array: ~3.5 ms) and
-`json` (re: ~3 ms), and int.to_bytes instead of `struct`. A message is a JSON object with
-a "type" key; an error travels as {"type": "error", "message": ..., "errno": ...} and is
-raised on the receiving side. Every socket here is close-on-exec (`_socket` creates them
-with SOCK_CLOEXEC): when the idler execs the container's program, the peer reads EOF,
-which is how `start` learns exec worked.
+What the objects say is protocol.py's business (one function per step); this module only
+frames them. Imported by the idler, so stdlib only and nothing heavy: the C modules `_socket`
+and `_json` (through `jsonio`) instead of `socket` (enum, selectors, array: ~3.5 ms) and
+`json` (re: ~3 ms), and int.to_bytes instead of `struct`. Every socket here is close-on-exec
+(`_socket` creates them with SOCK_CLOEXEC): when the idler execs the container's program, the
+peer reads EOF, which is how `start` learns exec worked.
 """
 
 from __future__ import annotations
@@ -20,42 +19,15 @@ from oci_systemd import jsonio
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 _HEADER_SIZE = 4  # big-endian unsigned length
 MAX_MESSAGE = 16 * 1024 * 1024
 
-# Message types.
-PLAN = "plan"  # runtime -> idler: what to build
-JOINED = "joined"  # runtime -> idler: you are in the container's scope; make the namespaces
-USERNS = "userns"  # idler -> runtime: user namespace made, write the id maps
-MAPPED = "mapped"  # runtime -> idler: id maps written
-PID = "pid"  # idler -> runtime: host pid of the container's init
-SCOPED = "scoped"  # runtime -> idler: network and runtime hooks done, go on building
-CREATED = "created"  # idler -> runtime: environment ready, waiting for start
-START = "start"  # start -> idler: exec the program
-EXEC = "exec"  # idler -> start: calling execve now; EOF next means it worked
-SECCOMP = "seccomp"  # idler -> start (or exec): the seccomp notify fd, over SCM_RIGHTS
-SECCOMP_SENT = "seccomp_sent"  # start -> idler: the agent at listenerPath has it, go on
-ERROR = "error"
-
 
 class ChannelClosed(Exception):
     """The peer closed the channel (for `start`: the idler exec'd the program)."""
-
-
-class RemoteError(Exception):
-    """An `error` message: `kind` names the sender's exception class, `attrs` its attributes
-    (errors.from_report() turns them back into that exception)."""
-
-    def __init__(
-        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errno = err
-        self.kind = kind
-        self.attrs = attrs or {}
 
 
 class UnixSocket(_socket.socket):
@@ -86,15 +58,14 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, msg_type: str, /, **fields: Any) -> None:
-        fields["type"] = msg_type
-        data = jsonio.dumps(fields).encode()
-        self.sock.sendall(len(data).to_bytes(_HEADER_SIZE, "big") + data)
+    def send(self, msg: Mapping[str, object]) -> None:
+        self.sock.sendall(_frame(msg))
 
-    def send_error(
-        self, message: str, err: int = 0, kind: str = "", attrs: dict[str, Any] | None = None
-    ) -> None:
-        self.send(ERROR, message=message, errno=err, kind=kind, attrs=attrs or {})
+    def send_with_fds(self, msg: Mapping[str, object], fds: list[int]) -> None:
+        """send(), with `fds` attached to the message's first byte (SCM_RIGHTS)."""
+        message = _frame(msg)
+        sent = self.sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))])
+        self.sock.sendall(message[sent:])
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -105,56 +76,43 @@ class Channel:
             buf += chunk
         return bytes(buf)
 
-    def send_with_fds(self, msg_type: str, fds: list[int], /, **fields: Any) -> None:
-        """send(), with `fds` attached to the message's first byte (SCM_RIGHTS)."""
-        fields["type"] = msg_type
-        data = jsonio.dumps(fields).encode()
-        message = len(data).to_bytes(_HEADER_SIZE, "big") + data
-        sent = self.sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_bytes(fds))])
-        self.sock.sendall(message[sent:])
+    def recv(self) -> Any:
+        """One message, a JSON object (ChannelClosed at EOF, ValueError for anything else).
+        `Any`: what it holds is for protocol.py to check and type."""
+        return self._message(self._recv_exact(_HEADER_SIZE))
 
-    def recv_with_fds(self, *expected: str, max_fds: int = 1) -> tuple[dict[str, Any], list[int]]:
+    def recv_with_fds(self, *, max_fds: int = 1) -> tuple[Any, list[int]]:
         """recv(), plus the fds that came with the message (none for most messages)."""
         data, fds = recv_fds(self.sock, _HEADER_SIZE, max_fds)
         try:
             if not data:
                 raise ChannelClosed()
-            return self._message(data + self._recv_exact(_HEADER_SIZE - len(data)), expected), fds
+            return self._message(data + self._recv_exact(_HEADER_SIZE - len(data))), fds
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
 
-    def recv(self, *expected: str) -> dict[str, Any]:
-        """Receive one message; raise RemoteError for an error, ValueError for a surprise."""
-        return self._message(self._recv_exact(_HEADER_SIZE), expected)
-
-    def _message(self, header: bytes, expected: tuple[str, ...]) -> dict[str, Any]:
+    def _message(self, header: bytes) -> dict[str, object]:
         size = int.from_bytes(header, "big")
         if size > MAX_MESSAGE:
             raise ValueError(f"channel message too large: {size} bytes")
         msg = _parse(self._recv_exact(size))
         if not isinstance(msg, dict):
             raise ValueError(f"channel message is not an object: {type(msg).__name__}")
-        kind = msg.get("type")
-        if kind == ERROR:
-            attrs = msg.get("attrs")
-            raise RemoteError(
-                str(msg.get("message", "unknown error")),
-                int(msg.get("errno", 0)),
-                str(msg.get("kind", "")),
-                attrs if isinstance(attrs, dict) else None,
-            )
-        if expected and kind not in expected:
-            raise ValueError(f"unexpected message {kind!r} from peer (wanted {', '.join(expected)})")
         return msg
+
+
+def _frame(msg: Mapping[str, object]) -> bytes:
+    data = jsonio.dumps(msg).encode()
+    return len(data).to_bytes(_HEADER_SIZE, "big") + data
 
 
 def _parse(data: bytes) -> Any:
     """jsonio.loads, with every malformed message as ValueError. For most syntax errors the C
     scanner imports json.decoder to raise JSONDecodeError; in an idler past pivot_root that
     import fails and the scanner surfaces a SystemError instead. The idler must still see a
-    junk connection to its notify socket as ValueError (ignored), not die of it."""
+    junk connection to its start socket as ValueError (ignored), not die of it."""
     try:
         return jsonio.loads(data)
     except (SystemError, ImportError) as exc:
@@ -186,7 +144,7 @@ def recv_fds(sock: _socket.socket, bufsize: int, max_fds: int) -> tuple[bytes, l
     return data, fds
 
 
-def _with_address(sock: UnixSocket, path: str, op: Any) -> UnixSocket:
+def _with_address(sock: UnixSocket, path: str, op: Callable[[_socket.socket, str], None]) -> UnixSocket:
     """Call `op(sock, address)`; a path longer than sun_path's 108 bytes goes through
     /proc/self/fd/<dirfd>/<name>. Closes the socket on failure."""
     try:

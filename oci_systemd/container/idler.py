@@ -4,7 +4,7 @@
 `create` starts it as `python -I -S` with one channel fd. It enters or creates the
 namespaces, forks the container's init when a pid or time namespace asks for it (they
 apply to children only), waits until the runtime has put that init into its systemd
-scope, builds the root filesystem, and then blocks on the notify socket in the state
+scope, builds the root filesystem, and then blocks on the start socket in the state
 directory until `start`. On start it execs the user's program; its sockets are
 close-on-exec, so `start` reads EOF on success and an error message on failure.
 
@@ -18,9 +18,9 @@ import errno
 import os
 import sys
 
-from oci_systemd.container import channel
-from oci_systemd.container.channel import Channel, RemoteError, UnixSocket
-from oci_systemd.errors import ExecFailedError, OciSystemdError, report_attrs
+from oci_systemd.container import channel, protocol
+from oci_systemd.container.channel import Channel, UnixSocket
+from oci_systemd.errors import ExecFailedError, OciSystemdError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this runs in the idler, and typing costs ~5 ms
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.container import config
+    from oci_systemd.container.protocol import CreatePlan, ExecPlan
 else:
     import _signal  # not `signal`: its enum wrappers cost ~4 ms (enum, functools, collections)
 
@@ -55,13 +56,11 @@ def main() -> None:
     os.set_inheritable(fd, False)
     chan = Channel.from_fd(fd)
     try:
-        plan = chan.recv(channel.PLAN)
-        if plan.get("exec"):
+        plan = protocol.recv_plan(chan)
+        if plan["exec"]:
             _exec_into(chan, plan)
         else:
             _create(chan, plan)
-    except RemoteError:
-        os._exit(1)
     except channel.ChannelClosed:
         # The runtime went away mid-create: nothing is waiting for this container.
         os._exit(1)
@@ -71,31 +70,12 @@ def main() -> None:
 
 
 def _report(chan: Channel, exc: BaseException) -> None:
-    """Send `exc` to the runtime, which raises it as the same class (errors.from_report)."""
-    attrs: dict[str, str | int | None] = {}
-    if isinstance(exc, OciSystemdError):
-        message, err, kind = exc.message, getattr(exc, "errno", 0), type(exc).__name__
-        attrs = report_attrs(exc)
-    elif isinstance(exc, OSError):
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f"{tb.tb_frame.f_code.co_name}: " if tb is not None else ""  # which step failed
-        message, err, kind = (
-            f"{where}{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
-            exc.errno or 0,
-            "OSError",
-        )
-    else:
-        message, err, kind = f"{type(exc).__name__}: {exc}", 0, "internal"
-    try:
-        chan.send_error(message, err, kind, attrs)
-    except OSError:
-        pass
+    """Send `exc` to the runtime, which raises it as the same class (protocol.error_from)."""
+    protocol.send_error(chan, exc)
 
 
-def _keep_fds(plan: dict[str, Any], *extra: int) -> set[int]:
-    nfds = int(plan.get("extra_fds", 0))
+def _keep_fds(plan: CreatePlan | ExecPlan, *extra: int) -> set[int]:
+    nfds = int(plan["extra_fds"])
     return {0, 1, 2, *range(3, 3 + nfds), *extra}
 
 
@@ -110,11 +90,11 @@ def _close_other_fds(keep: set[int]) -> None:
                 pass
 
 
-def _create(chan: Channel, plan: dict[str, Any]) -> None:
+def _create(chan: Channel, plan: CreatePlan) -> None:
     from oci_systemd.container import hooks, mounts, namespaces, process
 
     cfg = plan["config"]
-    linux: dict[str, Any] = cfg.get("linux") or {}
+    linux = cfg.get("linux") or {}
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _die_on_signal)
     _close_other_fds(_keep_fds(plan, chan.fileno()))
@@ -130,22 +110,22 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     # While still the host's root in the host's namespaces: in a new user namespace we become
     # the mapped uid, which may not enter the state directory, reach the console socket or
     # read the interpreter's files. Past enter_rootfs() those are out of reach anyway.
-    listener = _listen_root_only(plan["notify_socket"])
+    listener = _listen_root_only(plan["start_socket"])
     # No fd of a host directory is kept: the waiting idler is the container's pid 1, and a
     # container process with CAP_SYS_PTRACE could walk /proc/1/fd/N/.. onto the host. `start`
     # removes the socket's name itself (its absence tells `state` that the container runs).
-    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+    console = channel.connect_unix(plan["console_socket"]) if plan["console_socket"] else None
     process.preload(linux.get("seccomp"))
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
 
     def sync_user_ns() -> None:
-        chan.send(channel.USERNS, pid=os.getpid())
-        chan.recv(channel.MAPPED)
+        protocol.send_userns(chan, os.getpid())
+        protocol.recv_mapped(chan)
 
     # In the container's scope before any namespace or child exists: the init is born there
     # and a cgroup namespace is rooted there. (The runtime started the scope while this
     # interpreter was starting: both wait, in parallel.)
-    chan.recv(channel.JOINED)
+    protocol.recv_joined(chan)
     _prepare_idmapped_mounts(cfg, plan)
     # Forked while we are still the host's root: it opens the bind sources for us (user namespace).
     opener = mounts.SourceOpener.start(cfg, plan["bundle"])
@@ -160,12 +140,12 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
         child = os.fork()
         if child:
             # The runtime reaps us; the init is reparented to its subreaper.
-            chan.send(channel.PID, pid=child)
+            protocol.send_pid(chan, child)
             os._exit(0)
     else:
-        chan.send(channel.PID, pid=os.getpid())
+        protocol.send_pid(chan, os.getpid())
 
-    chan.recv(channel.SCOPED)
+    protocol.recv_scoped(chan)
     if entered.cgroup_pending:
         namespaces.unshare_cgroup()
     namespaces.set_hostname(cfg)
@@ -177,7 +157,7 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     hooks.run_stage(
         "createContainer", cfg.get("hooks"), _hook_state(plan, "created"), default_env=proc.get("env") or []
     )
-    mounts.enter_rootfs(cfg, rootfs, no_pivot=bool(plan.get("no_pivot")))
+    mounts.enter_rootfs(cfg, rootfs, no_pivot=plan["no_pivot"])
     forbid_imports()
     process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
     mounts.finish_rootfs(cfg)
@@ -186,13 +166,13 @@ def _create(chan: Channel, plan: dict[str, Any]) -> None:
     _check_program(proc)
     # Also like runc: a limit this host can't grant fails create (applied again before exec).
     process.set_rlimits(proc.get("rlimits") or [])
-    if not plan.get("no_new_keyring"):
+    if not plan["no_new_keyring"]:
         namespaces.join_session_keyring(plan["id"])
 
     tty = None
     if console is not None:
         tty = _send_pty(console, proc)
-    chan.send(channel.CREATED)
+    protocol.send_created(chan)
     chan.close()
     _wait_for_start(listener, plan, cfg, tty)
 
@@ -216,7 +196,7 @@ def forbid_imports() -> None:
     sys.path_importer_cache.clear()
 
 
-def _prepare_idmapped_mounts(cfg: config.Config, plan: dict[str, Any]) -> None:
+def _prepare_idmapped_mounts(cfg: config.Config, plan: CreatePlan) -> None:
     """Idmapped mounts are made while we are still the host's root (idmap.py says why)."""
     from oci_systemd.container import mounts
 
@@ -245,7 +225,7 @@ def _check_program(proc: config.Process) -> None:
         return
 
 
-def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:
+def _preload_for_after_pivot(cfg: config.Config, *, tty_wanted: bool) -> None:
     if tty_wanted:  # _send_pty and _make_controlling_tty; extension modules, so only if used
         import fcntl  # noqa: F401
         import termios  # noqa: F401
@@ -255,13 +235,15 @@ def _preload_for_after_pivot(cfg: dict[str, Any], *, tty_wanted: bool) -> None:
         import subprocess  # noqa: F401
 
 
-def _hook_state(plan: dict[str, Any], status: str) -> dict[str, Any]:
+def _hook_state(plan: CreatePlan, status: str) -> dict[str, Any]:
+    """The state a container hook reads on stdin; its pid is ours as the container sees it,
+    as runc's createContainer and startContainer hooks get (runc's init: unix.Getpid())."""
     cfg = plan["config"]
     return {
         "ociVersion": cfg.get("ociVersion", "1.2.0"),
         "id": plan["id"],
         "status": status,
-        "pid": os.getpid() if plan.get("pid_in_host") is None else plan["pid_in_host"],
+        "pid": os.getpid(),
         "bundle": plan["bundle"],
         "annotations": cfg.get("annotations") or {},
     }
@@ -299,17 +281,16 @@ def _accept_start(listener: UnixSocket) -> Channel:
         conn.settimeout(START_READ_TIMEOUT)
         peer = Channel(conn)
         try:
-            peer.recv(channel.START)
-        except (ValueError, RecursionError, channel.ChannelClosed, RemoteError, OSError):  # OSError: timeout
+            protocol.recv_start(peer)
+        # OciSystemdError: a client that sent an `error`; OSError: the read timed out
+        except (ValueError, RecursionError, channel.ChannelClosed, OciSystemdError, OSError):
             peer.close()
             continue
         conn.settimeout(None)
         return peer
 
 
-def _wait_for_start(
-    listener: UnixSocket, plan: dict[str, Any], cfg: dict[str, Any], tty: int | None
-) -> None:
+def _wait_for_start(listener: UnixSocket, plan: CreatePlan, cfg: config.Config, tty: int | None) -> None:
     peer = _accept_start(listener)
     listener.close()
     try:
@@ -322,7 +303,7 @@ def _wait_for_start(
 
 def _exec_process(
     proc: config.Process,
-    plan: dict[str, Any],
+    plan: CreatePlan | ExecPlan,
     peer: Channel,
     tty: int | None,
     *,
@@ -334,7 +315,7 @@ def _exec_process(
     if tty is not None:
         _make_controlling_tty(tty)
     env = list(proc.get("env") or [])
-    if plan.get("listen_fds"):
+    if plan["listen_fds"]:
         # LISTEN_PID names the program as it sees itself: only now do we know that pid.
         env = [e for e in env if not e.startswith("LISTEN_PID=")] + [f"LISTEN_PID={os.getpid()}"]
     proc = {**proc, "env": env}
@@ -358,7 +339,7 @@ def _exec_process(
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
     # Announce the exec: EOF after this means success, EOF before it means we died.
-    peer.send(channel.EXEC)
+    protocol.send_exec(peer)
     try:
         os.execve(path, argv, environ)
     except OSError as exc:
@@ -373,10 +354,10 @@ def _hand_over_notify_fd(peer: Channel, fd: int) -> None:
     here. Wait until the agent has it (the spec: failing to send it is an error), then drop our
     copy, so the program never holds it."""
     try:
-        peer.send_with_fds(channel.SECCOMP, [fd])
+        protocol.send_seccomp(peer, fd)
     finally:
         os.close(fd)
-    peer.recv(channel.SECCOMP_SENT)
+    protocol.recv_seccomp_sent(peer)
 
 
 def _make_controlling_tty(tty: int) -> None:
@@ -391,7 +372,7 @@ def _make_controlling_tty(tty: int) -> None:
         os.close(tty)
 
 
-def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
+def _exec_into(chan: Channel, plan: ExecPlan) -> None:
     """`oci-systemd exec`: join a running container's namespaces, then exec its process.
 
     setns() into the mount namespace also moves our root and cwd to the container's
@@ -404,18 +385,20 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
     _close_other_fds(_keep_fds(plan, chan.fileno()))
     process.seal_self()
     cfg = plan["config"]
-    console = channel.connect_unix(plan["console_socket"]) if plan.get("console_socket") else None
+    console = channel.connect_unix(plan["console_socket"]) if plan["console_socket"] else None
     # Joining the mount namespace hides the host's interpreter files: load what comes later now.
     process.preload((cfg.get("linux") or {}).get("seccomp"))
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
-    namespaces.join_all(int(plan["target_pid"]), plan.get("namespaces") or [])
+    # Every namespace of the init that we do not share (those it joined by path included),
+    # as runc exec: there is no partial join to ask for.
+    namespaces.join_all(plan["target_pid"], [])
     forbid_imports()
     process.seal_self()  # joining a user namespace resets dumpable, as in _create
     child = os.fork()
     if child:
-        chan.send(channel.PID, pid=child)
+        protocol.send_pid(chan, child)
         os._exit(0)
-    chan.recv(channel.START)
+    protocol.recv_start(chan)
     tty = _send_pty(console, cfg["process"]) if console is not None else None
     try:
         _exec_process(cfg["process"], plan, chan, tty)
@@ -424,7 +407,7 @@ def _exec_into(chan: Channel, plan: dict[str, Any]) -> None:
         os._exit(exc.exit_code if isinstance(exc, OciSystemdError) else 1)
 
 
-def exec_forked(chan: Channel, plan: dict[str, Any]) -> None:
+def exec_forked(chan: Channel, plan: ExecPlan) -> None:
     """`oci-systemd exec` without a second interpreter: the runtime forks and the child runs
     this with the plan it already holds; errors reach the runtime as from `main`. Never
     returns."""

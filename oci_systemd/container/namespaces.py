@@ -240,15 +240,14 @@ def _map_with_helper(kind: str, pid: int, mappings: list[config.IDMapping]) -> b
     return True
 
 
-def write_time_offsets(offsets: dict[str, config.TimeOffset]) -> None:
+def write_time_offsets(offsets: config.TimeOffsets) -> None:
     """Write `linux.timeOffsets` to /proc/self/timens_offsets, right after unshare(CLONE_NEWTIME).
 
     `offsets` maps "monotonic"/"boottime" to {"secs": int, "nanosecs": int}. The offsets can only be
     written before the first process enters the new time namespace (our child).
     """
     lines = []
-    for clock in ("monotonic", "boottime"):
-        off = offsets.get(clock)
+    for clock, off in (("monotonic", offsets.get("monotonic")), ("boottime", offsets.get("boottime"))):
         if off:
             lines.append(f"{clock} {int(off.get('secs', 0))} {int(off.get('nanosecs', 0))}\n")
     if not lines:

@@ -5,7 +5,7 @@
 the read-only interpreter mount, interpreter.py). `send_start` and `await_started` are start's
 side of the start socket; `await_exec` reads an idler's last words before execve (EXEC, then
 EOF on its close-on-exec socket), handing a seccomp notify fd to the agent on the way. An
-idler's `error` message becomes the runtime's exception through `idler_failure`.
+idler's `error` message comes out of every protocol step as the idler's own exception.
 """
 
 from __future__ import annotations
@@ -13,28 +13,15 @@ from __future__ import annotations
 import os
 import sys
 
-from oci_systemd.errors import ContainerNotRunningError, IdlerError, OciSystemdError
-from oci_systemd.runtime.state import NOTIFY_SOCKET
+from oci_systemd.errors import ContainerNotRunningError, IdlerError
+from oci_systemd.runtime.state import start_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from oci_systemd.container.channel import Channel, RemoteError
+    from oci_systemd.container.channel import Channel
     from oci_systemd.runtime.state import Record, Status
-
-
-def idler_failure(exc: RemoteError, *, creating: bool = False) -> OciSystemdError:
-    """The runtime's error for an idler's `error` message: the idler's own exception class
-    (SpecError, HookError, ExecFailedError, ...) with its message and attributes; an OSError or
-    anything unexpected in the idler is an IdlerError. `create` exits 1 for every failure, a
-    missing program included (as runc); only start and exec exit 126/127."""
-    from oci_systemd.errors import ExecFailedError, from_report
-
-    error = from_report(exc.kind, exc.message, exc.attrs) or IdlerError(exc.message)
-    if creating and isinstance(error, ExecFailedError):
-        error.exit_code = 1
-    return error
 
 
 def minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
@@ -92,38 +79,31 @@ def await_exec(peer: Channel, agent: Callable[[int], None] | None = None) -> Non
     the announcement means the program runs, an error message means exec failed, and EOF
     before it means the idler died (ChannelClosed). Before EXEC, a filter with SCMP_ACT_NOTIFY
     sends its notify fd, for the `agent` (seccomp_agent, seccomp_notify.py)."""
-    from oci_systemd.container import channel
+    from oci_systemd.container import protocol
 
-    msg, fds = peer.recv_with_fds(channel.EXEC, channel.SECCOMP)
-    if msg["type"] == channel.SECCOMP:
+    fds = protocol.recv_exec_or_seccomp(peer)
+    if fds is not None:
         _hand_to_agent(peer, fds, agent)
-        peer.recv(channel.EXEC)
-    try:
-        peer.recv()
-    except channel.ChannelClosed:
-        return
-    raise IdlerError("unexpected answer from the idler")
+        protocol.recv_exec(peer)
+    protocol.recv_eof(peer)
 
 
 def _hand_to_agent(peer: Channel, fds: list[int], agent: Callable[[int], None] | None) -> None:
     """Give the notify fd to the seccomp agent, then let the idler go on; if that fails, the
     idler is told so (it exits) and start fails, as the spec asks."""
-    from oci_systemd.container import channel
+    from oci_systemd.container import protocol
 
     try:
         if agent is None or len(fds) != 1:
             raise IdlerError("the idler sent a seccomp notify fd that nobody asked for")
         agent(fds[0])
     except BaseException as exc:
-        try:
-            peer.send_error(str(exc), kind="seccomp")
-        except OSError:
-            pass
+        protocol.send_error(peer, exc)
         raise
     finally:
         for fd in fds:
             os.close(fd)
-    peer.send(channel.SECCOMP_SENT)
+    protocol.send_seccomp_sent(peer)
 
 
 def seccomp_agent(record: Record, pid: int, status: Status) -> Callable[[int], None] | None:
@@ -146,18 +126,20 @@ START_CONNECT_TIMEOUT = 5.0
 def send_start(state_dir: str, cid: str) -> Channel:
     """Connect to the idler's start socket, send START and remove the socket's name (the idler
     holds no fd of the state directory, so the host side does it): from here on `state`
-    reads running. Returns the connection for `_await_started`."""
-    from oci_systemd.container import channel
+    reads running. Returns the connection for `await_started`."""
+    from oci_systemd.container import channel, protocol
     from oci_systemd.container.channel import Channel
 
-    path = os.path.join(state_dir, NOTIFY_SOCKET)
+    path = start_socket(state_dir)
+    if path is None:  # start came first, or the idler died before binding it
+        raise ContainerNotRunningError(cid)
     try:
         sock = channel.connect_unix(path, timeout=START_CONNECT_TIMEOUT)
     except OSError as exc:
         raise ContainerNotRunningError(cid) from exc
     peer = Channel(sock)
     try:
-        peer.send(channel.START)
+        protocol.send_start(peer)
     except OSError as exc:  # the idler died under us (killed, scope stopped)
         peer.close()
         raise ContainerNotRunningError(cid) from exc
@@ -170,17 +152,15 @@ def send_start(state_dir: str, cid: str) -> Channel:
 
 
 def await_started(peer: Channel, cid: str, agent: Callable[[int], None] | None) -> None:
-    """EOF on the idler's close-on-exec socket after EXEC means the exec succeeded."""
+    """EOF on the idler's close-on-exec socket after EXEC means the exec succeeded; what the
+    idler reports instead is raised as its own exception (a startContainer hook's HookError,
+    exec's ExecFailedError)."""
     from oci_systemd.container import channel
-    from oci_systemd.container.channel import RemoteError
 
     try:
         await_exec(peer, agent)
-        return
     except (channel.ChannelClosed, OSError) as exc:  # the idler died under us (killed, scope stopped)
         raise ContainerNotRunningError(cid) from exc
-    except RemoteError as exc:
-        raise idler_failure(exc) from None
     finally:
         peer.close()
 

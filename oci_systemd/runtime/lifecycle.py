@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.runtime.state import Record
+    from oci_systemd.runtime.status import OciState
     from oci_systemd.runtime.systemd import Systemd
     from oci_systemd.runtime.terminal import ConsoleListener
 
@@ -99,7 +100,7 @@ class Runtime:
 
         start.start(self, cid)
 
-    def state(self, cid: str) -> dict[str, Any]:
+    def state(self, cid: str) -> OciState:
         from oci_systemd.runtime.verbs import state
 
         return state.state(self, cid)
@@ -164,7 +165,7 @@ class Runtime:
             preserve_fds=preserve_fds,
         )
 
-    def list_containers(self) -> list[dict[str, Any]]:
+    def list_containers(self) -> list[OciState]:
         from oci_systemd.runtime.verbs import inspect
 
         return inspect.list_containers(self)

@@ -5,9 +5,9 @@
 The idler loads the filter right before execve, inside the container (past pivot_root, where
 the host's `listenerPath` is out of reach; and the idler must hold no host fd where the
 container's processes can reach it), so it sends the notify fd back over the start socket
-(`channel.SECCOMP`, SCM_RIGHTS). `oci-systemd start` (or `exec`), on the host, connects to
+(`protocol.SECCOMP`, SCM_RIGHTS). `oci-systemd start` (or `exec`), on the host, connects to
 `listenerPath` and sends the container process state with that fd, one state per connection,
-then tells the idler to go on (`channel.SECCOMP_SENT`). Only a filter with an SCMP_ACT_NOTIFY
+then tells the idler to go on (`protocol.SECCOMP_SENT`). Only a filter with an SCMP_ACT_NOTIFY
 rule makes the connection (as runc); a failure to send fails start.
 """
 
@@ -20,6 +20,7 @@ from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from oci_systemd.container import config
@@ -40,7 +41,7 @@ def listener_of(seccomp: config.Seccomp | None) -> dict[str, str] | None:
     }
 
 
-def process_state(listener: dict[str, str], pid: int, state: dict[str, Any]) -> dict[str, Any]:
+def process_state(listener: dict[str, str], pid: int, state: Mapping[str, object]) -> dict[str, Any]:
     """The spec's container process state: `fds` names what travels with it over SCM_RIGHTS."""
     return {
         "ociVersion": state.get("ociVersion", "1.2.0"),
@@ -51,7 +52,7 @@ def process_state(listener: dict[str, str], pid: int, state: dict[str, Any]) -> 
     }
 
 
-def send_state(listener: dict[str, str], pid: int, state: dict[str, Any], fd: int) -> None:
+def send_state(listener: dict[str, str], pid: int, state: Mapping[str, object], fd: int) -> None:
     """Connect to the agent, send the process state with the notify fd, close: the spec's "exactly
     one container process state per connection"."""
     from oci_systemd.container import channel

@@ -22,11 +22,18 @@ from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, Inv
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, ClassVar, TypedDict
+    from typing import ClassVar, TypedDict
+
+    from oci_systemd.container import config
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"  # the config as created: exec's defaults, never re-read from the bundle
-NOTIFY_SOCKET = "notify.sock"
+# The waiting idler's start socket: `start` connects to it (docs/protocol.md). Not sd_notify's
+# NOTIFY_SOCKET, which is the notify/ directory's business (docs/sd-notify.md).
+START_SOCKET = "start.sock"
+# Its name up to 0.1.0: idlers created by such a runtime still wait on it, and a runtime
+# upgraded under created containers must still start them (`start_socket`).
+LEGACY_START_SOCKET = "notify.sock"
 # Only root reads the state. The directories stay traversable (0711, not runc's 0700): an
 # idler in a new user namespace, no longer the host's root, still reaches <root>/<id>/notify
 # to bind-mount it. Nothing below can be listed or read by another user.
@@ -120,7 +127,7 @@ if TYPE_CHECKING:
         phase: str  # "creating", "created", "started" (what the runtime did last)
         creator_pid: int
         creator_start: int  # with creator_pid: a recycled pid never looks like a live create
-        hooks: dict[str, Any]  # poststart / poststop, read back by start and delete
+        hooks: config.Hooks  # poststart / poststop, read back by start and delete
         oci_version: str
         systemd_cgroup: bool
         notify_socket: str  # the caller's NOTIFY_SOCKET, when sd_notify is passed through
@@ -171,6 +178,17 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def start_socket(state_dir: str) -> str | None:
+    """The path of the start socket a created container's idler waits on, None once `start`
+    has removed it. An idler of an older runtime bound LEGACY_START_SOCKET: it is looked for
+    only when START_SOCKET is missing, so today's containers pay nothing for it."""
+    for name in (START_SOCKET, LEGACY_START_SOCKET):
+        path = os.path.join(state_dir, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def pid_alive(record: Record) -> bool:
     pid = record.get("pid", 0)
     if pid <= 0:
@@ -186,8 +204,8 @@ def derive_status(
 
     A scope systemd no longer runs means stopped, whatever the record says (it was
     stopped behind our back with `systemctl stop`, or its processes all exited).
-    `waiting` says the idler's notify socket still exists: the idler removes it when
-    start comes, so a start that died before recording "started" still reads running.
+    `waiting` says the idler's start socket still exists: `start` removes it when it hands
+    START over, so a start that died before recording "started" still reads running.
     """
     phase = record.get("phase", "creating")
     if phase == "creating":
@@ -251,16 +269,16 @@ class Store:
         _write_private(tmp, jsonio.dumps(record))
         os.rename(tmp, path)
 
-    def write_config(self, cid: str, config: dict[str, Any]) -> None:
-        _write_private(os.path.join(self.dir(cid), CONFIG_FILE), jsonio.dumps(config))
+    def write_config(self, cid: str, created: config.Config) -> None:
+        _write_private(os.path.join(self.dir(cid), CONFIG_FILE), jsonio.dumps(created))
 
-    def read_config(self, cid: str) -> dict[str, Any]:
+    def read_config(self, cid: str) -> config.Config:
         try:
             with open(os.path.join(self.dir(cid), CONFIG_FILE), encoding="utf-8") as f:
-                config: dict[str, Any] = jsonio.loads(f.read())
+                created: config.Config = jsonio.loads(f.read())
         except (OSError, ValueError) as exc:
             raise ContainerNotFoundError(cid) from exc
-        return config
+        return created
 
     def remove(self, cid: str) -> None:
         """Remove the container's directory and everything in it (the notify directory too)."""

@@ -9,18 +9,34 @@ exec: every ExecSync probe of a pod) decide from the record and the init alone
 
 from __future__ import annotations
 
-import os
-
 from oci_systemd.errors import InvalidStateError
 from oci_systemd.runtime.log import rfc3339
-from oci_systemd.runtime.state import NOTIFY_SOCKET, Status, derive_status, pid_alive
+from oci_systemd.runtime.state import Status, derive_status, pid_alive, start_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import TypedDict
 
     from oci_systemd.runtime.lifecycle import Manager
     from oci_systemd.runtime.state import Record, Store
+
+    # The OCI state object (runtime-spec runtime.md "State"), plus runc's extras; what `state`
+    # prints, hooks read on stdin and a seccomp agent gets. (Functional form: "systemd-scope".)
+    OciState = TypedDict(
+        "OciState",
+        {
+            "ociVersion": str,
+            "id": str,
+            "pid": int,
+            "status": str,
+            "bundle": str,
+            "rootfs": str,
+            "created": str,
+            "owner": str,
+            "annotations": dict[str, str],
+            "systemd-scope": str,
+        },
+    )
 
 
 def status(store: Store, record: Record, manager: Manager) -> Status:
@@ -67,10 +83,10 @@ def exec_status(store: Store, record: Record, manager: Manager) -> Status:
 
 def idler_waiting(store: Store, record: Record) -> bool:
     """The idler still waits for start: start removes its socket when it hands START over."""
-    return os.path.exists(os.path.join(store.dir(record["id"]), NOTIFY_SOCKET))
+    return start_socket(store.dir(record["id"])) is not None
 
 
-def state_json(record: Record, found: Status) -> dict[str, Any]:
+def state_json(record: Record, found: Status) -> OciState:
     """The OCI state object (runtime-spec runtime.md "State"), plus runc's extras."""
     running = found in (Status.CREATED, Status.RUNNING, Status.PAUSED, Status.CREATING)
     return {

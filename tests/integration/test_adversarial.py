@@ -157,7 +157,7 @@ print("junk-sent")
 
 def send_junk(sb: Sandbox, cid: str) -> None:
     proc = sb.run(
-        [sys.executable, "-I", "-S", "-c", JUNK, f"{ROOT}/{cid}/notify.sock"],
+        [sys.executable, "-I", "-S", "-c", JUNK, f"{ROOT}/{cid}/start.sock"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -237,7 +237,7 @@ def test_stalled_start_connection_does_not_wedge_start(sandbox: Sandbox) -> None
     c = Container(sandbox, _config(["sleep", "1000"]))
     assert c.create().returncode == 0, c.output()
     staller = subprocess.Popen(
-        [*sandbox.nsenter_argv(), sys.executable, "-I", "-S", "-c", STALL, f"{ROOT}/{c.id}/notify.sock"],
+        [*sandbox.nsenter_argv(), sys.executable, "-I", "-S", "-c", STALL, f"{ROOT}/{c.id}/start.sock"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -267,7 +267,7 @@ def test_slow_start_lets_state_kill_and_delete_through(sandbox: Sandbox) -> None
         text=True,
     )
     try:
-        wait_for(lambda: not (state_dir(sandbox, c.id) / "notify.sock").exists(), timeout=10)
+        wait_for(lambda: not (state_dir(sandbox, c.id) / "start.sock").exists(), timeout=10)
         state = c.rt("state", c.id, timeout=5)
         assert state.returncode == 0, state.stderr
         kill = c.rt("kill", c.id, "CONT", timeout=5)
@@ -357,12 +357,12 @@ def test_local_user_reads_no_state_and_cannot_start(sandbox: Sandbox, umask: str
     probe = as_local_user(
         sandbox,
         f"ls {ROOT} && echo LISTED; cat {d}/state.json {d}/config.json; "
-        f"python3 -I -S {c.bundle}/probe.py {d}/notify.sock; echo probe-done",
+        f"python3 -I -S {c.bundle}/probe.py {d}/start.sock; echo probe-done",
     )
     out = probe.stdout + probe.stderr
     assert "probe-done" in out, out
     assert secret not in out and "LISTED" not in out and "CONNECTED" not in out, out
-    for name in ("state.json", "config.json", "notify.sock"):
+    for name in ("state.json", "config.json", "start.sock"):
         assert (state_dir(sandbox, c.id) / name).stat().st_mode & 0o077 == 0, name
     assert c.status() == "created"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,29 @@ def test_full_lifecycle(sandbox: Sandbox, make: Callable[..., Container]) -> Non
     wait_for(lambda: c.status() == "stopped")
     assert c.state()["pid"] == 0
     assert "bye" in c.output()
+    assert c.rt("delete", c.id).returncode == 0
+    no_trace_left(sandbox, c)
+
+
+def test_container_of_an_older_runtime_still_starts(
+    sandbox: Sandbox, make: Callable[..., Container]
+) -> None:
+    """An idler created by a runtime up to 0.1.0 waits on `notify.sock`: after an upgrade the
+    container still reads created and starts (the socket renamed under the waiting idler is
+    what such an idler has bound)."""
+    if "runc" in os.environ.get("OCI_RUNTIME", "") or "crun" in os.environ.get("OCI_RUNTIME", ""):
+        pytest.skip("oci-systemd's own state directory")
+    c = make(waiting_program())
+    assert c.create().returncode == 0, c.output()
+    state_dir = sandbox.host_path(f"{ROOT}/{c.id}")
+    (state_dir / "start.sock").rename(state_dir / "notify.sock")
+    assert c.status() == "created"
+    assert c.rt("start", c.id).returncode == 0
+    wait_for(lambda: "hello-from-container" in c.output())
+    assert not (state_dir / "notify.sock").exists()
+    assert c.status() == "running"
+    c.touch("/tmp/go")
+    wait_for(lambda: c.status() == "stopped")
     assert c.rt("delete", c.id).returncode == 0
     no_trace_left(sandbox, c)
 

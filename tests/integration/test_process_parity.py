@@ -377,7 +377,7 @@ def test_idmap_without_mapping_or_bind_is_refused(sandbox: Sandbox) -> None:
         c = Container(sandbox, conf)
         assert c.create().returncode == 1
         if _is_oci_systemd():
-            # A SpecError raised in the idler, reported as one (errors.from_report).
+            # A SpecError raised in the idler, reported as one (protocol.error_from).
             assert "invalid config.json: mounts[" in c.output() and "idmap" in c.output(), c.output()
             no_trace_left(sandbox, c)
         bundles.delete_container(sandbox, c.id)

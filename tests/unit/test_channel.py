@@ -9,28 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd.container import channel
-from oci_systemd.container.channel import Channel, ChannelClosed, RemoteError
+from oci_systemd.container import channel, protocol
+from oci_systemd.container.channel import Channel, ChannelClosed
+from oci_systemd.errors import IdlerError
 
 
 def test_roundtrip_and_error() -> None:
     a, b = Channel.pair()
-    a.send(channel.PID, pid=42)
-    assert b.recv(channel.PID) == {"type": "pid", "pid": 42}
-    b.send_error("boom", 2, "exec")
-    with pytest.raises(RemoteError) as info:
-        a.recv()
-    assert (info.value.message, info.value.errno, info.value.kind) == ("boom", 2, "exec")
+    protocol.send_pid(a, 42)
+    assert protocol.recv_pid(b) == 42
+    protocol.send_error(b, IdlerError("boom"))
+    with pytest.raises(IdlerError, match=r"^boom$"):
+        protocol.recv_created(a)
 
 
 def test_unexpected_type_and_eof() -> None:
     a, b = Channel.pair()
-    a.send(channel.CREATED)
-    with pytest.raises(ValueError):
-        b.recv(channel.PID)
+    protocol.send_created(a)
+    with pytest.raises(ValueError, match="unexpected message 'created'"):
+        protocol.recv_pid(b)
     a.close()
     with pytest.raises(ChannelClosed):
-        b.recv()
+        protocol.recv_pid(b)
 
 
 def test_sockets_are_close_on_exec() -> None:
@@ -41,7 +41,7 @@ def test_sockets_are_close_on_exec() -> None:
 def test_long_unix_paths(tmp_path: object) -> None:
     deep = os.path.join(str(tmp_path), "d" * 60, "e" * 60)
     os.makedirs(deep)
-    path = os.path.join(deep, "notify.sock")
+    path = os.path.join(deep, "start.sock")
     assert len(path) > 108
     srv = channel.bind_unix(path)
     srv.listen(1)
@@ -57,10 +57,10 @@ def test_long_unix_paths(tmp_path: object) -> None:
 
 def test_wire_format_is_json_dumps_compact_with_a_big_endian_length() -> None:
     a, b = Channel.pair()
-    a.send(channel.PLAN, config={"args": ["sh", "é"], "n": 1.5, "t": True, "z": None})
+    a.send({"type": "plan", "config": {"args": ["sh", "é"], "n": 1.5, "t": True, "z": None}})
     raw = b.sock.recv(1 << 16)
     body = json.dumps(
-        {"config": {"args": ["sh", "é"], "n": 1.5, "t": True, "z": None}, "type": "plan"},
+        {"type": "plan", "config": {"args": ["sh", "é"], "n": 1.5, "t": True, "z": None}},
         separators=(",", ":"),
     ).encode()
     assert raw == len(body).to_bytes(4, "big") + body
@@ -114,14 +114,14 @@ def test_message_with_fds() -> None:
     a, b = Channel.pair()
     r, w = os.pipe()
     try:
-        a.send_with_fds(channel.SECCOMP, [w], note="x")
-        a.send(channel.EXEC)
-        msg, fds = b.recv_with_fds(channel.SECCOMP)
-        assert msg == {"type": channel.SECCOMP, "note": "x"} and len(fds) == 1
+        protocol.send_seccomp(a, w)
+        protocol.send_exec(a)
+        fds = protocol.recv_exec_or_seccomp(b)
+        assert fds is not None and len(fds) == 1
         os.write(fds[0], b"through")
         os.close(fds[0])
         assert os.read(r, 10) == b"through"
-        assert b.recv_with_fds(channel.EXEC) == ({"type": channel.EXEC}, [])
+        assert protocol.recv_exec_or_seccomp(b) is None
     finally:
         for fd in (r, w):
             os.close(fd)

@@ -34,7 +34,7 @@ _CREATE_PATH = """
 import sys
 sys.path.insert(0, {root!r})
 import oci_systemd.container.idler as idler
-from oci_systemd.container import channel, hooks, mounts, namespaces, process
+from oci_systemd.container import channel, hooks, mounts, namespaces, process, protocol
 process.preload({{}})
 idler._preload_for_after_pivot({{}}, tty_wanted=False)
 print("\\n".join(sorted(sys.modules)))
@@ -56,7 +56,11 @@ def _modules_after(code: str) -> set[str]:
 
 def test_the_create_path_imports_none_of_the_costly_modules() -> None:
     loaded = _modules_after(_CREATE_PATH)
-    assert "oci_systemd.container.idler" in loaded and "oci_systemd.container.mounts" in loaded
+    assert {
+        "oci_systemd.container.idler",
+        "oci_systemd.container.protocol",
+        "oci_systemd.container.mounts",
+    } <= loaded
     assert sorted(FORBIDDEN & loaded) == []
 
 

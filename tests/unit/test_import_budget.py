@@ -32,6 +32,7 @@ COMMANDS = {
         "oci_systemd.cli.entry",
         "oci_systemd.runtime.lifecycle",
         "oci_systemd.container.channel",
+        "oci_systemd.container.protocol",
         "oci_systemd.runtime.journal",
     ],
     "kill": ["oci_systemd.cli.entry", "oci_systemd.runtime.lifecycle", "oci_systemd.runtime.journal"],
@@ -49,6 +50,7 @@ COMMANDS = {
         "oci_systemd.runtime.spec",
         "oci_systemd.runtime.cgroups",
         "oci_systemd.container.channel",
+        "oci_systemd.container.protocol",
         "oci_systemd.runtime.journal",
         "oci_systemd.container.idler",
         "oci_systemd.container.namespaces",
@@ -63,6 +65,7 @@ COMMANDS = {
         "oci_systemd.runtime.listen_fds",
         "oci_systemd.runtime.cgroups",
         "oci_systemd.container.channel",
+        "oci_systemd.container.protocol",
         "oci_systemd.runtime.systemd",
     ],
 }

@@ -4,7 +4,15 @@ import os
 import pytest
 
 from oci_systemd.errors import ContainerExistsError, ContainerNotFoundError, InvalidIdError
-from oci_systemd.runtime.state import Record, Status, Store, derive_status, process_start_time, validate_id
+from oci_systemd.runtime.state import (
+    Record,
+    Status,
+    Store,
+    derive_status,
+    process_start_time,
+    start_socket,
+    validate_id,
+)
 
 
 @pytest.mark.parametrize("cid", ["a", "abc-DEF_1.2+3", "x" * 237, "7" * 64])
@@ -109,3 +117,14 @@ def test_state_files_are_root_only_whatever_the_umask(tmp_path: str, umask: int)
     for name in ("state.json", "config.json"):
         assert os.stat(os.path.join(store.dir("c1"), name)).st_mode & 0o777 == 0o600
     assert os.stat(store.root).st_mode & 0o777 == 0o711
+
+
+def test_start_socket_is_start_sock_and_an_older_runtimes_notify_sock(tmp_path: object) -> None:
+    """A container created by a runtime up to 0.1.0 waits on notify.sock: it is still found
+    (state reads created, start connects), but start.sock wins when both exist."""
+    d = str(tmp_path)
+    assert start_socket(d) is None
+    open(os.path.join(d, "notify.sock"), "w").close()
+    assert start_socket(d) == os.path.join(d, "notify.sock")
+    open(os.path.join(d, "start.sock"), "w").close()
+    assert start_socket(d) == os.path.join(d, "start.sock")

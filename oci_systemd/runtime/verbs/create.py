@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import os
 
-from oci_systemd.errors import OciSystemdError, SpecError
+from oci_systemd.errors import ExecFailedError, OciSystemdError, SpecError
 from oci_systemd.runtime.faults import fault_point
 from oci_systemd.runtime.log import rfc3339
 from oci_systemd.runtime.notify_passthrough import NOTIFY_DIR
 from oci_systemd.runtime.pid_file import write_pid_file
-from oci_systemd.runtime.state import NOTIFY_SOCKET, Record, process_start_time, validate_id
+from oci_systemd.runtime.state import START_SOCKET, Record, process_start_time, validate_id
 from oci_systemd.runtime.transitions import log_event
 from oci_systemd.runtime.verbs.create_steps import CreateSteps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
+    from oci_systemd.container.protocol import CreatePlan
     from oci_systemd.runtime.lifecycle import Runtime
     from oci_systemd.runtime.placement import Placement
     from oci_systemd.runtime.systemd import UnitProperty
@@ -71,6 +70,10 @@ def create(
             steps.abort()
             rt.store.remove(cid)
             log_event("ERROR", record, "stopped", f"create failed: {exc}")
+            if isinstance(exc, ExecFailedError):
+                # The idler's check of the program: create exits 1 for every failure, a
+                # missing program included (as runc); only start and exec exit 126/127.
+                exc.exit_code = 1
             raise
         record = steps.record
         fault_point("create:built")
@@ -98,7 +101,7 @@ def prepare(
     no_new_keyring: bool,
     preserve_fds: int,
     relay_terminal: bool = False,
-) -> tuple[Placement, dict[str, Any], Record, list[UnitProperty]]:
+) -> tuple[Placement, CreatePlan, Record, list[UnitProperty]]:
     """Everything that can fail on bad input, before anything is created."""
 
     from oci_systemd.runtime import listen_fds, notify_passthrough, resources, spec
@@ -145,12 +148,13 @@ def prepare(
     notify = notify_passthrough.settings(raw)
     if notify is not None and notify_passthrough.needs_mount(raw, notify[1]):
         raw = notify_passthrough.with_mount(raw, os.path.join(rt.store.dir(cid), NOTIFY_DIR))
-    plan: dict[str, Any] = {
+    plan: CreatePlan = {
+        "exec": False,
         "id": cid,
         "config": raw,
         "bundle": bundle,
         "rootfs": rootfs,
-        "notify_socket": os.path.join(rt.store.dir(cid), NOTIFY_SOCKET),
+        "start_socket": os.path.join(rt.store.dir(cid), START_SOCKET),
         "console_socket": console_socket,
         "no_pivot": no_pivot,
         "no_new_keyring": no_new_keyring,
@@ -171,7 +175,7 @@ def prepare(
         phase="creating",
         creator_pid=os.getpid(),
         creator_start=process_start_time(os.getpid()) or 0,
-        hooks=dict(raw.get("hooks") or {}),
+        hooks=(raw.get("hooks") or {}).copy(),
         oci_version=str(raw.get("ociVersion", "1.2.0")),
         systemd_cgroup=rt.systemd_cgroup,
         placement=placement.kind,

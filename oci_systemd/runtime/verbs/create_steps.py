@@ -12,7 +12,7 @@ import os
 
 from oci_systemd.errors import IdlerError, OciSystemdError
 from oci_systemd.runtime.faults import fault_point
-from oci_systemd.runtime.idler_client import idler_failure, spawn_idler
+from oci_systemd.runtime.idler_client import spawn_idler
 from oci_systemd.runtime.log import log
 from oci_systemd.runtime.state import Status, process_start_time
 from oci_systemd.runtime.status import state_json
@@ -20,14 +20,17 @@ from oci_systemd.runtime.status import state_json
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
-    from collections.abc import Sequence
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
 
     from oci_systemd.container.channel import Channel
+    from oci_systemd.container.protocol import CreatePlan
     from oci_systemd.runtime.lifecycle import Manager
     from oci_systemd.runtime.placement import Placement
     from oci_systemd.runtime.state import Record, Store
     from oci_systemd.runtime.systemd import Systemd, UnitProperty
+
+    T = TypeVar("T")
 else:
     import _signal  # the C module: `signal` costs every create its enums
 
@@ -39,7 +42,7 @@ class CreateSteps:
         store: Store,
         manager: Manager,
         placement: Placement,
-        plan: dict[str, Any],
+        plan: CreatePlan,
         record: Record,
         props: Sequence[UnitProperty],
     ) -> None:
@@ -58,11 +61,11 @@ class CreateSteps:
         self.bus: Systemd | None = None  # connected early by build(), closed before the wait
 
     def build(self) -> None:
-        from oci_systemd.container import channel, hooks
+        from oci_systemd.container import hooks, protocol
 
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
-        chan.send(channel.PLAN, **self.plan)
+        protocol.send_plan(chan, self.plan)
         # The unit first, with the idler in it, while the idler's interpreter starts: the
         # scope's job mostly waits for the kernel (moving a process between cgroups waits for
         # an RCU grace period, ~10 ms here), and the two waits overlap. The idler makes its
@@ -76,21 +79,22 @@ class CreateSteps:
             # An idler that failed at once (its error is on the channel) leaves the scope
             # empty or its process gone: its own report says why, these errors would not.
             raise self._idler_error() or exc from None
-        self._send(channel.JOINED)
-        msg = self._recv(channel.USERNS, channel.PID)
-        if msg["type"] == channel.USERNS:
-            self._write_id_maps(int(msg["pid"]))
-            chan.send(channel.MAPPED)
-            msg = self._recv(channel.PID)
-        self._record_init(int(msg["pid"]))
+        self._send(protocol.send_joined)
+        userns, pid = self._recv(protocol.recv_userns_or_pid)
+        if userns:
+            self._write_id_maps(pid)
+            protocol.send_mapped(chan)
+            pid = self._recv(protocol.recv_pid)
+        self._record_init(pid)
         self._reap_idler_if_forked()
         self._setup_network()
         state = state_json(self.record, Status.CREATING)
-        hooks.run_stage("prestart", self.plan["config"].get("hooks"), state)
-        hooks.run_stage("createRuntime", self.plan["config"].get("hooks"), state)
-        self._send(channel.SCOPED)
+        config_hooks = self.plan["config"].get("hooks")
+        hooks.run_stage("prestart", config_hooks, state)
+        hooks.run_stage("createRuntime", config_hooks, state)
+        self._send(protocol.send_scoped)
         self._close_bus()
-        self._recv(channel.CREATED)
+        self._recv(protocol.recv_created)
         chan.close()
         self.record["phase"] = "created"
         self.store.write(self.cid, self.record)
@@ -106,23 +110,21 @@ class CreateSteps:
         self.store.write(self.cid, self.record)
         fault_point("create:pid")
 
-    def _recv(self, *kinds: str) -> dict[str, Any]:
+    def _recv(self, step: Callable[[Channel], T]) -> T:
+        """One receiving step of the protocol; the idler's own error comes out of it as is."""
         from oci_systemd.container import channel
-        from oci_systemd.container.channel import RemoteError
 
         assert self.chan is not None
         try:
-            return self.chan.recv(*kinds)
-        except RemoteError as exc:
-            raise idler_failure(exc, creating=True) from None
+            return step(self.chan)
         except channel.ChannelClosed:
             raise IdlerError("the idler exited unexpectedly while creating the container") from None
 
-    def _send(self, kind: str) -> None:
-        """Send to the idler; if it is gone, raise the error it reported before dying."""
+    def _send(self, step: Callable[[Channel], None]) -> None:
+        """One sending step; if the idler is gone, raise the error it reported before dying."""
         assert self.chan is not None
         try:
-            self.chan.send(kind)
+            step(self.chan)
         except OSError:
             raise self._idler_error() or IdlerError(
                 "the idler exited unexpectedly while creating the container"
@@ -133,16 +135,15 @@ class CreateSteps:
         before JOINED: a console socket that can't be reached, say)."""
         import select
 
-        from oci_systemd.container import channel
-        from oci_systemd.container.channel import RemoteError
+        from oci_systemd.container import channel, protocol
 
         assert self.chan is not None
         if not select.select([self.chan.fileno()], [], [], 0.1)[0]:
             return None
         try:
-            self.chan.recv()
-        except RemoteError as exc:
-            return idler_failure(exc, creating=True)
+            protocol.recv_joined(self.chan)  # the runtime sends JOINED: only an error is wanted here
+        except OciSystemdError as exc:
+            return exc
         except (channel.ChannelClosed, ValueError, OSError):
             pass  # EOF or noise without a report: the caller's own error is the best we have
         return None
@@ -157,7 +158,7 @@ class CreateSteps:
             self.forwarder_pid, out_w, err_w = log_forwarder.start_forwarder(self.cid, self.record["scope"])
             stdio = (out_w, err_w)
         try:
-            chan, self.idler_pid = spawn_idler(int(self.plan["extra_fds"]), stdio)
+            chan, self.idler_pid = spawn_idler(self.plan["extra_fds"], stdio)
         finally:
             if stdio is not None:
                 os.close(stdio[0])

@@ -20,7 +20,7 @@ from oci_systemd.errors import (
 )
 from oci_systemd.runtime import status
 from oci_systemd.runtime.config_warnings import warn_about_capabilities
-from oci_systemd.runtime.idler_client import idler_failure, reap_quietly
+from oci_systemd.runtime.idler_client import reap_quietly
 from oci_systemd.runtime.listen_fds import check_passed_fds
 from oci_systemd.runtime.pid_file import write_pid_file
 from oci_systemd.runtime.signals import wait_forwarding_signals
@@ -30,9 +30,12 @@ from oci_systemd.runtime.transitions import log_event
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Mapping
     from typing import Any
 
+    from oci_systemd.container import config
     from oci_systemd.container.channel import Channel
+    from oci_systemd.container.protocol import ExecPlan
     from oci_systemd.runtime.lifecycle import Runtime
     from oci_systemd.runtime.terminal import ConsoleListener, Relay
 else:
@@ -74,8 +77,7 @@ def _exec(
     preserve_fds: int,
     console_listener: ConsoleListener | None,
 ) -> int:
-    from oci_systemd.container import channel
-    from oci_systemd.container.channel import RemoteError
+    from oci_systemd.container import channel, protocol
     from oci_systemd.runtime import cgroups, idler_client, spec
 
     check_passed_fds(preserve_fds)
@@ -97,15 +99,11 @@ def _exec(
 
         console_socket = exec_console_path(rt.store.dir(cid))
         console_listener.bind(console_socket)
-    linux_cfg = config.get("linux") or {}
-    plan: dict[str, Any] = {
+    plan: ExecPlan = {
         "exec": True,
         "id": cid,
         "target_pid": record["pid"],
-        "config": {
-            "process": process,
-            "linux": {k: linux_cfg[k] for k in ("seccomp", "personality") if k in linux_cfg},
-        },
+        "config": _exec_config(process, config),
         "console_socket": os.path.abspath(console_socket) if console_socket else None,
         "extra_fds": preserve_fds,
         "listen_fds": 0,
@@ -122,7 +120,7 @@ def _exec(
         chan, idler = _fork_exec_helper(plan, preserve_fds)
     else:
         chan, idler = idler_client.spawn_idler(preserve_fds)
-        chan.send(channel.PLAN, **plan)
+        protocol.send_plan(chan, plan)
     child = 0
     try:
         # The helper first, as runc does with `runc init`: the move costs an RCU grace
@@ -132,19 +130,19 @@ def _exec(
             cgroups.join(idler, record["pid"])
         except SyscallError:
             pass  # the helper died: its report (or EOF) below says why
-        child = int(chan.recv(channel.PID)["pid"])
+        child = protocol.recv_pid(chan)
         os.waitpid(idler, 0)
+        idler = 0  # reaped: never signalled again (its pid may be reused)
         if cgroups.cgroup_of(child) != cgroups.cgroup_of(record["pid"]):
             cgroups.join(child, record["pid"])
-        chan.send(channel.START)
+        protocol.send_start(chan)
         try:
             idler_client.await_exec(chan, idler_client.seccomp_agent(record, child, Status.RUNNING))
         except channel.ChannelClosed:
             raise IdlerError("the process died before it could exec") from None
-    except RemoteError as exc:
-        reap_quietly(child or idler)
-        raise idler_failure(exc) from None
     except BaseException:
+        # Also when the helper or the process reported an error: they exit right after their
+        # report, and a SIGKILL then changes nothing but the wait.
         for pid in (child, idler):
             if pid:
                 try:
@@ -175,19 +173,32 @@ def _exec(
         relay.close()  # the caller's terminal back, also on errors
 
 
+def _exec_config(process: dict[str, Any], created: config.Config) -> config.Config:
+    """The exec plan's config: the process, and what of the container's config applies to it
+    too (its seccomp filter and personality)."""
+    linux = created.get("linux") or {}
+    picked: config.Linux = {}
+    if "seccomp" in linux:
+        picked["seccomp"] = linux["seccomp"]
+    if "personality" in linux:
+        picked["personality"] = linux["personality"]
+    proc: config.Process = process  # type: ignore[assignment]  # the caller's JSON, checked by spec.parse_process
+    return {"process": proc, "linux": picked}
+
+
 # Left in the state directory by an exec whose process may hold CAP_SYS_PTRACE: from then on
 # every exec runs its helper from the read-only interpreter (see _may_fork_exec_helper).
 PTRACE_EXEC_MARK = "ptrace-exec"
 
 
-def _may_ptrace(process: dict[str, Any]) -> bool:
+def _may_ptrace(process: Mapping[str, Any]) -> bool:
     """Whether `process` may hold CAP_SYS_PTRACE: in its bounding set, or no capabilities
     given at all (then the bounding set is not reduced)."""
     caps = process.get("capabilities")
     return caps is None or "CAP_SYS_PTRACE" in (caps.get("bounding") or ())
 
 
-def _may_fork_exec_helper(config: dict[str, Any], process: dict[str, Any], state_dir: str) -> bool:
+def _may_fork_exec_helper(created: config.Config, process: dict[str, Any], state_dir: str) -> bool:
     """Whether exec's helper may be a fork of this runtime (fast) rather than an interpreter
     started from a read-only mount of it (`spawn_idler`, interpreter.py).
 
@@ -198,7 +209,7 @@ def _may_fork_exec_helper(config: dict[str, Any], process: dict[str, Any], state
     the host's. So the fork is safe when the container has a user namespace of its own, or
     when neither its init nor any process exec'd into it so far may hold CAP_SYS_PTRACE (the
     bounding set is inherited and can only shrink)."""
-    namespaces = (config.get("linux") or {}).get("namespaces") or ()
+    namespaces = (created.get("linux") or {}).get("namespaces") or ()
     if any(ns.get("type") == "user" for ns in namespaces):
         return True
     mark = os.path.join(state_dir, PTRACE_EXEC_MARK)
@@ -207,10 +218,10 @@ def _may_fork_exec_helper(config: dict[str, Any], process: dict[str, Any], state
         # is root's; delete removes it).
         os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         return False
-    return not _may_ptrace(config.get("process") or {}) and not os.path.lexists(mark)
+    return not _may_ptrace(created.get("process") or {}) and not os.path.lexists(mark)
 
 
-def _fork_exec_helper(plan: dict[str, Any], extra_fds: int) -> tuple[Channel, int]:
+def _fork_exec_helper(plan: ExecPlan, extra_fds: int) -> tuple[Channel, int]:
     """fork a child that joins the container and forks the exec'd process (idler.exec_forked);
     (channel, pid). A fork, not spawn_idler's fresh interpreter: exec is every probe's path,
     and a second `python -I -S` start is most of its time. Single-threaded here (no D-Bus),

@@ -13,11 +13,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from oci_systemd.runtime.lifecycle import Runtime
+    from oci_systemd.runtime.status import OciState
 
 
-def list_containers(rt: Runtime) -> list[dict[str, Any]]:
+def list_containers(rt: Runtime) -> list[OciState]:
     """The state object of every container under the root, with one bus connection."""
-    out: list[dict[str, Any]] = []
+    out: list[OciState] = []
     ids = rt.store.ids()
     if not ids:
         return out  # nothing to ask systemd about
