@@ -244,10 +244,14 @@ def run_as_service(
 ) -> int:
     """`run` as the service's ExecStart in the unit mode: create, hand over, start, exit.
 
-    With the "container" notify mode the init is the main process before the program runs,
-    so its own READY=1 (sent to the service's socket, bound into the container) is accepted
-    under NotifyAccess=main. With "started" the program runs first, then MAINPID= and READY=1
-    go together. Either way nothing of ours stays: systemd reaps the init."""
+    The handover comes before start in both notify modes: the init is then the main process
+    (systemd's own child, waiting on its start socket) before the program can run, let alone
+    exit, so systemd always reaps the program and records its exit status; the program's own
+    READY=1 ("container" mode, sent to the service's socket bound into the container) comes
+    from the main process and NotifyAccess=main accepts it. In the "started" mode READY=1 goes
+    with MAINPID=, in one message sent while we are still the main process: the unit is
+    active as the program is exec'd (an exec that fails after that is the main process
+    exiting 127, and the unit fails). Nothing of ours stays: the runtime exits."""
     from oci_systemd.runtime.verbs import create, start
 
     record = create.create(
@@ -262,12 +266,8 @@ def run_as_service(
         placement=placement,
     )
     try:
-        if notify_mode(record) == "container":
-            hand_over(record["pid"], ready=False)
-            start.start(rt, cid)
-        else:
-            start.start(rt, cid)
-            hand_over(record["pid"], ready=True)
+        hand_over(record["pid"], ready=notify_mode(record) == "started")
+        start.start(rt, cid)
     except BaseException:
         rt.delete(cid, force=True)
         raise
