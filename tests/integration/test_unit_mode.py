@@ -172,7 +172,9 @@ def test_the_container_is_the_service(service: Service, pidns: bool) -> None:
     cgroup = service.sb.run(["cat", f"/proc/{main}/cgroup"], capture_output=True, text=True).stdout
     assert cgroup.strip().endswith(f"/{service.unit}/container")
     assert systemctl_show(service.sb, f"oci-systemd-{service.name}.scope", "LoadState") == "not-found"
-    assert "hello from the container" in service.journal()
+    journal = service.journal()
+    assert "hello from the container" in journal  # the program's stdout, as the service's own
+    assert f"Container {service.name} started" in journal  # and the lifecycle entries
     assert "not our child" not in service.manager_journal()
     assert main in [int(p) for p in json.loads(service.rt("ps", "--format", "json", service.name).stdout)]
     listed = json.loads(service.rt("list", "--format", "json").stdout)
@@ -216,6 +218,12 @@ def test_kill_by_signal_and_kill_verbs(service: Service) -> None:
     assert service.rt("kill", "--all", service.name, "STOP").returncode == 0
     wait_for(lambda: _inner_pid(service.sb, int(main))["State"].startswith("T"))
     assert service.rt("kill", "--all", service.name, "CONT").returncode == 0
+    # pause/resume freeze the service's cgroup; state reads it back.
+    assert service.rt("pause", service.name).returncode == 0
+    assert json.loads(service.rt("state", service.name).stdout)["status"] == "paused"
+    assert service.show("FreezerState") == "frozen"
+    assert service.rt("resume", service.name).returncode == 0
+    assert json.loads(service.rt("state", service.name).stdout)["status"] == "running"
     killed = service.rt("kill", service.name, "KILL")
     assert killed.returncode == 0, killed.stderr
     wait_for(lambda: service.show("ActiveState") in ("failed", "inactive"))
