@@ -116,7 +116,32 @@ def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
     return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
 
 
-class SystemScope:
+class _Unit:
+    """What both placements do the same way, on the unit the record names (`record["scope"]`)."""
+
+    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
+        """(ActiveState or None when systemd has no such unit, frozen)."""
+        state = bus.active_state(record["scope"])
+        return state, state == "active" and _is_frozen(bus, record["scope"])
+
+    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
+        """FreezeUnit/ThawUnit: systemd freezes the unit's cgroup (cgroup.freeze)."""
+        if frozen:
+            bus.freeze_unit(record["scope"])
+        else:
+            bus.thaw_unit(record["scope"])
+
+    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
+        bus.set_unit_properties(record["scope"], props, runtime=True)
+
+    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+        """The unit's property changes as D-Bus signals; None every `interval` seconds."""
+        from oci_systemd.runtime.systemd import watch_unit
+
+        return watch_unit(record["scope"], interval=interval)
+
+
+class SystemScope(_Unit):
     """The container in a transient scope of its own, in the system manager."""
 
     kind = SCOPE
@@ -148,11 +173,6 @@ class SystemScope:
         cgroups.enter_leaf(idler_pid)
         if forwarder_pid:
             cgroups.enter_leaf(forwarder_pid, "log")
-
-    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
-        """(ActiveState or None when systemd has no such unit, frozen)."""
-        state = bus.active_state(record["scope"])
-        return state, state == "active" and _is_frozen(bus, record["scope"])
 
     def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
         """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup
@@ -192,24 +212,8 @@ class SystemScope:
             bus.stop_unit(scope)
         bus.reset_failed(scope)
 
-    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
-        """FreezeUnit/ThawUnit: systemd freezes the scope's cgroup (cgroup.freeze)."""
-        if frozen:
-            bus.freeze_unit(record["scope"])
-        else:
-            bus.thaw_unit(record["scope"])
-
-    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
-        bus.set_unit_properties(record["scope"], props, runtime=True)
-
     def processes(self, bus: Systemd, record: Record) -> list[int]:
         return sorted(pid for _cgroup, pid, _cmd in bus.unit_processes(record["scope"]))
-
-    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
-        """The scope's property changes as D-Bus signals; None every `interval` seconds."""
-        from oci_systemd.runtime.systemd import watch_unit
-
-        return watch_unit(record["scope"], interval=interval)
 
 
 def _is_frozen(bus: Systemd, scope: str) -> bool:
@@ -221,7 +225,7 @@ def _is_frozen(bus: Systemd, scope: str) -> bool:
     return (state.decode() if isinstance(state, bytes) else str(state)) in ("frozen", "freezing")
 
 
-class ServiceUnit:
+class ServiceUnit(_Unit):
     """The container is the calling service (Delegate=yes): its processes in the leaf
     `<service cgroup>/container`, its init the service's main process. The unit is never
     started or stopped here: systemd does that, and delete runs inside it (ExecStopPost)."""
@@ -249,10 +253,6 @@ class ServiceUnit:
 
         cgroups.enter_leaf(idler_pid)
 
-    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
-        state = bus.active_state(record["scope"])
-        return state, state == "active" and _is_frozen(bus, record["scope"])
-
     def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
         """KillUnit(all) on the service: after the handover its processes are the container's."""
         if stopped and bus.active_state(record["scope"]) in (None, "inactive", "failed"):
@@ -266,15 +266,6 @@ class ServiceUnit:
 
         kill_leaf(record)
 
-    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
-        if frozen:
-            bus.freeze_unit(record["scope"])
-        else:
-            bus.thaw_unit(record["scope"])
-
-    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
-        bus.set_unit_properties(record["scope"], props, runtime=True)
-
     def processes(self, bus: Systemd, record: Record) -> list[int]:
         """The service's processes in the container's cgroup (not a runtime still exiting)."""
         from oci_systemd.runtime.service_unit import leaf_cgroup
@@ -282,11 +273,6 @@ class ServiceUnit:
         leaf = leaf_cgroup(record)
         rows = bus.unit_processes(record["scope"])
         return sorted(pid for cgroup, pid, _cmd in rows if cgroup == leaf or cgroup.startswith(leaf + "/"))
-
-    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
-        from oci_systemd.runtime.systemd import watch_unit
-
-        return watch_unit(record["scope"], interval=interval)
 
 
 _PLACEMENTS: dict[str, Placement] = {}
