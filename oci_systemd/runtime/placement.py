@@ -253,6 +253,18 @@ class ServiceUnit(_Unit):
 
         cgroups.enter_leaf(idler_pid)
 
+    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
+        """The service's ActiveState, and its MainPID: once started, the container is the
+        service's main process; a service whose main process is another one (a later
+        invocation, a MAINPID= from elsewhere) does not run this container any more."""
+        state, frozen = super().unit_state(bus, record)
+        if state == "active" and record.get("phase") == "started":
+            props = bus.unit_properties(record["scope"], "org.freedesktop.systemd1.Service", ["MainPID"])
+            main = props.get("MainPID")
+            if isinstance(main, int) and main not in (0, record["pid"]):
+                return "inactive", False
+        return state, frozen
+
     def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
         """KillUnit(all) on the service: after the handover its processes are the container's."""
         if stopped and bus.active_state(record["scope"]) in (None, "inactive", "failed"):

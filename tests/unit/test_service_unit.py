@@ -188,3 +188,49 @@ def test_hand_over_fails_when_systemd_does_not_answer(
     assert manager.messages[0] == f"MAINPID={os.getpid()}\n"
     for fd in manager.kept:
         os.close(fd)
+
+
+class FakeSystemd:
+    """The Manager calls ServiceUnit makes, answered from fixed values and recorded."""
+
+    def __init__(self, main_pid: int) -> None:
+        self.main_pid = main_pid
+        self.calls: list[tuple[object, ...]] = []
+
+    def active_state(self, name: str) -> str:
+        return "active"
+
+    def unit_properties(self, name: str, interface: str, names: list[str]) -> dict[str, object]:
+        values: dict[str, object] = {"MainPID": self.main_pid, "FreezerState": b"running"}
+        return {n: values[n] for n in names}
+
+    def unit_processes(self, name: str) -> list[tuple[str, int, str]]:
+        base = f"/system.slice/{name}"
+        return [
+            (base, 10, "oci-systemd run"),
+            (f"{base}/container", 11, "sh"),
+            (f"{base}/container/x", 12, "s"),
+        ]
+
+    def kill_unit(self, name: str, signal: int, *, who: str = "all") -> None:
+        self.calls.append(("kill", name, signal, who))
+
+
+SERVICE_RECORD = Record(
+    id="web", pid=11, phase="started", scope="web.service", slice="system.slice", placement="service"
+)
+
+
+def test_service_state_follows_the_main_pid() -> None:
+    unit = placement.placement_of(SERVICE_RECORD)
+    assert unit.unit_state(FakeSystemd(11), SERVICE_RECORD) == ("active", False)  # type: ignore[arg-type]
+    # The service's main process is another: it no longer runs this container.
+    assert unit.unit_state(FakeSystemd(99), SERVICE_RECORD) == ("inactive", False)  # type: ignore[arg-type]
+
+
+def test_service_processes_are_the_containers_and_kill_all_is_killunit_all() -> None:
+    unit = placement.placement_of(SERVICE_RECORD)
+    bus = FakeSystemd(11)
+    assert unit.processes(bus, SERVICE_RECORD) == [11, 12]  # type: ignore[arg-type]
+    unit.kill_all(bus, SERVICE_RECORD, 15, stopped=False)  # type: ignore[arg-type]
+    assert bus.calls == [("kill", "web.service", 15, "all")]
