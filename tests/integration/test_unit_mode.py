@@ -305,3 +305,17 @@ def test_outside_a_service_is_refused(sandbox: Sandbox, units: Path) -> None:
         env={**env, "OCI_SYSTEMD_PLACEMENT": "elsewhere"},
     )
     assert bad.returncode == 1 and "expected one of scope, service" in bad.stderr
+
+
+def test_delete_force_kills_the_container_not_the_unit_machinery(service: Service) -> None:
+    service.install(["sh", "-c", LOOP])
+    service.dropin("[Service]\nRestart=no\n")
+    assert service.systemctl("start").returncode == 0
+    cgroup = service.show("ControlGroup")
+    deleted = service.rt("delete", "--force", service.name)
+    assert deleted.returncode == 0, deleted.stderr
+    # The container's cgroup was killed and removed; the service ended as its main process did.
+    assert not service.sb.host_path(f"/sys/fs/cgroup{cgroup}/container").exists()
+    wait_for(lambda: service.show("ActiveState") in ("failed", "inactive"))
+    assert service.show("Result") == "signal"
+    assert not service.sb.host_path(f"{ROOT}/{service.name}").exists()
