@@ -121,6 +121,8 @@ class _Manager:
 
 
 class _Placement:
+    hands_over = False  # a scope's way: the runtime stays the idler's parent
+
     def start(self, bus: object, record: Record, pids: list[int], props: object) -> None:
         pass
 
