@@ -11,6 +11,11 @@ cgroup, uts and ipc namespaces, following shared/notes/systemd-sandbox.md:
 * every record (pid, console log, units) lives in /var/lib/oci-systemd/sandbox/<name>/, never in
   the host's /run or /tmp.
 
+A local user's own systemd manager (`user@UID.service`, for rootless containers) runs inside
+the sandbox on demand (`start_user`, `oci-systemd sandbox exec NAME --user USER -- CMD`): the
+distribution's user@.service, user-runtime-dir@.service and user.slice are copied into the
+sandbox's private /run/systemd/system, never enabled on the host.
+
 The launcher forks twice so that no launcher process is left behind: the recorded pid is the
 host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid namespace.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -71,6 +77,12 @@ _COPIED_UNITS = (
     "systemd-journald-dev-log.socket",
     "systemd-journald.service",
 )
+
+# What a user's manager needs from the system manager (shared/notes/systemd-sandbox.md).
+_USER_UNITS = ("user@.service", "user-runtime-dir@.service", "user.slice")
+USER_TIMEOUT = 30.0
+# A login's path, for commands run as a user (the caller's PATH may name root's directories).
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # Targets that default dependencies name: without them systemd exits 255 before logging anything.
 _STANDIN_TARGETS = (
@@ -422,6 +434,124 @@ def up(name: str = "default", *, timeout: float = BOOT_TIMEOUT) -> Sandbox:
 
 
 # ---------------------------------------------------------------------------------------------------
+# A user's manager inside the sandbox
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """A local user whose `user@UID.service` runs in a sandbox: its runtime directory and bus."""
+
+    sandbox: Sandbox
+    user: str
+    uid: int
+    gid: int
+    home: str
+
+    @property
+    def unit(self) -> str:
+        return f"user@{self.uid}.service"
+
+    @property
+    def runtime_dir(self) -> str:
+        """XDG_RUNTIME_DIR inside the sandbox (its private /run)."""
+        return f"/run/user/{self.uid}"
+
+    @property
+    def bus_address(self) -> str:
+        return f"unix:path={self.runtime_dir}/bus"
+
+    def env(self) -> dict[str, str]:
+        """A login's environment for this user: what `systemctl --user` and a rootless runtime
+        look for (XDG_RUNTIME_DIR, DBUS_SESSION_BUS_ADDRESS), nothing of the caller's."""
+        return {
+            "HOME": self.home,
+            "USER": self.user,
+            "LOGNAME": self.user,
+            "PATH": USER_PATH,
+            "LANG": "C.UTF-8",
+            "XDG_RUNTIME_DIR": self.runtime_dir,
+            "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
+        }
+
+    def argv(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> list[str]:
+        """`argv` as this user, for inside the sandbox: setpriv changes uid, gid and groups (the
+        capabilities go with uid 0), `env -i` starts from `env` (default: `self.env()`)."""
+        values = self.env() if env is None else env
+        return [
+            "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--",
+            "env", "-i", *(f"{k}={v}" for k, v in values.items()), *argv,
+        ]  # fmt: skip
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """subprocess.run() inside the sandbox as this user; `env=` is the whole environment."""
+        env = kwargs.pop("env", None)
+        return self.sandbox.run(self.argv(argv, env=env), **kwargs)
+
+
+def lookup_user(user: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise SandboxError(f"no such user: {user}", hint="create it first (useradd NAME)") from None
+
+
+def _write_user_units(sb: Sandbox, uid: int) -> None:
+    """The user units and a drop-in giving user@UID its XDG_RUNTIME_DIR: without it (no PAM
+    session sets one here) the user manager exits at once."""
+    unit_dir = sb.host_path("/run/systemd/system")
+    for unit in _USER_UNITS:
+        if not (unit_dir / unit).exists():
+            (unit_dir / unit).write_text((DIST_UNIT_DIR / unit).read_text())
+    dropin = unit_dir / f"user@{uid}.service.d"
+    dropin.mkdir(exist_ok=True)
+    (dropin / "oci-systemd-sandbox.conf").write_text(
+        f"[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/{uid}\n"
+    )
+
+
+def _systemctl(sb: Sandbox, *args: str) -> None:
+    proc = sb.run(
+        ["systemctl", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=USER_TIMEOUT, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SandboxError(f"sandbox {sb.name}: systemctl {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+def start_user(sb: Sandbox, user: str, *, timeout: float = USER_TIMEOUT) -> UserSession:
+    """Run `user@UID.service` for `user` in the sandbox (idempotent) and return once the user's
+    manager answers on its bus: `systemctl --user is-system-running` says running/degraded."""
+    entry = lookup_user(user)
+    if entry.pw_uid == 0:
+        raise SandboxError("root has no user manager here", hint="name an unprivileged user")
+    session = UserSession(sb, entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+    _write_user_units(sb, entry.pw_uid)
+    _systemctl(sb, "daemon-reload")
+    _systemctl(sb, "start", session.unit)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = session.run(
+            ["systemctl", "--user", "is-system-running"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        if proc.stdout.strip() in ("running", "degraded"):
+            return session
+        time.sleep(0.05)
+    raise SandboxError(f"sandbox {sb.name}: the user manager of {entry.pw_name} did not come up")
+
+
+def stop_user(sb: Sandbox, user: str) -> None:
+    """Stop the user's manager and runtime directory and remove their drop-in (idempotent)."""
+    uid = lookup_user(user).pw_uid
+    sb.run(
+        ["systemctl", "stop", f"user@{uid}.service", f"user-runtime-dir@{uid}.service"],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=USER_TIMEOUT, check=False,
+    )  # fmt: skip
+    shutil.rmtree(sb.host_path(f"/run/systemd/system/user@{uid}.service.d"), ignore_errors=True)
+    sb.run(["systemctl", "daemon-reload"], stdin=subprocess.DEVNULL, capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Lookup and teardown
 
 
@@ -576,12 +706,37 @@ def up_command(name: str, timeout: float) -> None:
 
 
 @sandbox.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--user",
+    "-u",
+    "user",
+    metavar="USER",
+    help="Run as USER (name or uid) with its own systemd manager, started on first use.",
+)
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_command(name: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside sandbox NAME (use `--` before it) and exit with its status."""
+def exec_command(name: str, command: tuple[str, ...], user: str | None) -> None:
+    """Run COMMAND inside sandbox NAME (use `--` before it) and exit with its status.
+
+    With --user, COMMAND runs as USER in a login's environment (XDG_RUNTIME_DIR,
+    DBUS_SESSION_BUS_ADDRESS) with USER's `user@UID.service` running: `systemctl --user`
+    and a rootless `oci-systemd` work as they do in a desktop session."""
     try:
-        _exec_inside(get(name), command)
+        sb = get(name)
+        if user is not None:
+            command = tuple(start_user(sb, user).argv(command))
+        _exec_inside(sb, command)
+    except SandboxError as exc:
+        _fail(exc)
+
+
+@sandbox.command(name="user-stop")
+@click.argument("name")
+@click.argument("user")
+def user_stop_command(name: str, user: str) -> None:
+    """Stop USER's systemd manager in sandbox NAME (`exec --user` started it)."""
+    try:
+        stop_user(get(name), user)
     except SandboxError as exc:
         _fail(exc)
 
