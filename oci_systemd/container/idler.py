@@ -118,7 +118,11 @@ def _create(chan: Channel, plan: CreatePlan) -> None:
     process.preload(linux.get("seccomp"))
     _preload_for_after_pivot(cfg, tty_wanted=console is not None)
 
+    unprivileged = os.geteuid() != 0
+
     def sync_user_ns() -> None:
+        if unprivileged:  # rootless: the user's runtime must open our /proc/<pid>/uid_map
+            process.unseal_for_id_maps()
         protocol.send_userns(chan, os.getpid())
         protocol.recv_mapped(chan)
 

@@ -63,6 +63,14 @@ def seal_self() -> None:
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
 
 
+def unseal_for_id_maps() -> None:
+    """Dumpable again, in a new user namespace whose maps a user's runtime writes: it may open
+    /proc/<pid>/uid_map only of a dumpable process (runc's nsexec does the same). No
+    container process exists yet, and the idler seals itself again once its namespaces are
+    made. Root's runtime opens them either way, so root's idler never calls this."""
+    linux.prctl(linux.PR_SET_DUMPABLE, 1)
+
+
 # --- file descriptors -----------------------------------------------------------------------------
 def close_fds(keep: Iterable[int]) -> None:
     """Close every fd but 0-2 and `keep` (CVE-2024-21626); kept fds keep their CLOEXEC flag."""

@@ -19,6 +19,7 @@ kill:    the init through a pidfd; --all: KillUnit. delete: stop and reset the u
 
 from __future__ import annotations
 
+from oci_systemd.runtime import rootless
 from oci_systemd.runtime.state import Store
 
 TYPE_CHECKING = False
@@ -38,8 +39,9 @@ class Manager:
     outermost one ends; a bus handed to `Runtime` is used and never closed here.
     (A class, not contextlib: its import would cost every short command.)"""
 
-    def __init__(self, given: Systemd | None = None) -> None:
+    def __init__(self, given: Systemd | None = None, *, user: bool = False) -> None:
         self._given = given
+        self._user = user  # the caller's own user manager (rootless.bus_address), not PID 1
         self._own: Systemd | None = None
         self._depth = 0
 
@@ -49,7 +51,7 @@ class Manager:
         if self._own is None:
             from oci_systemd.runtime.systemd import Systemd
 
-            self._own = Systemd()
+            self._own = Systemd(rootless.bus_address() if self._user else None)
         self._depth += 1
         return self._own
 
@@ -64,10 +66,13 @@ class Manager:
 
 class Runtime:
     def __init__(self, root: str, *, systemd_cgroup: bool = True, bus: Systemd | None = None) -> None:
-        self.store = Store(root)
+        # A user (euid != 0) keeps its containers in its runtime directory and its own
+        # systemd manager (rootless.py); root's are in /run/oci-systemd and PID 1.
+        user = rootless.is_rootless()
+        self.store = Store(rootless.state_root(root), mode=rootless.ROOT_MODE) if user else Store(root)
         # --systemd-cgroup: accepted for runc's callers; units are always systemd's here.
         self.systemd_cgroup = systemd_cgroup
-        self.manager = Manager(bus)
+        self.manager = Manager(bus, user=user)
 
     def create(
         self,

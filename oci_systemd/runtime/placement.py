@@ -12,7 +12,8 @@ in the system manager (`record["placement"] == "scope"`; records written before 
 existed are scopes too). `ServiceUnit`, the unit mode (`"service"`, docs/unit-mode.md): the
 calling service is the unit, asked for explicitly by that unit (OCI_SYSTEMD_PLACEMENT=service)
 and only for `run`; the container's init becomes its main process (service_unit.py).
-Scopes in a user's manager (rootless) would be a third class with the same methods.
+`UserScope` (`"user-scope"`, docs/rootless.md): a caller that is not root gets the same scope
+in its own user manager, over the user bus, in `app.slice` by default.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ DEFAULT_SLICE = "system.slice"
 UNIT_PREFIX = "oci-systemd"
 SCOPE = "scope"
 SERVICE = "service"
+USER_SCOPE = "user-scope"
 # Set by a unit that wants to be the container (units/oci-unit@.service): the only way in.
 PLACEMENT_ENV = "OCI_SYSTEMD_PLACEMENT"
 
@@ -86,12 +88,13 @@ _SCOPE_BASE: tuple[tuple[str, str, object], ...] = (
 _RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 
-def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
+def scope_for(cid: str, cgroups_path: str | None, default_slice: str = DEFAULT_SLICE) -> tuple[str, str]:
     """(unit, slice) from linux.cgroupsPath in runc's `slice:prefix:name` form.
 
     `machine.slice:libpod:<id>` gives `libpod-<id>.scope` in machine.slice. A path in
     cgroupfs form (podman/containerd with their cgroupfs manager) or none at all gives
-    the default `oci-systemd-<id>.scope` in system.slice.
+    the default `oci-systemd-<id>.scope` in `default_slice` (system.slice; a user
+    manager's slices are its own, app.slice by default).
     """
     from oci_systemd.runtime.systemd import unit_name_escape
 
@@ -100,7 +103,7 @@ def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
         if len(parts) != 3:
             raise SpecError("linux.cgroupsPath", f"expected slice:prefix:name, got {cgroups_path!r}")
         slice_, prefix, name = parts
-        slice_ = slice_ or DEFAULT_SLICE
+        slice_ = slice_ or default_slice
         if not slice_.endswith(".slice"):
             raise SpecError("linux.cgroupsPath", f"{slice_!r} is not a slice name")
         if name.endswith(".slice"):
@@ -113,7 +116,7 @@ def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
         if len(unit) > 255:
             raise SpecError("linux.cgroupsPath", f"unit name {unit[:40]}... is longer than 255 characters")
         return unit, slice_
-    return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
+    return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", default_slice
 
 
 class _Unit:
@@ -216,6 +219,43 @@ class SystemScope(_Unit):
         return sorted(pid for _cgroup, pid, _cmd in bus.unit_processes(record["scope"]))
 
 
+class UserScope(SystemScope):
+    """The same scope in the caller's own systemd manager (a user's, over the user bus):
+    `app.slice` by default, `slice:prefix:name` resolved there. Limits whose controller the
+    user manager lacks are left out with a warning (rootless.delegated_properties)."""
+
+    kind = USER_SCOPE
+
+    def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]:
+        from oci_systemd.runtime.rootless import USER_SLICE
+
+        return scope_for(cid, cgroups_path, USER_SLICE)
+
+    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
+        super().start(bus, record, pids, _enforceable(bus, record, props))
+
+    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
+        super().set_properties(bus, record, _enforceable(bus, record, props))
+
+    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+        from oci_systemd.runtime.rootless import bus_address
+        from oci_systemd.runtime.systemd import watch_unit
+
+        return watch_unit(record["scope"], interval=interval, address=bus_address())
+
+
+def _enforceable(bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> list[UnitProperty]:
+    """The properties the user manager can enforce; a warning names the others."""
+    from oci_systemd.runtime import cgroups, rootless
+    from oci_systemd.runtime.systemd.manager import MANAGER, PATH
+
+    own = bus.get_property(PATH, MANAGER, "ControlGroup", what="get the manager's ControlGroup")
+    controllers = rootless.manager_controllers(str(own), mount=cgroups.unified_mount())
+    kept, dropped = rootless.delegated_properties(props, controllers)
+    rootless.warn_dropped(record["id"], dropped, controllers)
+    return kept
+
+
 def _is_frozen(bus: Systemd, scope: str) -> bool:
     try:
         props = bus.unit_properties(scope, "org.freedesktop.systemd1.Unit", ["FreezerState"])
@@ -288,24 +328,26 @@ class ServiceUnit(_Unit):
 
 
 _PLACEMENTS: dict[str, Placement] = {}
-_KINDS = (SCOPE, SERVICE)
+_KINDS = (SCOPE, SERVICE, USER_SCOPE)
 
 
 def choose_placement(*, run: bool = False) -> Placement:
     """The placement of a new container, chosen once at create and kept in its record: the
-    scope, unless the calling unit asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service,
-    never guessed). Only `run` can hand the container over to the service and exit."""
+    scope (in the user's manager for a caller that is not root), unless the calling unit
+    asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service, never guessed). Only `run` can
+    hand the container over to the service and exit."""
     kind = os.environ.get(PLACEMENT_ENV) or SCOPE
-    if kind != SCOPE:
-        from oci_systemd.runtime.service_unit import PlacementError
+    if kind == SCOPE:
+        return _placement(SCOPE if os.geteuid() == 0 else USER_SCOPE)
+    from oci_systemd.runtime.service_unit import PlacementError
 
-        if kind not in _KINDS:
-            raise PlacementError(f"{PLACEMENT_ENV}={kind}: expected one of {', '.join(_KINDS)}")
-        if not run:
-            raise PlacementError(
-                f"{PLACEMENT_ENV}=service is for `oci-systemd run` as a service's ExecStart"
-            )
-    return _placement(kind)
+    if kind != SERVICE:
+        raise PlacementError(f"{PLACEMENT_ENV}={kind}: expected one of {SCOPE}, {SERVICE}")
+    if os.geteuid() != 0:
+        raise PlacementError(f"{PLACEMENT_ENV}=service: the unit mode is not there for a user's manager yet")
+    if not run:
+        raise PlacementError(f"{PLACEMENT_ENV}=service is for `oci-systemd run` as a service's ExecStart")
+    return _placement(SERVICE)
 
 
 def placement_of(record: Record) -> Placement:
@@ -319,5 +361,6 @@ def placement_of(record: Record) -> Placement:
 def _placement(kind: str) -> Placement:
     found = _PLACEMENTS.get(kind)
     if found is None:
-        found = _PLACEMENTS[kind] = ServiceUnit() if kind == SERVICE else SystemScope()
+        classes: dict[str, type[Placement]] = {SERVICE: ServiceUnit, USER_SCOPE: UserScope}
+        found = _PLACEMENTS[kind] = classes.get(kind, SystemScope)()
     return found

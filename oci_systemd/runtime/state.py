@@ -224,8 +224,9 @@ def derive_status(
 class Store:
     """The state root (`--root`, default /run/oci-systemd) and its per-container dirs."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, mode: int = DIR_MODE) -> None:
         self.root = os.path.abspath(root)
+        self.mode = mode  # of the root, when claim() creates it: a user's is 0700 (rootless.py)
 
     def dir(self, cid: str) -> str:
         validate_id(cid)
@@ -238,7 +239,7 @@ class Store:
         """
         path = self.dir(cid)
         try:
-            os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+            os.makedirs(self.root, mode=self.mode, exist_ok=True)
             os.mkdir(path, DIR_MODE)
         except FileExistsError:
             raise ContainerExistsError(cid) from None

@@ -198,6 +198,11 @@ class SourceOpener:
     def start(cls, cfg: config.Config, bundle: str) -> SourceOpener | None:
         if namespaces.configured(cfg, "user") is None or namespaces.configured(cfg, "mount") is None:
             return None
+        if os.geteuid() != 0:
+            # Rootless: the host's credentials are the user's, which the container's root
+            # keeps (mapped onto it); a helper with them could open nothing more, and could not
+            # join a mount namespace that the new user namespace owns.
+            return None
         paths = {
             i: resolve.host_source(m["source"], bundle)
             for i, m in enumerate(cfg.get("mounts") or ())

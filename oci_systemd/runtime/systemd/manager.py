@@ -214,6 +214,12 @@ class Systemd:
                     raise SystemdError(f"{what}: unexpected row {row!r}")
         return out
 
+    def attach_processes(self, name: str, subcgroup: str, pids: Sequence[int]) -> None:
+        """AttachProcessesToUnit: systemd moves `pids` into `subcgroup` of the unit's cgroup
+        (a user's manager asks PID 1 when it may not move them itself)."""
+        args = [("s", name), ("s", subcgroup), ("au", list(pids))]
+        self._manager("AttachProcessesToUnit", args, f"attach processes to {name}")
+
     def set_unit_properties(
         self, name: str, properties: Sequence[UnitProperty], *, runtime: bool = True
     ) -> None:

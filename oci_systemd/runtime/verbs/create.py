@@ -138,6 +138,10 @@ def prepare(
         raise SpecError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
 
     linux = raw.get("linux") or {}
+    if os.geteuid() != 0:
+        from oci_systemd.runtime import rootless
+
+        rootless.check_config(raw)
     warn_about_labels(proc, linux)
     warn_about_capabilities(cid, proc.get("capabilities"))
     placement = placement or choose_placement()

@@ -8,6 +8,7 @@ runtime rather than a fresh interpreter (`_may_fork_exec_helper`).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from oci_systemd.errors import (
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from oci_systemd.container.channel import Channel
     from oci_systemd.container.protocol import ExecPlan
     from oci_systemd.runtime.lifecycle import Runtime
+    from oci_systemd.runtime.state import Record
     from oci_systemd.runtime.terminal import ConsoleListener, Relay
 else:
     import _signal  # the C module: `signal` costs every exec its enums
@@ -134,7 +136,7 @@ def _exec(
         os.waitpid(idler, 0)
         idler = 0  # reaped: never signalled again (its pid may be reused)
         if cgroups.cgroup_of(child) != cgroups.cgroup_of(record["pid"]):
-            cgroups.join(child, record["pid"])
+            _join_cgroup(rt, record, child)
         protocol.send_start(chan)
         try:
             idler_client.await_exec(chan, idler_client.seccomp_agent(record, child, Status.RUNNING))
@@ -171,6 +173,25 @@ def _exec(
         return wait_forwarding_signals(child, relay)
     finally:
         relay.close()  # the caller's terminal back, also on errors
+
+
+def _join_cgroup(rt: Runtime, record: Record, pid: int) -> None:
+    """Move `pid` into the init's cgroup. A user may write the container's cgroup.procs but
+    not that of the common ancestor of its own cgroup (a login's session scope, say) and the
+    container's: the kernel refuses (EACCES), so the user's manager moves it, asking PID 1
+    for the move (AttachProcessesToUnit), as it did for the idler at create."""
+    from oci_systemd.runtime import cgroups
+
+    try:
+        cgroups.join(pid, record["pid"])
+    except SyscallError as exc:
+        init_cgroup = cgroups.cgroup_of(record["pid"]) or ""
+        unit_suffix = "/" + record["scope"]
+        if exc.errno != errno.EACCES or os.geteuid() == 0 or unit_suffix not in init_cgroup:
+            raise
+        subcgroup = init_cgroup.rpartition(unit_suffix)[2] or "/"
+        with rt.manager as bus:
+            bus.attach_processes(record["scope"], subcgroup, [pid])
 
 
 def _exec_config(process: dict[str, Any], created: config.Config) -> config.Config:
