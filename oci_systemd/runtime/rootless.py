@@ -221,7 +221,7 @@ def warn_dropped(cid: str, dropped: Sequence[str], controllers: frozenset[str]) 
 
     have = " ".join(sorted(controllers)) or "none"
     log.warning(
-        f"rootless: {', '.join(dropped)} not applied: the user manager cannot enforce them "
+        f"rootless: {', '.join(dict.fromkeys(dropped))} not applied: the user manager cannot enforce them "
         f"(controllers delegated to it: {have}; device rules need root)",
         container_id=cid,
     )

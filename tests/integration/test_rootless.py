@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Rootless: the runtime run by an unprivileged user, in that user's own systemd manager.
+
+A throw-away user (users.py) with `user@UID.service` running inside the sandbox writes a
+bundle with `oci-systemd spec --rootless` and drives the runtime as itself: the scope must be
+in its manager's app.slice with Delegate=yes, the state in its XDG_RUNTIME_DIR (0700), and
+what it may not have refused before anything exists. docs/rootless.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bundles
+import pytest
+import users
+
+from oci_systemd.devtools.sandbox import Sandbox, UserSession
+
+
+@pytest.fixture(scope="module")
+def user(sandbox: Sandbox) -> Iterator[UserSession]:
+    with users.throwaway_user(sandbox) as session:
+        yield session
+
+
+class UserContainer:
+    """A bundle of `user` (`spec --rootless`, a private busybox rootfs it owns) and its id."""
+
+    def __init__(
+        self, user: UserSession, args: list[str], edit: Callable[[dict[str, Any]], None] | None
+    ) -> None:
+        self.user = user
+        self.sb = user.sandbox
+        self.id = bundles.new_container_id()
+        self.scope = f"oci-systemd-{self.id}.scope"
+        self.host_bundle = self.sb.host_path(f"{bundles.INNER_WORKDIR}/rootless/{self.id}")
+        self.host_bundle.mkdir(parents=True)
+        shutil.copytree(bundles.ensure_rootfs(self.sb), self.host_bundle / "rootfs", symlinks=True)
+        for path in [self.host_bundle, *self.host_bundle.rglob("*")]:
+            os.lchown(path, user.uid, user.gid)
+        self.bundle = self.sb.inner_path(self.host_bundle)
+        spec = self.rt("spec", "--rootless", "--bundle", self.bundle)
+        assert spec.returncode == 0, spec.stderr
+        conf = json.loads((self.host_bundle / "config.json").read_text())
+        conf["process"]["terminal"] = False  # the tests capture stdio
+        conf["process"]["args"] = args
+        if edit is not None:
+            edit(conf)
+        (self.host_bundle / "config.json").write_text(json.dumps(conf))
+
+    def rt(
+        self, *args: str, env: dict[str, str] | None = None, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """The runtime as the user, in the user's login environment (or `env`)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("capture_output", True)
+        return self.user.run(
+            [*bundles.runtime_argv(), *args], env=env, text=True, timeout=60, check=False, **kw
+        )
+
+    def create(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        """create with stdout/stderr to `output` in the bundle: the idler inherits them."""
+        with (self.host_bundle / "output").open("w") as out:
+            return self.rt(
+                "create",
+                "--bundle",
+                self.bundle,
+                *extra,
+                self.id,
+                stdout=out,
+                stderr=out,
+                capture_output=False,
+            )
+
+    def output(self) -> str:
+        return (self.host_bundle / "output").read_text()
+
+    def state(self) -> dict[str, Any]:
+        proc = self.rt("state", self.id)
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
+    def show(self, *props: str) -> dict[str, str]:
+        """`systemctl --user show` of the container's scope, as the user."""
+        argv = ["systemctl", "--user", "show", self.scope, *(f"--property={p}" for p in props)]
+        out = self.user.run(argv, capture_output=True, text=True, check=False).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@pytest.fixture
+def make(user: UserSession) -> Iterator[Callable[..., UserContainer]]:
+    made: list[UserContainer] = []
+
+    def factory(args: list[str], edit: Callable[[dict[str, Any]], None] | None = None) -> UserContainer:
+        c = UserContainer(user, args, edit)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        c.rt("delete", "--force", c.id)
+        shutil.rmtree(c.host_bundle, ignore_errors=True)
+
+
+def state_root(user: UserSession) -> Path:
+    return user.sandbox.host_path(f"{user.runtime_dir}/oci-systemd")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def nothing_left(c: UserContainer) -> None:
+    """No unit in the user's manager or PID 1, no state, no process of the container."""
+    assert c.show("LoadState") == {"LoadState": "not-found"}
+    system = c.sb.run(
+        ["systemctl", "show", c.scope, "-p", "LoadState", "--value"], capture_output=True, text=True
+    )
+    assert system.stdout.strip() == "not-found"
+    assert not (state_root(c.user) / c.id).exists()
+    ps = c.sb.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert c.id not in ps
+
+
+# -- what works ------------------------------------------------------------------------------
+
+
+def test_lifecycle_in_the_users_manager(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    c = make(["sleep", "1000"])
+    created = c.create("--pid-file", f"{c.bundle}/pid")
+    assert created.returncode == 0, c.output()
+    st = c.state()
+    assert st["status"] == "created"
+    assert st["owner"] == user.user
+    assert (c.host_bundle / "pid").read_text() == str(st["pid"])
+    props = c.show("Delegate", "Slice", "ControlGroup", "ActiveState")
+    assert props["Delegate"] == "yes"
+    assert props["Slice"] == "app.slice"
+    assert props["ActiveState"] == "active"
+    manager = f"/user.slice/user-{user.uid}.slice/user@{user.uid}.service"
+    assert props["ControlGroup"] == f"{manager}/app.slice/{c.scope}"
+    # The system manager never heard of it; the state is the user's own, 0700.
+    system = c.sb.run(
+        ["systemctl", "show", c.scope, "-p", "LoadState", "--value"], capture_output=True, text=True
+    )
+    assert system.stdout.strip() == "not-found"
+    root = state_root(user).stat()
+    assert (root.st_uid, root.st_mode & 0o777) == (user.uid, 0o700)
+
+    assert c.rt("start", c.id).returncode == 0
+    assert c.state()["status"] == "running"
+    # exec: the container's root is the user, and the process is in the container's cgroup
+    # (the root of its cgroup namespace), not left in the caller's.
+    maps = c.rt("exec", c.id, "cat", "/proc/self/uid_map", "/proc/self/cgroup")
+    assert maps.returncode == 0, maps.stderr
+    assert maps.stdout.split()[:3] == ["0", str(user.uid), "1"]
+    assert "0::/\n" in maps.stdout
+    ps = c.rt("ps", c.id)
+    assert ps.returncode == 0 and "sleep 1000" in ps.stdout, ps.stderr
+
+    assert c.rt("pause", c.id).returncode == 0
+    assert c.state()["status"] == "paused"
+    assert c.rt("resume", c.id).returncode == 0
+    assert c.rt("kill", c.id, "KILL").returncode == 0
+    wait_for(lambda: c.state()["status"] == "stopped")
+    deleted = c.rt("delete", c.id)
+    assert deleted.returncode == 0, deleted.stderr
+    nothing_left(c)
+
+
+def test_run_returns_the_exit_status_and_leaves_nothing(make: Callable[..., UserContainer]) -> None:
+    c = make(["sh", "-c", "id -u; exit 3"])
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == "0"
+    nothing_left(c)
+
+
+def test_kill_all_of_a_detached_run(make: Callable[..., UserContainer]) -> None:
+    c = make(["sleep", "1000"])
+    with (c.host_bundle / "output").open("w") as out:
+        proc = c.rt(
+            "run", "--detach", "--bundle", c.bundle, c.id, stdout=out, stderr=out, capture_output=False
+        )
+    assert proc.returncode == 0, (c.host_bundle / "output").read_text()
+    assert c.rt("kill", "--all", c.id, "KILL").returncode == 0
+    wait_for(lambda: c.state()["status"] == "stopped")
+    assert c.rt("delete", c.id).returncode == 0
+    nothing_left(c)
+
+
+def test_limits_the_user_manager_cannot_enforce_are_left_out_with_a_warning(
+    make: Callable[..., UserContainer],
+) -> None:
+    def limits(conf: dict[str, Any]) -> None:
+        conf["linux"]["resources"] = {
+            "memory": {"limit": 64 << 20},
+            "devices": [{"allow": False, "access": "rwm"}],
+        }
+
+    c = make(["true"], limits)
+    proc = c.create()
+    assert proc.returncode == 0, c.output()
+    # No controller reaches this sandbox's cgroup2 (the host binds them to v1), so the user
+    # manager has none to delegate: the memory limit is one it cannot enforce either.
+    assert "rootless: DevicePolicy, DeviceAllow, MemoryMax not applied" in c.output()
+    assert c.show("DevicePolicy")["DevicePolicy"] == "auto"
+
+
+def test_runc_runs_the_same_bundle_as_the_same_user(make: Callable[..., UserContainer]) -> None:
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    c = make(["sh", "-c", "cat /proc/self/uid_map; exit 3"])
+    ours = c.rt("run", "--bundle", c.bundle, c.id)
+    runc = c.user.run(
+        ["runc", "--systemd-cgroup", "run", "--bundle", c.bundle, f"runc-{c.id}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (ours.returncode, ours.stdout.split()) == (runc.returncode, runc.stdout.split()) == (
+        3, ["0", str(c.user.uid), "1"]
+    ), (ours.stderr, runc.stderr)  # fmt: skip
+
+
+# -- what a user may not have --------------------------------------------------------------
+
+
+def _refused(c: UserContainer, message: str, **kw: Any) -> None:
+    proc = c.rt("run", "--bundle", c.bundle, c.id, **kw)
+    assert proc.returncode == 1
+    assert message in proc.stderr, proc.stderr
+    nothing_left(c)
+
+
+def test_without_xdg_runtime_dir(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    c = make(["true"])
+    env = {k: v for k, v in user.env().items() if k not in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")}
+    _refused(c, "XDG_RUNTIME_DIR is not set: a user's containers are kept there", env=env)
+
+
+def test_a_map_of_root_is_refused(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    def map_root(conf: dict[str, Any]) -> None:
+        conf["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+
+    _refused(
+        make(["true"], map_root),
+        f"linux.uidMappings maps host uids 0-0, outside what uid {user.uid} may map",
+    )
+
+
+def test_a_range_beyond_the_subuid_range_is_refused(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    [(start, count)] = users.subids(user.user, "/etc/subuid")
+
+    def beyond(conf: dict[str, Any]) -> None:
+        conf["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": user.uid, "size": 1},
+            {"containerID": 1, "hostID": start, "size": count + 1},
+        ]
+
+    _refused(make(["true"], beyond), f"outside what uid {user.uid} may map ({user.uid}-{user.uid}, {start}-")
+
+
+def test_a_subuid_range_needs_newuidmap(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    if shutil.which("newuidmap") is not None:
+        pytest.skip("newuidmap is installed: this checks the error without it")
+    [(start, count)] = users.subids(user.user, "/etc/subuid")
+
+    def subuids(conf: dict[str, Any]) -> None:
+        conf["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": user.uid, "size": 1},
+            {"containerID": 1, "hostID": start, "size": count},
+        ]
+
+    _refused(make(["true"], subuids), "needs newuidmap, which is not installed")
+
+
+def test_without_a_user_namespace(make: Callable[..., UserContainer]) -> None:
+    def no_userns(conf: dict[str, Any]) -> None:
+        linux = conf["linux"]
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "user"]
+        del linux["uidMappings"], linux["gidMappings"]
+
+    _refused(make(["true"], no_userns), "a rootless container needs a user namespace")
+
+
+def test_roots_containers_are_invisible_to_the_user(
+    sandbox: Sandbox, make: Callable[..., UserContainer]
+) -> None:
+    conf = bundles.base_config()
+    _, root_id = bundles.run_and_get_output(sandbox, conf, ["sleep", "1000"], detach=True)
+    c = make(["true"])
+    for args in (("state", root_id), ("kill", root_id, "KILL"), ("delete", root_id)):
+        proc = c.rt(*args)
+        assert proc.returncode == 1 and f"container does not exist: {root_id}" in proc.stderr, (
+            args,
+            proc.stderr,
+        )
+    # As with runc, --force makes a missing container no error: still, it is not root's.
+    assert c.rt("delete", "--force", root_id).returncode == 0
+    assert root_id not in c.rt("list").stdout
+    root_state = bundles.run_runtime(sandbox, ["state", root_id])
+    assert json.loads(root_state.stdout)["status"] == "running"
+
+
+def test_another_users_containers_are_out_of_reach(
+    sandbox: Sandbox, user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    with users.throwaway_user(sandbox) as other:
+        theirs = UserContainer(other, ["sleep", "1000"], None)
+        try:
+            assert theirs.create().returncode == 0, theirs.output()
+            assert theirs.rt("start", theirs.id).returncode == 0
+            mine = make(["true"])
+            proc = mine.rt("state", theirs.id)
+            assert proc.returncode == 1 and "does not exist" in proc.stderr, proc.stderr
+            # Their state root is theirs alone (0700): not even by name.
+            proc = mine.rt("--root", f"{other.runtime_dir}/oci-systemd", "delete", "--force", theirs.id)
+            assert proc.returncode != 0 and "permission denied" in proc.stderr, proc.stderr
+            assert theirs.state()["status"] == "running"
+        finally:
+            theirs.rt("delete", "--force", theirs.id)
+            shutil.rmtree(theirs.host_bundle, ignore_errors=True)
