@@ -189,6 +189,28 @@ def test_run_returns_the_exit_status_and_leaves_nothing(make: Callable[..., User
     nothing_left(c)
 
 
+def test_spec_rootless_runs_as_is_in_a_terminal(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    """The config exactly as `spec --rootless` writes it (a terminal, `sh`), run on a pty."""
+    if shutil.which("script") is None:
+        pytest.skip("script(1) is not installed")
+    c = make([])
+    (c.host_bundle / "config.json").unlink()  # not the test's edits
+    spec = c.rt("spec", "--rootless", "--bundle", c.bundle)
+    assert spec.returncode == 0, spec.stderr
+    run = " ".join([*bundles.runtime_argv(), "run", "--bundle", c.bundle, c.id])
+    # script(1) gives the runtime a terminal; the shell reads its commands from it.
+    shell_input = "echo in-$(id -u)-container; exit 5\n"
+    proc = c.user.run(
+        ["script", "-qec", run, "/dev/null"],
+        input=shell_input, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "in-0-container" in proc.stdout
+    nothing_left(c)
+
+
 def test_kill_all_of_a_detached_run(make: Callable[..., UserContainer]) -> None:
     c = make(["sleep", "1000"])
     with (c.host_bundle / "output").open("w") as out:
