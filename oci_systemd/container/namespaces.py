@@ -205,23 +205,33 @@ def write_id_maps(
 ) -> None:
     """Write /proc/<pid>/{uid_map,gid_map} (runs in the parent, outside the new user namespace).
 
-    Mappings are runtime-spec `uidMappings`/`gidMappings` dicts (containerID, hostID, size). A writer
-    without CAP_SETGID in the parent namespace (rootless) must deny setgroups(2) first; when the
-    kernel refuses a map written directly (rootless with several ranges), the setuid helpers
-    newuidmap/newgidmap (shadow-utils) are tried.
+    Mappings are runtime-spec `uidMappings`/`gidMappings` dicts (containerID, hostID, size).
+    A writer without CAP_SETUID/CAP_SETGID in the parent namespace (rootless) may write one line
+    of its own euid/egid, and for gid_map only after denying setgroups(2); any other map goes
+    to the setuid helpers newuidmap/newgidmap (shadow-utils, from /etc/subuid and /etc/subgid),
+    which decide about setgroups themselves: denying it first would make them fail.
     """
     privileged = os.geteuid() == 0
     for kind, mappings in (("uid", uid_mappings), ("gid", gid_mappings)):
         if not mappings:
             continue
+        path = f"/proc/{pid}/{kind}_map"
+        if not privileged and not _own_id_only(kind, mappings):
+            if not _map_with_helper(kind, pid, mappings):
+                raise OciSystemdError(f"writing {path} needs new{kind}map, which is not installed")
+            continue
         if kind == "gid" and not privileged:
             _write_proc(f"/proc/{pid}/setgroups", "deny")
-        path = f"/proc/{pid}/{kind}_map"
         try:
             _write_proc(path, _format_map(mappings))
         except SyscallError as e:
-            if privileged or not _map_with_helper(kind, pid, mappings):
-                raise SyscallError(f"write {kind} mappings", path, e.errno) from e
+            raise SyscallError(f"write {kind} mappings", path, e.errno) from e
+
+
+def _own_id_only(kind: str, mappings: list[config.IDMapping]) -> bool:
+    """One line mapping our own euid (egid): what the kernel lets an unprivileged writer write."""
+    own = os.geteuid() if kind == "uid" else os.getegid()
+    return len(mappings) == 1 and int(mappings[0]["hostID"]) == own and int(mappings[0]["size"]) == 1
 
 
 def _map_with_helper(kind: str, pid: int, mappings: list[config.IDMapping]) -> bool:

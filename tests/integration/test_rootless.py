@@ -310,6 +310,37 @@ def test_a_subuid_range_needs_newuidmap(user: UserSession, make: Callable[..., U
     _refused(make(["true"], subuids), "needs newuidmap, which is not installed")
 
 
+def test_a_subuid_range_through_newuidmap(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    """0 is the user, 1.. its subordinate ids: the maps go through newuidmap/newgidmap, which
+    leave setgroups allowed, and a file chowned to 1000 inside is the range's 1000th id outside."""
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.skip("newuidmap/newgidmap are not installed (Debian: uidmap)")
+    [(uid_start, uid_count)] = users.subids(user.user, "/etc/subuid")
+    [(gid_start, gid_count)] = users.subids(user.user, "/etc/subgid")
+
+    def subids(conf: dict[str, Any]) -> None:
+        conf["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": user.uid, "size": 1},
+            {"containerID": 1, "hostID": uid_start, "size": uid_count},
+        ]
+        conf["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": user.gid, "size": 1},
+            {"containerID": 1, "hostID": gid_start, "size": gid_count},
+        ]
+        conf["process"]["user"]["additionalGids"] = [5]
+        conf["root"]["readonly"] = False  # spec's default: the file is written into the rootfs
+        for caps in ("bounding", "effective", "permitted"):
+            conf["process"]["capabilities"][caps].append("CAP_CHOWN")
+
+    c = make(["sh", "-c", "cat /proc/self/setgroups; id -G; touch /tmp/x; chown 1000:1000 /tmp/x"], subids)
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["allow", "0", "5"]
+    st = (c.host_bundle / "rootfs" / "tmp" / "x").stat()
+    assert (st.st_uid, st.st_gid) == (uid_start + 999, gid_start + 999)
+    nothing_left(c)
+
+
 def test_without_a_user_namespace(make: Callable[..., UserContainer]) -> None:
     def no_userns(conf: dict[str, Any]) -> None:
         linux = conf["linux"]

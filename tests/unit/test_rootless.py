@@ -169,3 +169,45 @@ def test_the_managers_controllers_are_read_from_its_cgroup(tmp_path: Path) -> No
     }
     assert rootless.manager_controllers("/elsewhere", mount=str(tmp_path)) == frozenset()
     assert rootless.manager_controllers("/user.slice/user@1.service", mount=None) == frozenset()
+
+
+def test_own_ids_are_written_directly_after_denying_setgroups(
+    as_user: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oci_systemd.container import namespaces
+
+    writes: list[tuple[str, str]] = []
+    monkeypatch.setattr(namespaces, "_write_proc", lambda path, data: writes.append((path, data)))
+    own = [{"containerID": 0, "hostID": UID, "size": 1}]
+    namespaces.write_id_maps(42, own, own)  # type: ignore[arg-type]
+    assert writes == [
+        ("/proc/42/uid_map", f"0 {UID} 1\n"),
+        ("/proc/42/setgroups", "deny"),
+        ("/proc/42/gid_map", f"0 {UID} 1\n"),
+    ]
+
+
+def test_subordinate_ranges_go_to_the_helpers_with_setgroups_untouched(
+    as_user: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """newgidmap decides about setgroups itself: a `deny` written before would make it fail."""
+    from oci_systemd.container import namespaces
+
+    writes: list[str] = []
+    helped: list[tuple[str, int]] = []
+    monkeypatch.setattr(namespaces, "_write_proc", lambda path, data: writes.append(path))
+
+    def helper(kind: str, pid: int, maps: object) -> bool:
+        helped.append((kind, pid))
+        return True
+
+    monkeypatch.setattr(namespaces, "_map_with_helper", helper)
+    ranges = [
+        {"containerID": 0, "hostID": UID, "size": 1},
+        {"containerID": 1, "hostID": 100000, "size": 65536},
+    ]
+    namespaces.write_id_maps(42, ranges, ranges)  # type: ignore[arg-type]
+    assert (writes, helped) == ([], [("uid", 42), ("gid", 42)])
+    monkeypatch.setattr(namespaces, "_map_with_helper", lambda kind, pid, maps: False)
+    with pytest.raises(Exception, match="needs newuidmap, which is not installed"):
+        namespaces.write_id_maps(42, ranges, ranges)  # type: ignore[arg-type]
