@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import bundles
 import pytest
 import users
+from test_lifecycle import Container, wait_for
 
 from oci_systemd.devtools.sandbox import Sandbox, UserSession
 
@@ -31,8 +31,9 @@ def user(sandbox: Sandbox) -> Iterator[UserSession]:
         yield session
 
 
-class UserContainer:
-    """A bundle of `user` (`spec --rootless`, a private busybox rootfs it owns) and its id."""
+class UserContainer(Container):
+    """A bundle of `user` (`spec --rootless`, a private busybox rootfs it owns) and its id;
+    test_lifecycle's create/state/output, with the runtime run as the user."""
 
     def __init__(
         self, user: UserSession, args: list[str], edit: Callable[[dict[str, Any]], None] | None
@@ -56,38 +57,13 @@ class UserContainer:
             edit(conf)
         (self.host_bundle / "config.json").write_text(json.dumps(conf))
 
-    def rt(
-        self, *args: str, env: dict[str, str] | None = None, **kw: Any
-    ) -> subprocess.CompletedProcess[str]:
+    def rt(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
         """The runtime as the user, in the user's login environment (or `env`)."""
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("capture_output", True)
         return self.user.run(
             [*bundles.runtime_argv(), *args], env=env, text=True, timeout=60, check=False, **kw
         )
-
-    def create(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        """create with stdout/stderr to `output` in the bundle: the idler inherits them."""
-        with (self.host_bundle / "output").open("w") as out:
-            return self.rt(
-                "create",
-                "--bundle",
-                self.bundle,
-                *extra,
-                self.id,
-                stdout=out,
-                stderr=out,
-                capture_output=False,
-            )
-
-    def output(self) -> str:
-        return (self.host_bundle / "output").read_text()
-
-    def state(self) -> dict[str, Any]:
-        proc = self.rt("state", self.id)
-        assert proc.returncode == 0, proc.stderr
-        result: dict[str, Any] = json.loads(proc.stdout)
-        return result
 
     def show(self, *props: str) -> dict[str, str]:
         """`systemctl --user show` of the container's scope, as the user."""
@@ -115,14 +91,6 @@ def state_root(user: UserSession) -> Path:
     return user.sandbox.host_path(f"{user.runtime_dir}/oci-systemd")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def nothing_left(c: UserContainer) -> None:
     """No unit in the user's manager or PID 1, no state, no process of the container."""
     assert c.show("LoadState") == {"LoadState": "not-found"}
@@ -140,7 +108,7 @@ def nothing_left(c: UserContainer) -> None:
 
 def test_lifecycle_in_the_users_manager(user: UserSession, make: Callable[..., UserContainer]) -> None:
     c = make(["sleep", "1000"])
-    created = c.create("--pid-file", f"{c.bundle}/pid")
+    created = c.create()
     assert created.returncode == 0, c.output()
     st = c.state()
     assert st["status"] == "created"
