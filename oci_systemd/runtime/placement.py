@@ -336,14 +336,16 @@ def choose_placement(*, run: bool = False) -> Placement:
     scope (in the user's manager for a caller that is not root), unless the calling unit
     asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service, never guessed). Only `run` can
     hand the container over to the service and exit."""
+    from oci_systemd.runtime.rootless import is_rootless
+
     kind = os.environ.get(PLACEMENT_ENV) or SCOPE
     if kind == SCOPE:
-        return _placement(SCOPE if os.geteuid() == 0 else USER_SCOPE)
+        return _placement(USER_SCOPE if is_rootless() else SCOPE)
     from oci_systemd.runtime.service_unit import PlacementError
 
     if kind != SERVICE:
         raise PlacementError(f"{PLACEMENT_ENV}={kind}: expected one of {SCOPE}, {SERVICE}")
-    if os.geteuid() != 0:
+    if is_rootless():
         raise PlacementError(f"{PLACEMENT_ENV}=service: the unit mode is not there for a user's manager yet")
     if not run:
         raise PlacementError(f"{PLACEMENT_ENV}=service is for `oci-systemd run` as a service's ExecStart")

@@ -46,8 +46,7 @@ _CONTROLLER_OF = {
     "IOReadBandwidthMax": "io", "IOWriteBandwidthMax": "io", "IOReadIOPSMax": "io",
     "IOWriteIOPSMax": "io",
 }  # fmt: skip
-# Device rules are a BPF program that only a privileged manager attaches; a user manager
-# does not. The user namespace is the boundary: its root opens only what the user may.
+# Device rules are a BPF program that only a privileged manager attaches (delegated_properties).
 _PRIVILEGED_ONLY = frozenset({"DevicePolicy", "DeviceAllow"})
 
 
@@ -56,7 +55,18 @@ class RootlessError(OciSystemdError):
 
 
 def is_rootless() -> bool:
-    return os.geteuid() != 0
+    """Not root, or root only of a user namespace (rootless podman runs its runtime in one):
+    either way the system manager and /run/oci-systemd are out of reach."""
+    return os.geteuid() != 0 or in_user_namespace()
+
+
+def in_user_namespace() -> bool:
+    """In a user namespace other than the initial one, whose uid map is every id to itself."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def runtime_dir(
@@ -185,16 +195,20 @@ def subordinate_ranges(kind: str, *, path: str | None = None) -> list[tuple[int,
 def delegated_properties(
     props: Sequence[UnitProperty], controllers: frozenset[str]
 ) -> tuple[list[UnitProperty], list[str]]:
-    """(the properties the user manager can enforce, the names of those it cannot): a limit
-    needs its controller in the user manager's cgroup (user@.service's Delegate=, what the
-    host delegates); device rules need a privileged manager. Properties of no controller
-    (accounting, Delegate, annotations' others) pass."""
+    """(the properties the user manager can enforce, the names of the limits it cannot): a
+    limit needs its controller in the user manager's cgroup (user@.service's Delegate=, what
+    the host delegates). Device rules go without a word, as with runc: only a privileged
+    manager attaches their BPF program, and every engine sends them (podman's deny-all), while
+    in a user namespace the container opens only the device nodes bound into it, with the
+    user's rights. Properties of no controller (accounting, Delegate, ...) pass."""
     kept: list[UnitProperty] = []
     dropped: list[str] = []
     for prop in props:
         name = prop[0]
         controller = _CONTROLLER_OF.get(name)
-        if name in _PRIVILEGED_ONLY or (controller is not None and controller not in controllers):
+        if name in _PRIVILEGED_ONLY:
+            continue
+        if controller is not None and controller not in controllers:
             dropped.append(name)
         else:
             kept.append(prop)
@@ -221,7 +235,7 @@ def warn_dropped(cid: str, dropped: Sequence[str], controllers: frozenset[str]) 
 
     have = " ".join(sorted(controllers)) or "none"
     log.warning(
-        f"rootless: {', '.join(dict.fromkeys(dropped))} not applied: the user manager cannot enforce them "
-        f"(controllers delegated to it: {have}; device rules need root)",
+        f"rootless: {', '.join(dict.fromkeys(dropped))} not applied: the user manager cannot enforce "
+        f"them (controllers delegated to it: {have})",
         container_id=cid,
     )

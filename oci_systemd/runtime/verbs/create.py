@@ -138,7 +138,7 @@ def prepare(
         raise SpecError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
 
     linux = raw.get("linux") or {}
-    if os.geteuid() != 0:
+    if os.geteuid() != 0:  # root of a user namespace (rootless podman's) maps what it has
         from oci_systemd.runtime import rootless
 
         rootless.check_config(raw)

@@ -180,14 +180,14 @@ def _join_cgroup(rt: Runtime, record: Record, pid: int) -> None:
     not that of the common ancestor of its own cgroup (a login's session scope, say) and the
     container's: the kernel refuses (EACCES), so the user's manager moves it, asking PID 1
     for the move (AttachProcessesToUnit), as it did for the idler at create."""
-    from oci_systemd.runtime import cgroups
+    from oci_systemd.runtime import cgroups, rootless
 
     try:
         cgroups.join(pid, record["pid"])
     except SyscallError as exc:
         init_cgroup = cgroups.cgroup_of(record["pid"]) or ""
         unit_suffix = "/" + record["scope"]
-        if exc.errno != errno.EACCES or os.geteuid() == 0 or unit_suffix not in init_cgroup:
+        if exc.errno != errno.EACCES or not rootless.is_rootless() or unit_suffix not in init_cgroup:
             raise
         subcgroup = init_cgroup.rpartition(unit_suffix)[2] or "/"
         with rt.manager as bus:
