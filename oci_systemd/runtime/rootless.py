@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 SYSTEM_ROOT = "/run/oci-systemd"
 STATE_DIR = "oci-systemd"
 ROOT_MODE = 0o700
-# The user manager's slice for applications (systemd.special(7)), as crun and podman use.
+# The user manager's slice for applications (systemd.special(7)); podman names its own.
 USER_SLICE = "app.slice"
 SUBID_FILES = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
 
