@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import engines
 import pytest
 import users
 from test_lifecycle import Container, wait_for
+from test_systemd_native import INIT_SRC, UNITS, _compile_static
 
 from oci_systemd.devtools.sandbox import Sandbox, UserSession
 
@@ -466,3 +469,123 @@ def test_rootless_podman_missing_program_is_127(user: UserSession, podman: UserP
     proc = podman("run", "--rm", engines.IMAGE, "/no/such/program")
     assert proc.returncode == 127, engines.text(proc)
     assert "not found" in proc.stderr or "no such file" in proc.stderr.lower(), proc.stderr
+
+
+# -- units/ as user units ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_units(user: UserSession) -> Iterator[str]:
+    """units/oci-container@.{service,socket} as the user's units (in its runtime unit directory,
+    $XDG_RUNTIME_DIR/systemd/user), with what differs for a user: this checkout's runtime, the
+    bundles' directory, and the socket in the user's runtime directory (%t) instead of /run.
+    Yields the bundles' directory (inside the sandbox)."""
+    sb = user.sandbox
+    containers = f"{bundles.INNER_WORKDIR}/rootless"
+    unit_dir = sb.host_path(f"{user.runtime_dir}/systemd/user")
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    runtime = " ".join(bundles.runtime_argv())
+    replacements = {
+        "/usr/bin/oci-systemd": runtime,
+        "OCI_CONTAINERS_DIR=/var/lib/oci-containers": f"OCI_CONTAINERS_DIR={containers}",
+        "ListenStream=/run/oci-container-%i.sock": "ListenStream=%t/oci-container-%i.sock",
+    }
+    for unit in ("oci-container@.service", "oci-container@.socket"):
+        text = (UNITS / unit).read_text()
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        (unit_dir / unit).write_text(text)
+    _systemctl_user(user, "daemon-reload")
+    yield containers
+    for unit in ("oci-container@.service", "oci-container@.socket"):
+        (unit_dir / unit).unlink(missing_ok=True)
+    _systemctl_user(user, "daemon-reload")
+
+
+def _systemctl_user(user: UserSession, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = user.run(
+        ["systemctl", "--user", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _user_show(user: UserSession, unit: str, prop: str) -> str:
+    return str(_systemctl_user(user, "show", unit, "-p", prop, "--value").stdout).strip()
+
+
+def _unit_bundle(
+    sandbox: Sandbox, make: Callable[..., UserContainer], args: list[str], **annotations: str
+) -> UserContainer:
+    """A rootless bundle whose rootfs has the static test init (test_systemd_native's)."""
+
+    def edit(conf: dict[str, Any]) -> None:
+        conf["annotations"] = annotations
+
+    c = make(args, edit)
+    init = c.host_bundle / "rootfs" / "bin" / "oci-test-init"
+    shutil.copy2(_compile_static(sandbox, INIT_SRC), init)
+    os.chown(init, c.user.uid, c.user.gid)
+    return c
+
+
+def test_user_unit_with_socket_activation(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
+    service, socket_unit = f"oci-container@{c.id}.service", f"oci-container@{c.id}.socket"
+    path = f"{user.runtime_dir}/oci-container-{c.id}.sock"
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(20)\n"
+        f"s.connect({path!r})\n"
+        "print(s.makefile().readline().strip())\n"
+    )
+    try:
+        _systemctl_user(user, "start", socket_unit)
+        assert _user_show(user, service, "ActiveState") == "inactive"
+        answer = user.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert answer.stdout.strip() == f"LISTEN_FDS=1 LISTEN_FDNAMES={c.id} LISTEN_PID=1 PID=1", (
+            answer.stderr
+        )
+        assert _user_show(user, service, "ActiveState") == "active"
+        assert c.show("Delegate", "Slice") == {"Delegate": "yes", "Slice": "app.slice"}
+    finally:
+        user.run(
+            ["systemctl", "--user", "stop", service, socket_unit],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    wait_for(lambda: c.show("LoadState") == {"LoadState": "not-found"})
+    assert not (state_root(user) / c.id).exists()
+
+
+def test_user_unit_type_notify_waits_for_ready(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    c = _unit_bundle(
+        sandbox,
+        make,
+        ["/bin/oci-test-init", "notify", "2", "READY=1"],
+        **{"io.github.oci-systemd.notify": "container"},
+    )
+    service = f"oci-container@{c.id}.service"
+    try:
+        t0 = time.monotonic()
+        _systemctl_user(user, "start", service)
+        elapsed = time.monotonic() - t0
+        assert elapsed >= 2.0, f"systemctl --user start returned after {elapsed:.2f}s, before READY=1"
+        assert _user_show(user, service, "ActiveState") == "active"
+        assert c.state()["status"] == "running"
+        # MainPID stays `oci-systemd run`: a user manager takes MAINPID= from an unprivileged
+        # sender only for a process of the service's own cgroup, and the init is in its scope.
+        _systemctl_user(user, "stop", service)
+        assert _user_show(user, service, "ActiveState") == "inactive"
+    finally:
+        user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
+    wait_for(lambda: c.show("LoadState") == {"LoadState": "not-found"})
+    assert not (state_root(user) / c.id).exists()
