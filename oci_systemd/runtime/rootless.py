@@ -55,9 +55,10 @@ class RootlessError(OciSystemdError):
 
 
 def is_rootless() -> bool:
-    """Not root, or root only of a user namespace (rootless podman runs its runtime in one):
-    either way the system manager and /run/oci-systemd are out of reach."""
-    return os.geteuid() != 0 or in_user_namespace()
+    """Not root, or root only of a user namespace whose system manager is not ours (rootless
+    podman runs its runtime so): either way PID 1's manager and /run/oci-systemd are out of
+    reach. Root of a container with its own systemd (LXC, nspawn -U) stays root."""
+    return os.geteuid() != 0 or (in_user_namespace() and not _pid1_is_ours())
 
 
 def in_user_namespace() -> bool:
@@ -67,6 +68,16 @@ def in_user_namespace() -> bool:
             return f.read().split() != ["0", "0", "4294967295"]
     except OSError:
         return False
+
+
+def _pid1_is_ours() -> bool:
+    """PID 1 (the system manager we would talk to) shares our user namespace. Another one's
+    PID 1 (the host's, under podman) may not even be looked at: that counts as not ours."""
+    try:
+        theirs, ours = os.stat("/proc/1/ns/user"), os.stat("/proc/self/ns/user")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 def runtime_dir(

@@ -211,3 +211,16 @@ def test_subordinate_ranges_go_to_the_helpers_with_setgroups_untouched(
     monkeypatch.setattr(namespaces, "_map_with_helper", lambda kind, pid, maps: False)
     with pytest.raises(Exception, match="needs newuidmap, which is not installed"):
         namespaces.write_id_maps(42, ranges, ranges)  # type: ignore[arg-type]
+
+
+def test_root_of_a_user_namespace_is_rootless_unless_pid1_is_in_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rootless podman's namespace (the host's PID 1 is not in it) against an unprivileged
+    LXC container's (its own systemd is PID 1 in it): only the first uses the user's manager."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(rootless, "in_user_namespace", lambda: True)
+    monkeypatch.setattr(rootless, "_pid1_is_ours", lambda: False)
+    assert rootless.is_rootless()
+    monkeypatch.setattr(rootless, "_pid1_is_ours", lambda: True)
+    assert not rootless.is_rootless()
+    monkeypatch.setattr(rootless, "in_user_namespace", lambda: False)
+    assert not rootless.is_rootless()
