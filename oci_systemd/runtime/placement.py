@@ -222,7 +222,7 @@ class SystemScope(_Unit):
 class UserScope(SystemScope):
     """The same scope in the caller's own systemd manager (a user's, over the user bus):
     `app.slice` by default, `slice:prefix:name` resolved there. Limits whose controller the
-    user manager lacks are left out with a warning (rootless.delegated_properties)."""
+    user manager lacks are left out with a warning (rootless_policy.delegated_properties)."""
 
     kind = USER_SCOPE
 
@@ -246,13 +246,13 @@ class UserScope(SystemScope):
 
 def _enforceable(bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> list[UnitProperty]:
     """The properties the user manager can enforce; a warning names the others."""
-    from oci_systemd.runtime import cgroups, rootless
+    from oci_systemd.runtime import cgroups, rootless_policy
     from oci_systemd.runtime.systemd.manager import MANAGER, PATH
 
     own = bus.get_property(PATH, MANAGER, "ControlGroup", what="get the manager's ControlGroup")
-    controllers = rootless.manager_controllers(str(own), mount=cgroups.unified_mount())
-    kept, dropped = rootless.delegated_properties(props, controllers)
-    rootless.warn_dropped(record["id"], dropped, controllers)
+    controllers = rootless_policy.manager_controllers(str(own), mount=cgroups.unified_mount())
+    kept, dropped = rootless_policy.delegated_properties(props, controllers)
+    rootless_policy.warn_dropped(record["id"], dropped, controllers)
     return kept
 
 

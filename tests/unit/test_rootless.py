@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""rootless.py and the user's placement: what a user's runtime decides before it asks anyone.
+"""rootless.py, rootless_policy.py and the user's placement: what a user's runtime decides
+before it asks anyone.
 
 The euid is faked (monkeypatched os.geteuid/getegid), so these run as root and as a user alike;
 tests/integration/test_rootless.py runs the real thing as a throw-away user.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd.runtime import placement, rootless
+from oci_systemd.runtime import placement, rootless, rootless_policy
 from oci_systemd.runtime.lifecycle import Runtime
 
 UID = 1234
@@ -100,8 +101,8 @@ def test_a_user_cannot_ask_for_the_unit_mode(as_user: None, monkeypatch: pytest.
 
 
 def test_own_id_maps_are_fine(as_user: None) -> None:
-    rootless.check_mappings("uid", [{"containerID": 0, "hostID": UID, "size": 1}])
-    rootless.check_mappings("gid", [{"containerID": 1000, "hostID": UID, "size": 1}])
+    rootless_policy.check_mappings("uid", [{"containerID": 0, "hostID": UID, "size": 1}])
+    rootless_policy.check_mappings("gid", [{"containerID": 1000, "hostID": UID, "size": 1}])
 
 
 @pytest.mark.parametrize(
@@ -114,36 +115,36 @@ def test_own_id_maps_are_fine(as_user: None) -> None:
 )
 def test_maps_outside_our_ids_name_what_is_missing(as_user: None, mapping: dict[str, int]) -> None:
     with pytest.raises(rootless.RootlessError, match=f"outside what uid {UID} may map"):
-        rootless.check_mappings("uid", [mapping])  # type: ignore[list-item]
+        rootless_policy.check_mappings("uid", [mapping])  # type: ignore[list-item]
 
 
 def test_no_maps_at_all_is_refused(as_user: None) -> None:
     with pytest.raises(rootless.RootlessError, match=r"linux\.gidMappings is empty"):
-        rootless.check_mappings("gid", [])
+        rootless_policy.check_mappings("gid", [])
 
 
 def test_a_subuid_range_needs_newuidmap(as_user: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rootless, "subordinate_ranges", lambda kind: [(100000, 65536)])
+    monkeypatch.setattr(rootless_policy, "subordinate_ranges", lambda kind: [(100000, 65536)])
     maps = [
         {"containerID": 0, "hostID": UID, "size": 1},
         {"containerID": 1, "hostID": 100000, "size": 65536},
     ]
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(rootless.RootlessError, match="needs newuidmap, which is not installed"):
-        rootless.check_mappings("uid", maps)  # type: ignore[arg-type]
+        rootless_policy.check_mappings("uid", maps)  # type: ignore[arg-type]
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
-    rootless.check_mappings("uid", maps)  # type: ignore[arg-type]
+    rootless_policy.check_mappings("uid", maps)  # type: ignore[arg-type]
 
 
 def test_subordinate_ranges_are_read_by_name_or_id(as_user: None, tmp_path: Path) -> None:
     subuid = tmp_path / "subuid"
     subuid.write_text(f"someone:200000:10\n{UID}:100000:65536\nbroken\n")
-    assert rootless.subordinate_ranges("uid", path=str(subuid)) == [(100000, 65536)]
+    assert rootless_policy.subordinate_ranges("uid", path=str(subuid)) == [(100000, 65536)]
 
 
 def test_a_config_without_a_user_namespace_is_refused(as_user: None) -> None:
     with pytest.raises(rootless.RootlessError, match="needs a user namespace"):
-        rootless.check_config({"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}})
+        rootless_policy.check_config({"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}})
 
 
 def test_limits_only_for_delegated_controllers() -> None:
@@ -154,7 +155,7 @@ def test_limits_only_for_delegated_controllers() -> None:
         ("DevicePolicy", "s", "strict"),
         ("Delegate", "b", True),
     ]
-    kept, dropped = rootless.delegated_properties(props, frozenset({"memory", "pids"}))
+    kept, dropped = rootless_policy.delegated_properties(props, frozenset({"memory", "pids"}))
     assert [p[0] for p in kept] == ["MemoryMax", "TasksMax", "Delegate"]
     assert dropped == ["CPUWeight"]  # device rules go without a warning
 
@@ -163,12 +164,12 @@ def test_the_managers_controllers_are_read_from_its_cgroup(tmp_path: Path) -> No
     cg = tmp_path / "user.slice" / "user@1.service"
     cg.mkdir(parents=True)
     (cg / "cgroup.controllers").write_text("memory pids\n")
-    assert rootless.manager_controllers("/user.slice/user@1.service", mount=str(tmp_path)) == {
+    assert rootless_policy.manager_controllers("/user.slice/user@1.service", mount=str(tmp_path)) == {
         "memory",
         "pids",
     }
-    assert rootless.manager_controllers("/elsewhere", mount=str(tmp_path)) == frozenset()
-    assert rootless.manager_controllers("/user.slice/user@1.service", mount=None) == frozenset()
+    assert rootless_policy.manager_controllers("/elsewhere", mount=str(tmp_path)) == frozenset()
+    assert rootless_policy.manager_controllers("/user.slice/user@1.service", mount=None) == frozenset()
 
 
 def test_own_ids_are_written_directly_after_denying_setgroups(

@@ -139,9 +139,9 @@ def prepare(
 
     linux = raw.get("linux") or {}
     if os.geteuid() != 0:  # root of a user namespace (rootless podman's) maps what it has
-        from oci_systemd.runtime import rootless
+        from oci_systemd.runtime import rootless_policy
 
-        rootless.check_config(raw)
+        rootless_policy.check_config(raw)
     warn_about_labels(proc, linux)
     warn_about_capabilities(cid, proc.get("capabilities"))
     placement = placement or choose_placement()
