@@ -41,7 +41,8 @@ def features() -> dict[str, Any]:
         "linux": {
             "namespaces": sorted(namespaces.NAMESPACE_FLAGS),
             "capabilities": sorted(abi.CAPABILITIES),
-            "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
+            # systemdUser: a user's scopes in its own manager (placement.UserScope, docs/rootless.md).
+            "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": True, "rdma": False},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(seccomp.ACTIONS),

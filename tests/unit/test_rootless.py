@@ -225,3 +225,10 @@ def test_root_of_a_user_namespace_is_rootless_unless_pid1_is_in_it(monkeypatch: 
     assert not rootless.is_rootless()
     monkeypatch.setattr(rootless, "in_user_namespace", lambda: False)
     assert not rootless.is_rootless()
+
+
+def test_features_report_the_user_managers_cgroups() -> None:
+    """runtime-spec features: systemdUser, the user-scoped systemd driver (UserScope)."""
+    from oci_systemd.runtime.features import features
+
+    assert features()["linux"]["cgroup"]["systemdUser"] is True
