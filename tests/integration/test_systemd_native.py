@@ -197,6 +197,19 @@ def test_journal_lifecycle_entries(sandbox: Sandbox) -> None:
     assert len(found) == 1
 
 
+def test_container_output_printed_just_before_exit_reaches_the_journal(sandbox: Sandbox) -> None:
+    """`run` deletes the container as soon as its init exits, while the forwarder may still be
+    writing the last lines: delete waits for it (placement.SystemScope.destroy), not kills it."""
+    conf = bundles.base_config()
+    conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
+    script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"
+    _out, cid = bundles.run_and_get_output(sandbox, conf, ["sh", "-c", script])
+    sandbox.run(["journalctl", "--sync"])
+    entries = _journal(sandbox, f"CONTAINER_ID={cid}", f"SYSLOG_IDENTIFIER={cid}")
+    got = {e["MESSAGE"] for e in entries if e.get("OCI_STREAM") == "stdout"}
+    assert "line-2999" in got and len(got) == 3000, f"{len(got)} of 3000 lines"
+
+
 def test_container_output_to_journal(sandbox: Sandbox) -> None:
     conf = bundles.base_config()
     conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
