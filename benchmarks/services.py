@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A container as a systemd service, side by side in one run, inside a private systemd:
 
-- oci-systemd's unit mode (units/oci-unit@.service: the container is the service),
-- oci-systemd's scope placement (units/oci-container@.service: `oci-systemd run` relays),
+- oci-systemd's unit mode (units/oci-container@.service: the container is the service),
+- oci-systemd's scope placement (units/oci-scope@.service: `oci-systemd run` relays),
 - podman in Quadlet's shape (`podman run -d --rm --replace --sdnotify=conmon --cgroups=split`,
   runc, conmon resident), as `podman-systemd.unit(5)` generates it.
 
@@ -95,7 +95,7 @@ def install(sb: Any, work: Path, runtime: str) -> None:
 
     containers = f"{INNER_DIR}/containers"
     unit_dir = sb.host_path("/run/systemd/system")
-    for unit in ("oci-unit@.service", "oci-container@.service"):
+    for unit in ("oci-container@.service", "oci-scope@.service"):
         text = (REPO / "units" / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
         text = text.replace(
             "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",

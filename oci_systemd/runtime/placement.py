@@ -64,7 +64,7 @@ DEFAULT_SLICE = "system.slice"
 UNIT_PREFIX = "oci-systemd"
 SCOPE = "scope"
 SERVICE = "service"
-# Set by a unit that wants to be the container (units/oci-unit@.service): the only way in.
+# Set by a unit that wants to be the container (units/oci-container@.service): the only way in.
 PLACEMENT_ENV = "OCI_SYSTEMD_PLACEMENT"
 
 # The scope's own properties; resources and annotations add theirs.
