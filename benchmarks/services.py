@@ -36,10 +36,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 INNER_DIR = "/tmp/oci-bench-services"
 PROGRAM = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 1; done"]
-KINDS = ("oci-unit", "oci-container", "quadlet")
+KINDS = ("oci-container", "oci-scope", "quadlet")
 LABELS = {
-    "oci-unit": "oci-systemd unit mode",
-    "oci-container": "oci-systemd scope",
+    "oci-container": "oci-systemd unit mode",
+    "oci-scope": "oci-systemd scope",
     "quadlet": "podman (Quadlet shape, runc)",
 }
 # The container's own cgroup in each kind: everything else in the unit is overhead.
@@ -162,7 +162,7 @@ def render(results: dict[str, Any]) -> str:
             f"({min(r['stop_ms']):.0f}) | {', '.join(r['resident']) or 'nothing'} |"
         )
     podman_start = statistics.median(results["quadlet"]["start_ms"])
-    unit_start = statistics.median(results["oci-unit"]["start_ms"])
+    unit_start = statistics.median(results["oci-container"]["start_ms"])
     rows.append("")
     rows.append(
         f"unit mode start / podman start: {unit_start / podman_start:.2f}x"

@@ -104,13 +104,13 @@ def test_socket_activation(sandbox: Sandbox, units: Path, test_init: Path) -> No
     try:
         sandbox.run(["systemctl", "start", f"oci-scope@{name}.socket"], check=True)
         assert systemctl_show(sandbox, f"oci-scope@{name}.service", "ActiveState") == "inactive"
-        answer = _connect(sandbox, f"/run/oci-container-{name}.sock")
+        answer = _connect(sandbox, f"/run/oci-scope-{name}.sock")
         # New pid namespace: the program is pid 1 and LISTEN_PID names it as it sees itself.
         assert answer == f"LISTEN_FDS=1 LISTEN_FDNAMES={name} LISTEN_PID=1 PID=1"
         assert systemctl_show(sandbox, f"oci-scope@{name}.service", "ActiveState") == "active"
         assert systemctl_show(sandbox, f"oci-systemd-{name}.scope", "ActiveState") == "active"
         # The same container answers the next connection: the listening socket stays with it.
-        assert _connect(sandbox, f"/run/oci-container-{name}.sock").endswith("PID=1")
+        assert _connect(sandbox, f"/run/oci-scope-{name}.sock").endswith("PID=1")
     finally:
         _stop_unit(sandbox, f"oci-scope@{name}.service", f"oci-scope@{name}.socket")
     wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")

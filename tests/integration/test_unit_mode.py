@@ -269,7 +269,7 @@ def test_socket_activation(sandbox: Sandbox, service: Service, test_init: Path) 
             "import socket\n"
             "s = socket.socket(socket.AF_UNIX)\n"
             "s.settimeout(20)\n"
-            f"s.connect('/run/oci-unit-{service.name}.sock')\n"
+            f"s.connect('/run/oci-container-{service.name}.sock')\n"
             "print(s.makefile().readline().strip())\n"
         )
         out = sandbox.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
