@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 from dbus_next.service import ServiceInterface, method
-from fake_systemd import FakeSystemd, unit_path
 
 from oci_systemd.errors import JobFailedError, SystemdError, UnsupportedPropertyError
 from oci_systemd.runtime import systemd
 from oci_systemd.runtime.systemd import bus as sdbus
+
+from .fake_systemd import FakeSystemd, unit_path
 
 UNIT = "org.freedesktop.systemd1.Unit"
 
