@@ -35,8 +35,8 @@ _rootfs_cache: dict[tuple[str, int], Path] = {}
 def base_config() -> dict[str, Any]:
     """The default config.json (`oci-systemd spec`) as a fresh dict, with a non-terminal process
     (tests capture stdio)."""
-    # The tests edit it into shapes config.Config refuses (that is what they check): as a
-    # document before validation it is a dict of anything.
+    # Tests edit it freely, some into shapes config.Config refuses (for the runtime to refuse):
+    # as a document before validation it is a dict of anything.
     conf = cast("dict[str, Any]", default_config())
     conf["process"]["terminal"] = False
     return conf
