@@ -329,6 +329,10 @@ def _root_extra_sections() -> list[str]:
         ".TP",
         "\\fI/lib/systemd/system/oci\\-container@.service\\fR",
         "Template unit that runs a bundle as a systemd service (when shipped by the package).",
+        ".TP",
+        "\\fI/lib/systemd/system/oci\\-unit@.service\\fR",
+        "The same in the unit mode (\\fBOCI_SYSTEMD_PLACEMENT=service\\fR): the container is the "
+        "service, its init the service's main process; nothing of oci\\-systemd stays resident.",
     ]
 
 

@@ -35,8 +35,11 @@ def minimal_python(module: str, function: str, call_args: str, *args: str) -> li
     return [sys.executable, "-I", "-S", "-c", code, *args]
 
 
-def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[Channel, int]:
+def spawn_idler(
+    extra_fds: int, stdio: tuple[int, int] | None = None, *, detached: bool = False
+) -> tuple[Channel, int]:
     """fork + exec `python -I -S` on the idler module with one channel fd; (channel, pid).
+    `detached` (the unit mode): the idler is systemd's child, not ours (fork_detached).
 
     fds 3..3+extra_fds-1 (LISTEN_FDS, --preserve-fds) are inherited; the channel sits
     above them. Everything else we hold is close-on-exec.
@@ -47,7 +50,12 @@ def spawn_idler(extra_fds: int, stdio: tuple[int, int] | None = None) -> tuple[C
     child_fd = theirs.fileno()
     target = 3 + extra_fds + 16
     argv = minimal_python("oci_systemd.container.idler", "main", "", str(target))
-    pid = os.fork()
+    if detached:
+        from oci_systemd.runtime.service_unit import fork_detached
+
+        pid = fork_detached()
+    else:
+        pid = os.fork()
     if pid == 0:  # child: nothing but fd shuffling until exec
         try:
             os.dup2(child_fd, target, inheritable=True)

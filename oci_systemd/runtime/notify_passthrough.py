@@ -20,6 +20,7 @@ from oci_systemd.runtime.state import process_start_time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Mapping
 
     from oci_systemd.container import config
     from oci_systemd.runtime.sdnotify import NotifyProxy
@@ -34,14 +35,47 @@ def settings(raw: config.Config) -> tuple[str, str] | None:
     host = os.environ.get("NOTIFY_SOCKET", "")
     if not host:
         return None
-    mode = (raw.get("annotations") or {}).get(NOTIFY_MODE_ANNOTATION) or os.environ.get(
-        "OCI_SYSTEMD_NOTIFY", "container"
-    )
+    return host, mode_of(raw.get("annotations") or {})
+
+
+def mode_of(annotations: Mapping[str, str]) -> str:
+    """ "container" (the program says READY=1) or "started" (we say it once it runs)."""
+    mode = annotations.get(NOTIFY_MODE_ANNOTATION) or os.environ.get("OCI_SYSTEMD_NOTIFY", "container")
     if mode not in ("container", "started"):
         raise SpecError(
             f'annotations["{NOTIFY_MODE_ANNOTATION}"]', f"expected container or started, got {mode!r}"
         )
-    return host, mode
+    return mode
+
+
+def direct(raw: config.Config, notify: tuple[str, str] | None) -> config.Config:
+    """The unit mode: the container's init is the service's main process, so with the
+    "container" mode the program sends to the service's own NOTIFY_SOCKET (bound read-only
+    at /run/notify/notify.sock in a mount namespace, NotifyAccess=main lets only the init
+    in). With "started" the runtime says READY=1 and the container gets no socket."""
+    from oci_systemd.runtime.sdnotify import CONTAINER_NOTIFY_SOCKET
+
+    if notify is None or notify[1] != "container":
+        return raw
+    host = notify[0]
+    proc = raw.get("process") or {}
+    env = [e for e in proc.get("env") or [] if not e.startswith("NOTIFY_SOCKET=")]
+    changed = raw.copy()
+    namespaces = (raw.get("linux") or {}).get("namespaces") or ()
+    if not any(ns.get("type") == "mount" for ns in namespaces) or host.startswith("@"):
+        # The host's mount namespace (the socket is where it is), or an abstract socket,
+        # which the container reaches if it shares the network namespace.
+        changed["process"] = {**proc, "env": [*env, f"NOTIFY_SOCKET={host}"]}
+        return changed
+    mount: config.Mount = {
+        "destination": CONTAINER_NOTIFY_SOCKET,
+        "type": "bind",
+        "source": host,
+        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+    }
+    changed["process"] = {**proc, "env": [*env, f"NOTIFY_SOCKET={CONTAINER_NOTIFY_SOCKET}"]}
+    changed["mounts"] = [*(raw.get("mounts") or []), mount]
+    return changed
 
 
 def needs_mount(raw: config.Config, mode: str) -> bool:

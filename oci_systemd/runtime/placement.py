@@ -7,13 +7,17 @@ changes, its processes, and its removal. The verbs never ask systemd about a uni
 they go through the placement the container's record names, chosen once (`placement_of`),
 as crun picks one cgroup manager (a vtable) for a container.
 
-Today there is one: `SystemScope`, a transient scope of its own (Delegate=yes) started over
-D-Bus in the system manager (`record["placement"] == "scope"`; records written before the
-field existed are scopes too). The calling service as the unit (the unit mode) and scopes in
-a user's manager (rootless) are the next ones: each is a class with the same methods.
+`SystemScope`, the default: a transient scope of its own (Delegate=yes) started over D-Bus
+in the system manager (`record["placement"] == "scope"`; records written before the field
+existed are scopes too). `ServiceUnit`, the unit mode (`"service"`, docs/unit-mode.md): the
+calling service is the unit, asked for explicitly by that unit (OCI_SYSTEMD_PLACEMENT=service)
+and only for `run`; the container's init becomes its main process (service_unit.py).
+Scopes in a user's manager (rootless) would be a third class with the same methods.
 """
 
 from __future__ import annotations
+
+import os
 
 from oci_systemd.errors import OciSystemdError, SpecError
 
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
         """What every placement does; `bus` is a connected `systemd.Systemd`."""
 
         kind: str
+        # The container's init becomes the calling unit's main process and the runtime's
+        # processes exit (the unit mode): the idler is not our child, there is no forwarder.
+        hands_over: bool
 
         def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]: ...
 
@@ -56,6 +63,9 @@ if TYPE_CHECKING:
 DEFAULT_SLICE = "system.slice"
 UNIT_PREFIX = "oci-systemd"
 SCOPE = "scope"
+SERVICE = "service"
+# Set by a unit that wants to be the container (units/oci-unit@.service): the only way in.
+PLACEMENT_ENV = "OCI_SYSTEMD_PLACEMENT"
 
 # The scope's own properties; resources and annotations add theirs.
 _SCOPE_BASE: tuple[tuple[str, str, object], ...] = (
@@ -106,10 +116,36 @@ def scope_for(cid: str, cgroups_path: str | None) -> tuple[str, str]:
     return f"{UNIT_PREFIX}-{unit_name_escape(cid)}.scope", DEFAULT_SLICE
 
 
-class SystemScope:
+class _Unit:
+    """What both placements do the same way, on the unit the record names (`record["scope"]`)."""
+
+    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
+        """(ActiveState or None when systemd has no such unit, frozen)."""
+        state = bus.active_state(record["scope"])
+        return state, state == "active" and _is_frozen(bus, record["scope"])
+
+    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
+        """FreezeUnit/ThawUnit: systemd freezes the unit's cgroup (cgroup.freeze)."""
+        if frozen:
+            bus.freeze_unit(record["scope"])
+        else:
+            bus.thaw_unit(record["scope"])
+
+    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
+        bus.set_unit_properties(record["scope"], props, runtime=True)
+
+    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+        """The unit's property changes as D-Bus signals; None every `interval` seconds."""
+        from oci_systemd.runtime.systemd import watch_unit
+
+        return watch_unit(record["scope"], interval=interval)
+
+
+class SystemScope(_Unit):
     """The container in a transient scope of its own, in the system manager."""
 
     kind = SCOPE
+    hands_over = False
 
     def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]:
         return scope_for(cid, cgroups_path)
@@ -137,11 +173,6 @@ class SystemScope:
         cgroups.enter_leaf(idler_pid)
         if forwarder_pid:
             cgroups.enter_leaf(forwarder_pid, "log")
-
-    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
-        """(ActiveState or None when systemd has no such unit, frozen)."""
-        state = bus.active_state(record["scope"])
-        return state, state == "active" and _is_frozen(bus, record["scope"])
 
     def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
         """KillUnit(all) on the scope. runc's `kill --all` of a stopped container whose cgroup
@@ -181,24 +212,8 @@ class SystemScope:
             bus.stop_unit(scope)
         bus.reset_failed(scope)
 
-    def freeze(self, bus: Systemd, record: Record, *, frozen: bool) -> None:
-        """FreezeUnit/ThawUnit: systemd freezes the scope's cgroup (cgroup.freeze)."""
-        if frozen:
-            bus.freeze_unit(record["scope"])
-        else:
-            bus.thaw_unit(record["scope"])
-
-    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
-        bus.set_unit_properties(record["scope"], props, runtime=True)
-
     def processes(self, bus: Systemd, record: Record) -> list[int]:
         return sorted(pid for _cgroup, pid, _cmd in bus.unit_processes(record["scope"]))
-
-    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
-        """The scope's property changes as D-Bus signals; None every `interval` seconds."""
-        from oci_systemd.runtime.systemd import watch_unit
-
-        return watch_unit(record["scope"], interval=interval)
 
 
 def _is_frozen(bus: Systemd, scope: str) -> bool:
@@ -210,20 +225,93 @@ def _is_frozen(bus: Systemd, scope: str) -> bool:
     return (state.decode() if isinstance(state, bytes) else str(state)) in ("frozen", "freezing")
 
 
+class ServiceUnit(_Unit):
+    """The container is the calling service (Delegate=yes): its processes in the leaf
+    `<service cgroup>/container`, its init the service's main process. The unit is never
+    started or stopped here: systemd does that, and delete runs inside it (ExecStopPost)."""
+
+    kind = SERVICE
+    hands_over = True
+
+    def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]:
+        """The calling service, whatever linux.cgroupsPath says (an engine's path is a
+        scope's; no engine asks for this mode)."""
+        from oci_systemd.runtime.service_unit import calling_service
+
+        return calling_service()
+
+    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
+        """Nothing to start: the unit runs us. The bundle's resources and
+        org.systemd.property.* annotations become runtime properties of the service."""
+        if props:
+            bus.set_unit_properties(record["scope"], props, runtime=True)
+
+    def enter_leaf(self, idler_pid: int, forwarder_pid: int) -> None:
+        """The idler (in the service's cgroup, as we are) moves to `<service>/container`, so
+        the init is born there and `ps` tells the container from the runtime."""
+        from oci_systemd.runtime import cgroups
+
+        cgroups.enter_leaf(idler_pid)
+
+    def unit_state(self, bus: Systemd, record: Record) -> tuple[str | None, bool]:
+        """The service's ActiveState, and its MainPID: once started, the container is the
+        service's main process; a service whose main process is another one (a later
+        invocation, a MAINPID= from elsewhere) does not run this container any more."""
+        state, frozen = super().unit_state(bus, record)
+        if state == "active" and record.get("phase") == "started":
+            props = bus.unit_properties(record["scope"], "org.freedesktop.systemd1.Service", ["MainPID"])
+            main = props.get("MainPID")
+            if isinstance(main, int) and main not in (0, record["pid"]):
+                return "inactive", False
+        return state, frozen
+
+    def kill_all(self, bus: Systemd, record: Record, signum: int, *, stopped: bool) -> None:
+        """KillUnit(all) on the service: after the handover its processes are the container's."""
+        if stopped and bus.active_state(record["scope"]) in (None, "inactive", "failed"):
+            return
+        bus.kill_unit(record["scope"], signum, who="all")
+
+    def destroy(self, bus: Systemd, record: Record) -> None:
+        """Kill the container's cgroup and remove it; the service stops by itself once its
+        main process is gone (and delete may be running as one of its own commands)."""
+        from oci_systemd.runtime.service_unit import kill_leaf
+
+        kill_leaf(record)
+
+    def processes(self, bus: Systemd, record: Record) -> list[int]:
+        """The service's processes in the container's cgroup (not a runtime still exiting)."""
+        from oci_systemd.runtime.service_unit import leaf_cgroup
+
+        leaf = leaf_cgroup(record)
+        rows = bus.unit_processes(record["scope"])
+        return sorted(pid for cgroup, pid, _cmd in rows if cgroup == leaf or cgroup.startswith(leaf + "/"))
+
+
 _PLACEMENTS: dict[str, Placement] = {}
+_KINDS = (SCOPE, SERVICE)
 
 
-def choose_placement() -> Placement:
-    """The placement of a new container, chosen once at create and kept in its record.
-    Today there is one (a scope in the system manager); the unit mode and the user manager
-    will be chosen here, from what the caller asks for explicitly, never guessed."""
-    return _placement(SCOPE)
+def choose_placement(*, run: bool = False) -> Placement:
+    """The placement of a new container, chosen once at create and kept in its record: the
+    scope, unless the calling unit asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service,
+    never guessed). Only `run` can hand the container over to the service and exit."""
+    kind = os.environ.get(PLACEMENT_ENV) or SCOPE
+    if kind != SCOPE:
+        from oci_systemd.runtime.service_unit import PlacementError
+
+        if kind not in _KINDS:
+            raise PlacementError(f"{PLACEMENT_ENV}={kind}: expected one of {', '.join(_KINDS)}")
+        if not run:
+            raise PlacementError(
+                f"{PLACEMENT_ENV}=service is for `oci-systemd run` as a service's ExecStart"
+            )
+    return _placement(kind)
 
 
 def placement_of(record: Record) -> Placement:
     """The placement a container's record names (chosen at create, never guessed later)."""
     kind = record.get("placement", SCOPE)
-    if kind != SCOPE:
+    if kind not in _KINDS:
         raise OciSystemdError(f"container {record.get('id', '?')} has an unknown placement {kind!r}")
     return _placement(kind)
 
@@ -231,5 +319,5 @@ def placement_of(record: Record) -> Placement:
 def _placement(kind: str) -> Placement:
     found = _PLACEMENTS.get(kind)
     if found is None:
-        found = _PLACEMENTS[kind] = SystemScope()
+        found = _PLACEMENTS[kind] = ServiceUnit() if kind == SERVICE else SystemScope()
     return found

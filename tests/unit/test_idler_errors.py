@@ -121,6 +121,8 @@ class _Manager:
 
 
 class _Placement:
+    hands_over = False  # a scope's way: the runtime stays the idler's parent
+
     def start(self, bus: object, record: Record, pids: list[int], props: object) -> None:
         pass
 
@@ -164,7 +166,9 @@ def _fake_idler(chan: Channel, script: Callable[[Channel], None]) -> threading.T
 def _build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: Callable[[Channel], None]) -> Any:
     runtime_end, idler_end = Channel.pair()
     # The "idler" is this process, which is also the "init": nothing to fork, reap or kill.
-    monkeypatch.setattr(create_steps, "spawn_idler", lambda extra_fds, stdio: (runtime_end, os.getpid()))
+    monkeypatch.setattr(
+        create_steps, "spawn_idler", lambda extra_fds, stdio, detached=False: (runtime_end, os.getpid())
+    )
     store = Store(str(tmp_path / "root"))
     os.makedirs(store.dir("c1"))
     record = Record(id="c1", scope="oci-systemd-c1.scope", phase="creating")

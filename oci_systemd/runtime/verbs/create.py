@@ -36,8 +36,11 @@ def create(
     no_new_keyring: bool = False,
     preserve_fds: int = 0,
     console_listener: ConsoleListener | None = None,
+    placement: Placement | None = None,
 ) -> Record:
     """Create a container; returns its record. Leaves nothing behind on failure.
+
+    `placement`: the unit mode's `run` passes the one it chose (choose_placement(run=True)).
 
     `console_listener` (a foreground `run`): with process.terminal and no console socket,
     the pty master comes to that listener, bound in the state directory."""
@@ -51,6 +54,7 @@ def create(
         no_new_keyring=no_new_keyring,
         preserve_fds=preserve_fds,
         relay_terminal=console_listener is not None,
+        placement=placement,
     )
     dirfd = rt.store.claim(cid)
     try:
@@ -101,6 +105,7 @@ def prepare(
     no_new_keyring: bool,
     preserve_fds: int,
     relay_terminal: bool = False,
+    placement: Placement | None = None,
 ) -> tuple[Placement, CreatePlan, Record, list[UnitProperty]]:
     """Everything that can fail on bad input, before anything is created."""
 
@@ -135,7 +140,7 @@ def prepare(
     linux = raw.get("linux") or {}
     warn_about_labels(proc, linux)
     warn_about_capabilities(cid, proc.get("capabilities"))
-    placement = choose_placement()
+    placement = placement or choose_placement()
     unit, slice_ = placement.unit_for(cid, linux.get("cgroupsPath"))
     props = list(resources.scope_properties(linux.get("resources"), raw.get("annotations") or {}))
     inherited = listen_fds.inherited_fds(os.environ)
@@ -146,6 +151,8 @@ def prepare(
         raw = raw.copy()
         raw["process"] = proc = {**proc, "env": env}
     notify = notify_passthrough.settings(raw)
+    if placement.hands_over:  # the container talks to the service's socket itself: no proxy
+        raw, notify = notify_passthrough.direct(raw, notify), None
     if notify is not None and notify_passthrough.needs_mount(raw, notify[1]):
         raw = notify_passthrough.with_mount(raw, os.path.join(rt.store.dir(cid), NOTIFY_DIR))
     plan: CreatePlan = {

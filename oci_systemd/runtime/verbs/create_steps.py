@@ -154,11 +154,15 @@ class CreateSteps:
         from oci_systemd.runtime import log_forwarder
 
         stdio = None
-        if log_forwarder.wanted(self.plan["config"]):
+        # In the unit mode the container's output is the service's own (the journal stream
+        # systemd gave us); a forwarder would stay resident for nothing.
+        if log_forwarder.wanted(self.plan["config"]) and not self.placement.hands_over:
             self.forwarder_pid, out_w, err_w = log_forwarder.start_forwarder(self.cid, self.record["scope"])
             stdio = (out_w, err_w)
         try:
-            chan, self.idler_pid = spawn_idler(self.plan["extra_fds"], stdio)
+            chan, self.idler_pid = spawn_idler(
+                self.plan["extra_fds"], stdio, detached=self.placement.hands_over
+            )
         finally:
             if stdio is not None:
                 os.close(stdio[0])
@@ -166,6 +170,10 @@ class CreateSteps:
         return chan
 
     def _reap_idler_if_forked(self) -> None:
+        if self.placement.hands_over:  # not our child: systemd reaps it
+            if self.idler_pid != self.init_pid:
+                self.idler_pid = 0
+            return
         if self.idler_pid and self.idler_pid != self.init_pid:
             os.waitpid(self.idler_pid, 0)
             self.idler_pid = 0

@@ -30,7 +30,23 @@ def run(
     keep: bool = False,
 ) -> int:
     from oci_systemd.container import linux
+    from oci_systemd.runtime.placement import choose_placement
 
+    placement = choose_placement(run=True)
+    if placement.hands_over:  # the unit mode: the container is the calling service
+        from oci_systemd.runtime.service_unit import run_as_service
+
+        return run_as_service(
+            rt,
+            cid,
+            placement,
+            bundle=bundle,
+            console_socket=console_socket,
+            pid_file=pid_file,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
+            preserve_fds=preserve_fds,
+        )
     listener = None
     if not detach:
         # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
