@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # How long systemd may take to read MAINPID= (BARRIER=1 answered); sd_notify_barrier's default.
 BARRIER_TIMEOUT_S = 5.0
 _HINT = (
-    "run it as the ExecStart of a service with Type=notify and Delegate=yes (units/oci-unit@.service), "
+    "run it as the ExecStart of a service with Type=notify and Delegate=yes (units/oci-container@.service), "
     f"or unset {PLACEMENT_ENV} for a scope of its own"
 )
 
@@ -98,7 +98,7 @@ def slice_path(slice_: str) -> str:
 
 
 def leaf_cgroup(record: Record) -> str:
-    """The container's cgroup path (`/system.slice/oci-unit@x.service/container`)."""
+    """The container's cgroup path (`/system.slice/oci-container@x.service/container`)."""
     return "/".join(("", slice_path(record["slice"]), record["scope"], cgroups.LEAF)).replace("//", "/")
 
 

@@ -97,7 +97,7 @@ def test_a_delegated_notify_service_is_the_unit(monkeypatch: pytest.MonkeyPatch,
     [
         ("system.slice", "system.slice"),
         ("-.slice", ""),
-        (r"system-oci\x2dunit.slice", r"system.slice/system-oci\x2dunit.slice"),
+        (r"system-oci\x2dcontainer.slice", r"system.slice/system-oci\x2dcontainer.slice"),
         ("a-b-c.slice", "a.slice/a-b.slice/a-b-c.slice"),
     ],
 )
@@ -106,10 +106,10 @@ def test_slice_path(slice_: str, path: str) -> None:
 
 
 def test_leaf_cgroup() -> None:
-    record = Record(id="web", scope="oci-unit@web.service", slice=r"system-oci\x2dunit.slice")
+    record = Record(id="web", scope="oci-container@web.service", slice=r"system-oci\x2dcontainer.slice")
     assert (
         service_unit.leaf_cgroup(record)
-        == r"/system.slice/system-oci\x2dunit.slice/oci-unit@web.service/container"
+        == r"/system.slice/system-oci\x2dcontainer.slice/oci-container@web.service/container"
     )
     assert (
         service_unit.leaf_cgroup(Record(id="x", scope="x.service", slice="-.slice"))
