@@ -87,7 +87,9 @@ def _connect(sandbox: Sandbox, path: str) -> str:
         f"s.connect({path!r})\n"
         "print(s.makefile().readline().strip())\n"
     )
-    out = sandbox.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    out: subprocess.CompletedProcess[str] = sandbox.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 

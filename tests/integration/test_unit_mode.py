@@ -93,14 +93,14 @@ class Service:
         return systemctl_show(self.sb, self.unit, prop)
 
     def journal(self) -> list[str]:
-        out = self.sb.run(
+        out: subprocess.CompletedProcess[str] = self.sb.run(
             ["journalctl", "--no-pager", "-o", "cat", "-u", self.unit], capture_output=True, text=True
         )
         return out.stdout.splitlines()
 
     def manager_journal(self) -> str:
         """What systemd itself logged about the unit (pid 1's messages)."""
-        out = self.sb.run(
+        out: subprocess.CompletedProcess[str] = self.sb.run(
             ["journalctl", "--no-pager", "-o", "cat", "_PID=1", f"UNIT={self.unit}"],
             capture_output=True,
             text=True,
@@ -140,7 +140,9 @@ def _inner_pid(sb: Sandbox, pid: int) -> dict[str, str]:
 
 
 def _cmdline(sb: Sandbox, pid: int) -> str:
-    out = sb.run(["cat", f"/proc/{pid}/cmdline"], capture_output=True, text=True)
+    out: subprocess.CompletedProcess[str] = sb.run(
+        ["cat", f"/proc/{pid}/cmdline"], capture_output=True, text=True
+    )
     return out.stdout.replace("\0", " ")
 
 
