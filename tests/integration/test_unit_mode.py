@@ -321,3 +321,27 @@ def test_delete_force_kills_the_container_not_the_unit_machinery(service: Servic
     wait_for(lambda: service.show("ActiveState") in ("failed", "inactive"))
     assert service.show("Result") == "signal"
     assert not service.sb.host_path(f"{ROOT}/{service.name}").exists()
+
+
+def test_a_stopped_container_left_by_a_crash_does_not_block_the_start(service: Service) -> None:
+    """The unit has no ExecStartPre= delete: `run` deletes a stopped record of its id itself."""
+    service.install(["sh", "-c", LOOP])
+    bundle = str(service.sb.inner_path(service.bundle))
+    # The container inherits create's stdout/stderr: not pipes this test would wait on.
+    leftover = bundles.run_runtime(
+        service.sb,
+        ["create", "--bundle", bundle, service.name],
+        capture_output=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert leftover.returncode == 0
+    try:
+        assert service.rt("kill", service.name, "KILL").returncode == 0
+        wait_for(lambda: json.loads(service.rt("state", service.name).stdout)["status"] == "stopped")
+        started = service.systemctl("start")
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: service.show("ActiveState") == "active")
+        assert json.loads(service.rt("state", service.name).stdout)["pid"] == int(service.show("MainPID"))
+    finally:
+        service.rt("delete", "--force", service.name)
