@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A container as a systemd service, side by side in one run, inside a private systemd:
 
-- oci-systemd's unit mode (units/oci-unit@.service: the container is the service),
-- oci-systemd's scope placement (units/oci-container@.service: `oci-systemd run` relays),
+- oci-systemd's unit mode (units/oci-container@.service: the container is the service),
+- oci-systemd's scope placement (units/oci-scope@.service: `oci-systemd run` relays),
 - podman in Quadlet's shape (`podman run -d --rm --replace --sdnotify=conmon --cgroups=split`,
   runc, conmon resident), as `podman-systemd.unit(5)` generates it.
 
@@ -36,10 +36,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 INNER_DIR = "/tmp/oci-bench-services"
 PROGRAM = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 1; done"]
-KINDS = ("oci-unit", "oci-container", "quadlet")
+KINDS = ("oci-container", "oci-scope", "quadlet")
 LABELS = {
-    "oci-unit": "oci-systemd unit mode",
-    "oci-container": "oci-systemd scope",
+    "oci-container": "oci-systemd unit mode",
+    "oci-scope": "oci-systemd scope",
     "quadlet": "podman (Quadlet shape, runc)",
 }
 # The container's own cgroup in each kind: everything else in the unit is overhead.
@@ -95,7 +95,7 @@ def install(sb: Any, work: Path, runtime: str) -> None:
 
     containers = f"{INNER_DIR}/containers"
     unit_dir = sb.host_path("/run/systemd/system")
-    for unit in ("oci-unit@.service", "oci-container@.service"):
+    for unit in ("oci-container@.service", "oci-scope@.service"):
         text = (REPO / "units" / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
         text = text.replace(
             "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",
@@ -162,7 +162,7 @@ def render(results: dict[str, Any]) -> str:
             f"({min(r['stop_ms']):.0f}) | {', '.join(r['resident']) or 'nothing'} |"
         )
     podman_start = statistics.median(results["quadlet"]["start_ms"])
-    unit_start = statistics.median(results["oci-unit"]["start_ms"])
+    unit_start = statistics.median(results["oci-container"]["start_ms"])
     rows.append("")
     rows.append(
         f"unit mode start / podman start: {unit_start / podman_start:.2f}x"

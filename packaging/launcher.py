@@ -30,6 +30,8 @@ _PATHS = "import sys, json; print(json.dumps(sys.path))"
 TEMPLATE = """#!{python} -IS
 # oci-systemd launcher, written by packaging/launcher.py: the interpreter runs without site
 # (-S; ~2 ms of every command) and isolated (-I); these are the directories site would add.
+# No cyclic garbage collection while the modules load (oci_systemd/cli/entry.py says why).
+import gc; gc.disable()  # noqa: E702
 import sys
 
 sys.path += {paths!r}

@@ -288,12 +288,23 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """The console script's entry. Called with `argv` (tests, other Python code) it always
     exits through SystemExit, which a caller can catch."""
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        # A command lives for tens of milliseconds and frees its objects by reference counting:
+        # the cyclic collector's passes, set off by the allocations of importing ~20 modules,
+        # cost `delete` ~3-4 ms (measured, docs/performance.md). Verbs that stay (a foreground
+        # run or exec, events) switch it back on before they wait (signals.py, inspect.py).
+        import gc
+
+        gc.disable()
 
     def body() -> int | None:
         status = _dispatch(args)
         if status is None:
+            import gc
+
             from oci_systemd.cli import app as cli
 
+            gc.enable()  # click, and the long-lived commands behind it (sandbox, events)
             return cli.run_click(args)
         return status
 

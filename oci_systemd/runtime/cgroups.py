@@ -54,6 +54,28 @@ def cgroup_of(pid: int) -> str | None:
     return None
 
 
+def wait_until_empty(unit_cgroup: str, leaf: str, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `<unit's cgroup>/<leaf>` to hold no process (its
+    cgroup.events says `populated 0`); True once it is empty or gone."""
+    import time
+
+    mount = unified_mount()
+    if mount is None:
+        return True
+    events = os.path.join(mount + unit_cgroup, leaf, "cgroup.events")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(events, encoding="ascii") as f:
+                if "populated 0" in f.read():
+                    return True
+        except OSError:
+            return True  # no such leaf: nothing to wait for
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
 def scope_dir(pid: int) -> str | None:
     mount = unified_mount()
     path = cgroup_of(pid)

@@ -24,13 +24,18 @@ if TYPE_CHECKING:
     from oci_systemd.runtime.state import Record, Status
 
 
-def minimal_python(module: str, function: str, call_args: str, *args: str) -> list[str]:
+def minimal_python(
+    module: str, function: str, call_args: str, *args: str, collect_cycles: bool = True
+) -> list[str]:
     """argv for `python -I -S` (no site, no environment: fast and with little memory) running
-    `module.function(call_args)`, with this package importable and `args` in sys.argv[1:]."""
+    `module.function(call_args)`, with this package importable and `args` in sys.argv[1:].
+    Without `collect_cycles` the cyclic garbage collector is off from the first import on: the
+    idler allocates little after its imports and ends in execve (see cli/entry.py's main)."""
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (
-        f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-        f"from {module} import {function}; {function}({call_args})"
+        ("" if collect_cycles else "import gc; gc.disable(); ")
+        + f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+        + f"from {module} import {function}; {function}({call_args})"
     )
     return [sys.executable, "-I", "-S", "-c", code, *args]
 
@@ -49,7 +54,7 @@ def spawn_idler(
     ours, theirs = Channel.pair()
     child_fd = theirs.fileno()
     target = 3 + extra_fds + 16
-    argv = minimal_python("oci_systemd.container.idler", "main", "", str(target))
+    argv = minimal_python("oci_systemd.container.idler", "main", "", str(target), collect_cycles=False)
     if detached:
         from oci_systemd.runtime.service_unit import fork_detached
 

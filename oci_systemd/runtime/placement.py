@@ -66,7 +66,7 @@ UNIT_PREFIX = "oci-systemd"
 SCOPE = "scope"
 SERVICE = "service"
 USER_SCOPE = "user-scope"
-# Set by a unit that wants to be the container (units/oci-unit@.service): the only way in.
+# Set by a unit that wants to be the container (units/oci-container@.service): the only way in.
 PLACEMENT_ENV = "OCI_SYSTEMD_PLACEMENT"
 
 # The scope's own properties; resources and annotations add theirs.
@@ -203,6 +203,7 @@ class SystemScope(_Unit):
         if state is None:  # systemd has no such unit (stopped and collected): nothing to reset
             return
         if state in _RUNNING_STATES:
+            self._let_the_log_forwarder_finish(bus, record)
             try:
                 bus.thaw_unit(scope)
             except OciSystemdError:
@@ -217,6 +218,27 @@ class SystemScope(_Unit):
 
     def processes(self, bus: Systemd, record: Record) -> list[int]:
         return sorted(pid for _cgroup, pid, _cmd in bus.unit_processes(record["scope"]))
+
+    @staticmethod
+    def _let_the_log_forwarder_finish(bus: Systemd, record: Record) -> None:
+        """The journal forwarder (log_forwarder.py, in `<scope>/log`) writes the container's last
+        lines once its pipes reach EOF, i.e. after the init has exited: killing the scope at
+        once would lose them (`run` deletes right after the exit). Up to a second for it to
+        finish, only when the container has one and its init is gone (not for delete --force
+        of a running container)."""
+        from oci_systemd.runtime import cgroups
+        from oci_systemd.runtime.log_forwarder import LOG_ANNOTATION
+        from oci_systemd.runtime.state import pid_alive
+
+        if LOG_ANNOTATION not in (record.get("annotations") or {}) or pid_alive(record):
+            return
+        try:
+            props = bus.unit_properties(record["scope"], "org.freedesktop.systemd1.Scope", ["ControlGroup"])
+        except OciSystemdError:
+            return
+        cgroup = props.get("ControlGroup")
+        if isinstance(cgroup, str) and cgroup:
+            cgroups.wait_until_empty(cgroup, "log", timeout=1.0)
 
 
 class UserScope(SystemScope):

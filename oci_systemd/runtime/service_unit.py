@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # How long systemd may take to read MAINPID= (BARRIER=1 answered); sd_notify_barrier's default.
 BARRIER_TIMEOUT_S = 5.0
 _HINT = (
-    "run it as the ExecStart of a service with Type=notify and Delegate=yes (units/oci-unit@.service), "
+    "run it as the ExecStart of a service with Type=notify and Delegate=yes (units/oci-container@.service), "
     f"or unset {PLACEMENT_ENV} for a scope of its own"
 )
 
@@ -98,7 +98,7 @@ def slice_path(slice_: str) -> str:
 
 
 def leaf_cgroup(record: Record) -> str:
-    """The container's cgroup path (`/system.slice/oci-unit@x.service/container`)."""
+    """The container's cgroup path (`/system.slice/oci-container@x.service/container`)."""
     return "/".join(("", slice_path(record["slice"]), record["scope"], cgroups.LEAF)).replace("//", "/")
 
 
@@ -230,6 +230,25 @@ def notify_mode(record: Record) -> str:
     return mode_of(record.get("annotations") or {})
 
 
+def _reclaim_stale(rt: Runtime, cid: str) -> None:
+    """A record of this id whose container has stopped is what a crash left behind (the
+    service's ExecStopPost= did not run): delete it, so the unit needs no ExecStartPre= of
+    its own (one `oci-systemd` process fewer on every start, ~25 ms). systemd runs one
+    instance of the service at a time; a live container of this id is someone else's, and
+    create refuses it as before."""
+    from oci_systemd.errors import ContainerNotFoundError
+    from oci_systemd.runtime import status
+    from oci_systemd.runtime.state import Status
+
+    try:
+        with rt.store.locked(cid, shared=True) as record:
+            stopped = status.status(rt.store, record, rt.manager) is Status.STOPPED
+    except ContainerNotFoundError:
+        return
+    if stopped:
+        rt.delete(cid, force=True)
+
+
 def run_as_service(
     rt: Runtime,
     cid: str,
@@ -254,6 +273,7 @@ def run_as_service(
     exiting 127, and the unit fails). Nothing of ours stays: the runtime exits."""
     from oci_systemd.runtime.verbs import create, start
 
+    _reclaim_stale(rt, cid)
     record = create.create(
         rt,
         cid,

@@ -60,6 +60,9 @@ def wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
 
     With a terminal `relay`, the pty is relayed until the init exits, and SIGWINCH resizes the
     pty instead of being forwarded (the kernel signals the container's foreground group)."""
+    import gc
+
+    gc.enable()  # this process now waits for as long as the container runs (cli/entry.py)
     forwarded = (
         _signal.SIGTERM,
         _signal.SIGINT,

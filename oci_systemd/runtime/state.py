@@ -386,7 +386,9 @@ class Locked:
         path = self.store.dir(self.cid)
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # Not a directory: a stray file under the root (or a root that is a file) is no
+            # container either (runc: "open <root>/<id>/state.json: not a directory", exit 1).
             raise ContainerNotFoundError(self.cid) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oci_systemd.devtools.sandbox import Sandbox
 from oci_systemd.runtime.default_config import default_config
@@ -35,7 +35,9 @@ _rootfs_cache: dict[tuple[str, int], Path] = {}
 def base_config() -> dict[str, Any]:
     """The default config.json (`oci-systemd spec`) as a fresh dict, with a non-terminal process
     (tests capture stdio)."""
-    conf = default_config()
+    # Tests edit it freely, some into shapes config.Config refuses (for the runtime to refuse):
+    # as a document before validation it is a dict of anything.
+    conf = cast("dict[str, Any]", default_config())
     conf["process"]["terminal"] = False
     return conf
 

@@ -50,7 +50,9 @@ def _exited_container(sb: Sandbox) -> str:
         scope = f"oci-systemd-{cid}.scope"
 
         def load_state() -> str:
-            out = sb.run(["systemctl", "show", scope, "-p", "LoadState", "--value"], capture_output=True)
+            out: subprocess.CompletedProcess[bytes] = sb.run(
+                ["systemctl", "show", scope, "-p", "LoadState", "--value"], capture_output=True
+            )
             return out.stdout.decode().strip()
 
         wait_for(lambda: load_state() == "not-found", timeout=10, what="systemd collected the scope")

@@ -51,7 +51,7 @@ def test_events_stream_ends_when_the_container_stops(sandbox: Sandbox) -> None:
         # The first event, then one per interval: wait for three (not for a time, which a loaded
         # machine stretches), then stop the container; the stream must end by itself.
         assert proc.stdout is not None
-        first = []
+        first: list[str] = []
         deadline = time.monotonic() + 20
         while len(first) < 3 and time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)

@@ -29,8 +29,10 @@ from test_lifecycle import ROOT
 
 from oci_systemd.devtools.sandbox import Sandbox
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-import test_config_fuzz as fuzz
+# The strategies live in the unit tests' package, `unit` under tests/ (which pytest puts on the
+# path only when it collects the unit tests too).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from unit import test_config_fuzz as fuzz
 
 HOSTILE_DIR = f"{bundles.INNER_WORKDIR}/hostile"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +85,9 @@ def start_sleeping(sandbox: Sandbox) -> Container:
 
 
 def systemctl_show(sb: Sandbox, unit: str, prop: str) -> str:
-    out = sb.run(["systemctl", "show", unit, "-p", prop, "--value"], capture_output=True, text=True)
+    out: subprocess.CompletedProcess[str] = sb.run(
+        ["systemctl", "show", unit, "-p", prop, "--value"], capture_output=True, text=True
+    )
     return out.stdout.strip()
 
 

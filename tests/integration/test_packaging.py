@@ -163,8 +163,10 @@ def tree(deb: Path) -> Iterator[Path]:
         with tarfile.open(base) as tar:
             # Our own debootstrap tarball (device nodes, absolute links): trusted. `filter`
             # exists from 3.11.4 on (Debian 12 has 3.11.2); without it, this is the behaviour.
-            extra = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
-            tar.extractall(root, numeric_owner=True, **extra)
+            if hasattr(tarfile, "fully_trusted_filter"):
+                tar.extractall(root, numeric_owner=True, filter="fully_trusted")
+            else:
+                tar.extractall(root, numeric_owner=True)
         shutil.copy2(deb, root / "root" / deb.name)
         _apt_install(root, f"/root/{deb.name}")
         yield root

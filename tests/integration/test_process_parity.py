@@ -22,7 +22,7 @@ import pytest
 from test_environment import config, run, run_prepared, status_fields, tagged
 from test_lifecycle import Container, no_trace_left, start_sleeping
 
-from oci_systemd.container.process import CAPABILITIES
+from oci_systemd.container.abi import CAPABILITIES
 from oci_systemd.devtools.sandbox import Sandbox
 
 CAPS = ["CAP_CHOWN", "CAP_UNKNOWN", "CAP_KILL"]

@@ -53,7 +53,7 @@ def units(sandbox: Sandbox) -> Iterator[Path]:
     containers = f"{bundles.INNER_WORKDIR}/containers"
     sandbox.host_path(containers).mkdir(parents=True, exist_ok=True)
     runtime = " ".join(bundles.runtime_argv())
-    for unit in ("oci-container@.service", "oci-container@.socket"):
+    for unit in ("oci-scope@.service", "oci-scope@.socket"):
         text = (UNITS / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
         text = text.replace(
             "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",
@@ -62,7 +62,7 @@ def units(sandbox: Sandbox) -> Iterator[Path]:
         (unit_dir / unit).write_text(text)
     sandbox.run(["systemctl", "daemon-reload"], check=True)
     yield sandbox.host_path(containers)
-    for unit in ("oci-container@.service", "oci-container@.socket"):
+    for unit in ("oci-scope@.service", "oci-scope@.socket"):
         (unit_dir / unit).unlink(missing_ok=True)
     sandbox.run(["systemctl", "daemon-reload"], check=True)
 
@@ -87,7 +87,9 @@ def _connect(sandbox: Sandbox, path: str) -> str:
         f"s.connect({path!r})\n"
         "print(s.makefile().readline().strip())\n"
     )
-    out = sandbox.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    out: subprocess.CompletedProcess[str] = sandbox.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -102,17 +104,17 @@ def test_socket_activation(sandbox: Sandbox, units: Path, test_init: Path) -> No
     name = "sockact"
     _install_bundle(units, sandbox, name, test_init, ["/bin/oci-test-init", "accept-fd3"])
     try:
-        sandbox.run(["systemctl", "start", f"oci-container@{name}.socket"], check=True)
-        assert systemctl_show(sandbox, f"oci-container@{name}.service", "ActiveState") == "inactive"
-        answer = _connect(sandbox, f"/run/oci-container-{name}.sock")
+        sandbox.run(["systemctl", "start", f"oci-scope@{name}.socket"], check=True)
+        assert systemctl_show(sandbox, f"oci-scope@{name}.service", "ActiveState") == "inactive"
+        answer = _connect(sandbox, f"/run/oci-scope-{name}.sock")
         # New pid namespace: the program is pid 1 and LISTEN_PID names it as it sees itself.
         assert answer == f"LISTEN_FDS=1 LISTEN_FDNAMES={name} LISTEN_PID=1 PID=1"
-        assert systemctl_show(sandbox, f"oci-container@{name}.service", "ActiveState") == "active"
+        assert systemctl_show(sandbox, f"oci-scope@{name}.service", "ActiveState") == "active"
         assert systemctl_show(sandbox, f"oci-systemd-{name}.scope", "ActiveState") == "active"
         # The same container answers the next connection: the listening socket stays with it.
-        assert _connect(sandbox, f"/run/oci-container-{name}.sock").endswith("PID=1")
+        assert _connect(sandbox, f"/run/oci-scope-{name}.sock").endswith("PID=1")
     finally:
-        _stop_unit(sandbox, f"oci-container@{name}.service", f"oci-container@{name}.socket")
+        _stop_unit(sandbox, f"oci-scope@{name}.service", f"oci-scope@{name}.socket")
     wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
     assert not sandbox.host_path(f"/run/oci-systemd/{name}").exists()
 
@@ -142,7 +144,7 @@ def test_type_notify_waits_for_ready(sandbox: Sandbox, units: Path, test_init: P
         ["/bin/oci-test-init", "notify", "2", "READY=1"],
         annotations={"io.github.oci-systemd.notify": "container"},
     )
-    unit = f"oci-container@{name}.service"
+    unit = f"oci-scope@{name}.service"
     try:
         t0 = time.monotonic()
         sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
@@ -163,7 +165,7 @@ def test_type_notify_started_mode(sandbox: Sandbox, units: Path, test_init: Path
     _install_bundle(
         units, sandbox, name, test_init, ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
     )
-    unit = f"oci-container@{name}.service"
+    unit = f"oci-scope@{name}.service"
     try:
         sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
         assert systemctl_show(sandbox, unit, "ActiveState") == "active"
@@ -195,6 +197,19 @@ def test_journal_lifecycle_entries(sandbox: Sandbox) -> None:
     assert by_id[MESSAGE_IDS["exited"]]["EXIT_STATUS"] == "0"
     found = _journal(sandbox, f"MESSAGE_ID={MESSAGE_IDS['deleted']}", f"CONTAINER_ID={cid}")
     assert len(found) == 1
+
+
+def test_container_output_printed_just_before_exit_reaches_the_journal(sandbox: Sandbox) -> None:
+    """`run` deletes the container as soon as its init exits, while the forwarder may still be
+    writing the last lines: delete waits for it (placement.SystemScope.destroy), not kills it."""
+    conf = bundles.base_config()
+    conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
+    script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"
+    _out, cid = bundles.run_and_get_output(sandbox, conf, ["sh", "-c", script])
+    sandbox.run(["journalctl", "--sync"])
+    entries = _journal(sandbox, f"CONTAINER_ID={cid}", f"SYSLOG_IDENTIFIER={cid}")
+    got = {e["MESSAGE"] for e in entries if e.get("OCI_STREAM") == "stdout"}
+    assert "line-2999" in got and len(got) == 3000, f"{len(got)} of 3000 lines"
 
 
 def test_container_output_to_journal(sandbox: Sandbox) -> None:
@@ -293,7 +308,7 @@ def _install_attacker(units: Path, sandbox: Sandbox, name: str, attack: Path, ar
         annotations={"io.github.oci-systemd.notify": "container"},
     )
     (bundle / "rootfs" / "bin" / "oci-test-init").rename(bundle / "rootfs" / "bin" / "oci-notify-attack")
-    return f"oci-container@{name}.service"
+    return f"oci-scope@{name}.service"
 
 
 def _cpu_seconds(sandbox: Sandbox, cgroup: str) -> tuple[float, float]:
@@ -369,7 +384,7 @@ def test_notify_extend_timeout_cannot_stall_stop(sandbox: Sandbox, units: Path, 
     from ever finishing; TimeoutStopSec=3 must hold."""
     name = "extender"
     unit = _install_attacker(units, sandbox, name, notify_attack, ["extend"])
-    dropin = sandbox.host_path(f"/run/systemd/system/oci-container@{name}.service.d")
+    dropin = sandbox.host_path(f"/run/systemd/system/oci-scope@{name}.service.d")
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "timeout.conf").write_text("[Service]\nTimeoutStopSec=3\n")
     sandbox.run(["systemctl", "daemon-reload"], check=True)

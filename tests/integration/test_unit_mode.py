@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The unit mode (docs/unit-mode.md): units/oci-unit@.service, in which the container is the
+"""The unit mode (docs/unit-mode.md): units/oci-container@.service, in which the container is the
 service. Its init is the service's MainPID and systemd's own child, nothing of oci-systemd
 stays resident, systemd sees the program's exit status, and the verbs work on the service."""
 
@@ -24,7 +24,7 @@ from oci_systemd.devtools.sandbox import Sandbox
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "units"
 INIT_SRC = Path(__file__).parent / "init" / "oci-test-init.c"
-UNIT_FILES = ("oci-unit@.service", "oci-unit@.socket")
+UNIT_FILES = ("oci-container@.service", "oci-container@.socket")
 ROOT = "/run/oci-systemd"
 
 
@@ -39,7 +39,7 @@ def test_init(sandbox: Sandbox) -> Path:
 
 @pytest.fixture(scope="module")
 def units(sandbox: Sandbox) -> Iterator[Path]:
-    """units/oci-unit@.* in the private systemd, running this checkout's runtime on bundles in
+    """units/oci-container@.* in the private systemd, running this checkout's runtime on bundles in
     the sandbox's /tmp; yields the bundle directory (host path)."""
     unit_dir = sandbox.host_path("/run/systemd/system")
     containers = f"{bundles.INNER_WORKDIR}/unit-containers"
@@ -60,12 +60,12 @@ def units(sandbox: Sandbox) -> Iterator[Path]:
 
 
 class Service:
-    """One oci-unit@NAME: its bundle, its systemctl/journalctl views, always stopped at the end."""
+    """One oci-container@NAME: its bundle, its systemctl/journalctl views, always stopped at the end."""
 
     def __init__(self, sandbox: Sandbox, containers: Path, name: str) -> None:
         self.sb = sandbox
         self.name = name
-        self.unit = f"oci-unit@{name}.service"
+        self.unit = f"oci-container@{name}.service"
         self.bundle = containers / name
 
     def install(
@@ -93,14 +93,14 @@ class Service:
         return systemctl_show(self.sb, self.unit, prop)
 
     def journal(self) -> list[str]:
-        out = self.sb.run(
+        out: subprocess.CompletedProcess[str] = self.sb.run(
             ["journalctl", "--no-pager", "-o", "cat", "-u", self.unit], capture_output=True, text=True
         )
         return out.stdout.splitlines()
 
     def manager_journal(self) -> str:
         """What systemd itself logged about the unit (pid 1's messages)."""
-        out = self.sb.run(
+        out: subprocess.CompletedProcess[str] = self.sb.run(
             ["journalctl", "--no-pager", "-o", "cat", "_PID=1", f"UNIT={self.unit}"],
             capture_output=True,
             text=True,
@@ -140,7 +140,9 @@ def _inner_pid(sb: Sandbox, pid: int) -> dict[str, str]:
 
 
 def _cmdline(sb: Sandbox, pid: int) -> str:
-    out = sb.run(["cat", f"/proc/{pid}/cmdline"], capture_output=True, text=True)
+    out: subprocess.CompletedProcess[str] = sb.run(
+        ["cat", f"/proc/{pid}/cmdline"], capture_output=True, text=True
+    )
     return out.stdout.replace("\0", " ")
 
 
@@ -262,14 +264,14 @@ def test_ready_from_the_container(service: Service, test_init: Path) -> None:
 
 def test_socket_activation(sandbox: Sandbox, service: Service, test_init: Path) -> None:
     service.install(["/bin/oci-test-init", "accept-fd3"], test_init)
-    socket_unit = f"oci-unit@{service.name}.socket"
+    socket_unit = f"oci-container@{service.name}.socket"
     try:
         assert sandbox.run(["systemctl", "start", socket_unit]).returncode == 0
         code = (
             "import socket\n"
             "s = socket.socket(socket.AF_UNIX)\n"
             "s.settimeout(20)\n"
-            f"s.connect('/run/oci-unit-{service.name}.sock')\n"
+            f"s.connect('/run/oci-container-{service.name}.sock')\n"
             "print(s.makefile().readline().strip())\n"
         )
         out = sandbox.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
@@ -319,3 +321,27 @@ def test_delete_force_kills_the_container_not_the_unit_machinery(service: Servic
     wait_for(lambda: service.show("ActiveState") in ("failed", "inactive"))
     assert service.show("Result") == "signal"
     assert not service.sb.host_path(f"{ROOT}/{service.name}").exists()
+
+
+def test_a_stopped_container_left_by_a_crash_does_not_block_the_start(service: Service) -> None:
+    """The unit has no ExecStartPre= delete: `run` deletes a stopped record of its id itself."""
+    service.install(["sh", "-c", LOOP])
+    bundle = str(service.sb.inner_path(service.bundle))
+    # The container inherits create's stdout/stderr: not pipes this test would wait on.
+    leftover = bundles.run_runtime(
+        service.sb,
+        ["create", "--bundle", bundle, service.name],
+        capture_output=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert leftover.returncode == 0
+    try:
+        assert service.rt("kill", service.name, "KILL").returncode == 0
+        wait_for(lambda: json.loads(service.rt("state", service.name).stdout)["status"] == "stopped")
+        started = service.systemctl("start")
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: service.show("ActiveState") == "active")
+        assert json.loads(service.rt("state", service.name).stdout)["pid"] == int(service.show("MainPID"))
+    finally:
+        service.rt("delete", "--force", service.name)

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_systemd import FakeSystemd
+
+from .fake_systemd import FakeSystemd
 
 
 @pytest.fixture

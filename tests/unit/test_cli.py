@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -172,7 +173,15 @@ def test_list_empty(tmp_path: Path, made: bool) -> None:
     assert listing("-q") == ""
 
 
-def _as_unprivileged_user() -> dict[str, object]:
+class _Identity(TypedDict, total=False):
+    """subprocess.run's arguments for whom the child runs as."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _as_unprivileged_user() -> _Identity:
     """subprocess.run arguments that run the child without root's rights: as nobody when the
     tests run as root; as themselves otherwise (the root is then made unreadable)."""
     return {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
@@ -184,7 +193,7 @@ def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path, command:
     denied`) and a hint, not an internal error with a traceback; on both parsers' paths."""
     who = _as_unprivileged_user()
     probe = [sys.executable, "-c", "import oci_systemd.cli.entry"]
-    readable = subprocess.run(probe, cwd=REPO, capture_output=True, **who)  # type: ignore[call-overload]
+    readable = subprocess.run(probe, cwd=REPO, capture_output=True, **who)
     if readable.returncode != 0:
         pytest.skip("the unprivileged user cannot read this checkout or its interpreter")
     root = tmp_path / "root"
@@ -198,7 +207,7 @@ def test_state_without_root_privileges_is_a_clean_error(tmp_path: Path, command:
             env=dict(os.environ, **NO_BUS),
             cwd=REPO,
             timeout=60,
-            **who,  # type: ignore[call-overload]
+            **who,
         )
     finally:
         root.chmod(0o700)

@@ -20,7 +20,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -218,7 +218,9 @@ def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
 
 
 def _base() -> dict[str, Any]:
-    conf = default_config(cgroup2=True)
+    # The strategies edit it into shapes config.Config refuses (that is what they check): as a
+    # document before validation it is a dict of anything.
+    conf = cast("dict[str, Any]", default_config(cgroup2=True))
     conf["process"]["terminal"] = False
     conf["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
     return conf

@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import pytest
 
@@ -366,10 +367,15 @@ def test_stream_header_matches_sd_journal_stream_fd() -> None:
     )
 
 
+class _HeaderArgs(TypedDict):
+    identifier: str
+    priority: NotRequired[int]
+
+
 @pytest.mark.parametrize("kwargs", [{"identifier": "a\nb"}, {"identifier": "a", "priority": 8}])
-def test_stream_header_rejects(kwargs: dict[str, object]) -> None:
+def test_stream_header_rejects(kwargs: _HeaderArgs) -> None:
     with pytest.raises(ValueError):
-        journal.stream_header(**kwargs)  # type: ignore[arg-type]
+        journal.stream_header(**kwargs)
 
 
 def test_stream_fd_writes_header(tmp_path: Path) -> None:

@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
 """process.py translation layers: capabilities, rlimits, executable lookup, fd closing."""
 
+from __future__ import annotations
+
 import errno
 import os
 import resource
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from oci_systemd.container import abi, process
 from oci_systemd.errors import ExecFailedError, OciSystemdError
+
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 
 def test_cap_mask_names() -> None:
@@ -199,7 +205,7 @@ def test_prepare_leaves_the_process_non_dumpable(tmp_path: Path) -> None:
         from oci_systemd.container import linux
 
         linux.prctl(linux.PR_SET_DUMPABLE, 1)
-        user = {"uid": os.getuid(), "gid": os.getgid()}
+        user: config.User = {"uid": os.getuid(), "gid": os.getgid()}
         process.prepare({"args": ["sh"], "cwd": os.fspath(tmp_path), "user": user}, keep_fds=[w])
         return linux.prctl(linux.PR_GET_DUMPABLE)
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
 import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +15,9 @@ from oci_systemd.runtime.placement import scope_for
 from oci_systemd.runtime.signals import parse_signal
 from oci_systemd.runtime.systemd import unit_name_escape
 from oci_systemd.runtime.verbs import exec as exec_verb
+
+if TYPE_CHECKING:
+    from oci_systemd.container import config
 
 
 @pytest.mark.parametrize(
@@ -88,6 +93,7 @@ def test_plain_kill_signals_the_init_without_dbus(tmp_path: Path, monkeypatch: p
         rt = Runtime(str(tmp_path))
         os.close(rt.store.claim("c1"))
         start = process_start_time(child.pid)
+        assert start is not None  # the child is alive: its start time is there to read
         rt.store.write(
             "c1", {"id": "c1", "phase": "started", "pid": child.pid, "pid_start": start, "scope": "x.scope"}
         )
@@ -153,9 +159,9 @@ def test_passed_fds_must_be_open_and_the_callers() -> None:
 # -- exec's helper: a fork only out of reach of CAP_SYS_PTRACE (CVE-2019-5736) ----------------------
 
 
-def _caps(*extra: str) -> dict[str, list[str]]:
+def _caps(*extra: str) -> config.Capabilities:
     names = ["CAP_CHOWN", *extra]
-    return {kind: list(names) for kind in ("bounding", "effective", "permitted")}
+    return {"bounding": list(names), "effective": list(names), "permitted": list(names)}
 
 
 @pytest.mark.parametrize(
@@ -170,21 +176,28 @@ def _caps(*extra: str) -> dict[str, list[str]]:
     ],
 )
 def test_exec_helper_forks_only_out_of_reach_of_ptrace(
-    tmp_path: Path, init_caps: Any, exec_caps: Any, userns: bool, fork: bool
+    tmp_path: Path,
+    init_caps: config.Capabilities | None,
+    exec_caps: config.Capabilities | None,
+    userns: bool,
+    fork: bool,
 ) -> None:
-    config: dict[str, Any] = {
+    namespaces: list[config.Namespace] = [{"type": "pid"}]
+    if userns:
+        namespaces.append({"type": "user"})
+    created: config.Config = {
         "process": {} if init_caps is None else {"capabilities": init_caps},
-        "linux": {"namespaces": [{"type": "pid"}, *([{"type": "user"}] if userns else [])]},
+        "linux": {"namespaces": namespaces},
     }
     process = {} if exec_caps is None else {"capabilities": exec_caps}
-    assert exec_verb._may_fork_exec_helper(config, process, os.fspath(tmp_path)) is fork
+    assert exec_verb._may_fork_exec_helper(created, process, os.fspath(tmp_path)) is fork
 
 
 def test_an_exec_that_may_ptrace_keeps_later_execs_off_the_fork(tmp_path: Path) -> None:
-    config: dict[str, Any] = {"process": {"capabilities": _caps()}, "linux": {"namespaces": []}}
-    assert exec_verb._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
+    created: config.Config = {"process": {"capabilities": _caps()}, "linux": {"namespaces": []}}
+    assert exec_verb._may_fork_exec_helper(created, {"capabilities": _caps()}, os.fspath(tmp_path))
     assert not exec_verb._may_fork_exec_helper(
-        config, {"capabilities": _caps("CAP_SYS_PTRACE")}, os.fspath(tmp_path)
+        created, {"capabilities": _caps("CAP_SYS_PTRACE")}, os.fspath(tmp_path)
     )
     assert (tmp_path / exec_verb.PTRACE_EXEC_MARK).stat().st_mode & 0o777 == 0o600
-    assert not exec_verb._may_fork_exec_helper(config, {"capabilities": _caps()}, os.fspath(tmp_path))
+    assert not exec_verb._may_fork_exec_helper(created, {"capabilities": _caps()}, os.fspath(tmp_path))

@@ -334,7 +334,8 @@ def test_repeats_are_coalesced(proxy: NotifyProxy, host: FakeHost) -> None:
 def test_flood_is_bounded(proxy: NotifyProxy, host: FakeHost) -> None:
     """A container sending STATUS= as fast as it can: the relay reads at most RECV_RATE a
     second (the sender blocks), sends at most SEND_RATE a second, and the last value wins."""
-    assert proxy.path is not None
+    path = proxy.path
+    assert path is not None
     duration = 1.5
     sent = [0]
 
@@ -344,10 +345,10 @@ def test_flood_is_bounded(proxy: NotifyProxy, host: FakeHost) -> None:
             end = time.monotonic() + duration
             while time.monotonic() < end:
                 with contextlib.suppress(TimeoutError, BlockingIOError):
-                    s.sendto(f"STATUS={sent[0]}".encode(), proxy.path)
+                    s.sendto(f"STATUS={sent[0]}".encode(), path)
                     sent[0] += 1
             s.settimeout(None)
-            s.sendto(b"STATUS=last", proxy.path)
+            s.sendto(b"STATUS=last", path)
 
     sender = threading.Thread(target=flood)
     r, w = os.pipe()

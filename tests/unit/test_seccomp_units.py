@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """seccomp translation (pure) and filter building through libseccomp (not loaded)."""
 
+from __future__ import annotations
+
 import errno
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,7 +15,10 @@ from oci_systemd.container import seccomp
 from oci_systemd.container.seccomp import Rule
 from oci_systemd.errors import OciSystemdError
 
-PROFILE: dict[str, Any] = {
+if TYPE_CHECKING:
+    from oci_systemd.container import config
+
+PROFILE: config.Seccomp = {
     "defaultAction": "SCMP_ACT_ERRNO",
     "defaultErrnoRet": 38,
     "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
@@ -111,7 +116,7 @@ def test_translate() -> None:
         ),
     ],
 )
-def test_translate_errors(profile: dict[str, Any], match: str) -> None:
+def test_translate_errors(profile: config.Seccomp, match: str) -> None:
     with pytest.raises(OciSystemdError, match=match):
         seccomp.translate(profile)
 
@@ -172,7 +177,7 @@ def test_apply_in_child() -> None:
     assert _in_child(work) == str(errno.EROFS).encode()
 
 
-NOTIFY_PROFILE: dict[str, Any] = {
+NOTIFY_PROFILE: config.Seccomp = {
     "defaultAction": "SCMP_ACT_ALLOW",
     "listenerPath": "/run/agent.sock",
     "syscalls": [

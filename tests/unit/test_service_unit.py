@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from oci_systemd.runtime import placement, service_unit
+from oci_systemd.runtime import cgroups, placement, service_unit
 from oci_systemd.runtime.service_unit import PlacementError
 from oci_systemd.runtime.state import Record
 
@@ -49,7 +49,7 @@ def test_outside_a_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_scope_is_not_a_service(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INVOCATION_ID", "0" * 32)
-    monkeypatch.setattr(service_unit.cgroups, "cgroup_of", lambda pid: "/user.slice/session-1.scope")
+    monkeypatch.setattr(cgroups, "cgroup_of", lambda pid: "/user.slice/session-1.scope")
     with pytest.raises(PlacementError, match=r"session-1\.scope"):
         service_unit.calling_service()
 
@@ -62,8 +62,8 @@ def _fake_service(
         monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     else:
         monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    monkeypatch.setattr(service_unit.cgroups, "cgroup_of", lambda pid: "/system.slice/web.service")
-    monkeypatch.setattr(service_unit.cgroups, "unified_mount", lambda: os.fspath(tmp_path))
+    monkeypatch.setattr(cgroups, "cgroup_of", lambda pid: "/system.slice/web.service")
+    monkeypatch.setattr(cgroups, "unified_mount", lambda: os.fspath(tmp_path))
     monkeypatch.setattr(service_unit, "_xattr", lambda directory, name: xattrs.get(name))
 
 
@@ -97,7 +97,7 @@ def test_a_delegated_notify_service_is_the_unit(monkeypatch: pytest.MonkeyPatch,
     [
         ("system.slice", "system.slice"),
         ("-.slice", ""),
-        (r"system-oci\x2dunit.slice", r"system.slice/system-oci\x2dunit.slice"),
+        (r"system-oci\x2dcontainer.slice", r"system.slice/system-oci\x2dcontainer.slice"),
         ("a-b-c.slice", "a.slice/a-b.slice/a-b-c.slice"),
     ],
 )
@@ -106,10 +106,10 @@ def test_slice_path(slice_: str, path: str) -> None:
 
 
 def test_leaf_cgroup() -> None:
-    record = Record(id="web", scope="oci-unit@web.service", slice=r"system-oci\x2dunit.slice")
+    record = Record(id="web", scope="oci-container@web.service", slice=r"system-oci\x2dcontainer.slice")
     assert (
         service_unit.leaf_cgroup(record)
-        == r"/system.slice/system-oci\x2dunit.slice/oci-unit@web.service/container"
+        == r"/system.slice/system-oci\x2dcontainer.slice/oci-container@web.service/container"
     )
     assert (
         service_unit.leaf_cgroup(Record(id="x", scope="x.service", slice="-.slice"))

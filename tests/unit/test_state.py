@@ -95,6 +95,18 @@ def test_store_claim_is_exclusive_and_remove_cleans(tmp_path: object) -> None:
         pass
 
 
+def test_a_file_under_the_root_is_no_container(tmp_path: object) -> None:
+    """`--root ""` makes the cwd the root (as with runc): a file there named like the id is
+    "container does not exist", not an internal error."""
+    root = os.path.join(str(tmp_path), "root")
+    os.makedirs(root)
+    open(os.path.join(root, "x"), "w").close()
+    with pytest.raises(ContainerNotFoundError), Store(root).locked("x"):
+        pass
+    with pytest.raises(ContainerNotFoundError), Store(os.path.join(root, "x")).locked("y"):
+        pass  # a root that is a file
+
+
 def test_store_rejects_bad_id_before_touching_fs(tmp_path: object) -> None:
     store = Store(os.path.join(str(tmp_path), "root"))
     with pytest.raises(InvalidIdError):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +22,9 @@ from oci_systemd.container import abi, linux, mounts, namespaces, process, secco
 from oci_systemd.errors import OciSystemdError, SpecError
 from oci_systemd.runtime import features, spec
 from oci_systemd.runtime.spec import hooks as spec_hooks
+
+if TYPE_CHECKING:
+    from oci_systemd.container.config import Capabilities
 
 FEATURES = features.features()
 BOGUS = "NOT_A_NAME"
@@ -191,7 +194,7 @@ def test_capabilities_one_table() -> None:
     assert tuple(abi.CAPABILITIES) == spec.CAPABILITY_NAMES
     assert [abi.CAPABILITIES[n] for n in spec.CAPABILITY_NAMES] == list(range(len(abi.CAPABILITIES)))
     for name in abi.CAPABILITIES:
-        caps = {"bounding": [name]}
+        caps: Capabilities = {"bounding": [name]}
         assert spec.capability_warnings(caps, last_cap=40) == [], name
         assert process.cap_mask([name], last=40) == 1 << abi.CAPABILITIES[name]
     assert spec.capability_warnings({"bounding": ["CAP_" + BOGUS]}, last_cap=40)

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_systemd import FakeSystemd
 
 from oci_systemd.errors import InvalidStateError
 from oci_systemd.runtime.lifecycle import Runtime
 from oci_systemd.runtime.state import process_start_time
 from oci_systemd.runtime.systemd import connect
+
+from .fake_systemd import FakeSystemd
 
 SCOPE = "oci-systemd-c1.scope"
 

@@ -58,7 +58,9 @@ def events(
     """runc's `events`: stats every interval, an `oom` event when systemd reports one,
     until the container stops. Unit changes arrive as D-Bus signals."""
     import asyncio
+    import gc
 
+    gc.enable()  # a long-running command (cli/entry.py turns the collector off for short ones)
     emit(stats(rt, cid))
     if stats_only:
         return
