@@ -98,7 +98,7 @@ def install(sb: Any, work: Path, runtime: str) -> None:
     for unit in ("oci-container@.service", "oci-scope@.service"):
         text = (REPO / "units" / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
         text = text.replace(
-            "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",
+            "Environment=OCI_CONTAINERS_DIR=%S/oci-containers",
             f"Environment=OCI_CONTAINERS_DIR={containers}",
         )
         (unit_dir / unit).write_text(text)

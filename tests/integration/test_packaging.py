@@ -222,6 +222,10 @@ def test_files_in_place(tree: Path) -> None:
     assert not missing, f"not installed: {missing}"
     for name in units:
         assert (tree / "lib/systemd/system" / name).read_bytes() == (REPO / "units" / name).read_bytes()
+    # The scope units as user units (systemctl --user), the same files.
+    for name in ("oci-scope@.service", "oci-scope@.socket"):
+        user_unit = tree / "usr/lib/systemd/user" / name
+        assert user_unit.read_bytes() == (REPO / "units" / name).read_bytes(), f"{user_unit} not installed"
 
 
 def test_man_page_renders(tree: Path) -> None:

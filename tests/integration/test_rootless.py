@@ -476,10 +476,10 @@ def test_rootless_podman_missing_program_is_127(user: UserSession, podman: UserP
 
 @pytest.fixture(scope="module")
 def user_units(user: UserSession) -> Iterator[str]:
-    """units/oci-container@.{service,socket} as the user's units (in its runtime unit directory,
-    $XDG_RUNTIME_DIR/systemd/user), with what differs for a user: this checkout's runtime, the
-    bundles' directory, and the socket in the user's runtime directory (%t) instead of /run.
-    Yields the bundles' directory (inside the sandbox)."""
+    """units/oci-scope@.{service,socket} as the user's units (in its runtime unit directory,
+    $XDG_RUNTIME_DIR/systemd/user; the unit mode of oci-container@ is root's only, so far),
+    with this checkout's runtime and the tests' bundles' directory. The socket is at %t, the
+    user's runtime directory, as the unit file says. Yields the bundles' directory."""
     sb = user.sandbox
     containers = f"{bundles.INNER_WORKDIR}/rootless"
     unit_dir = sb.host_path(f"{user.runtime_dir}/systemd/user")
@@ -487,17 +487,16 @@ def user_units(user: UserSession) -> Iterator[str]:
     runtime = " ".join(bundles.runtime_argv())
     replacements = {
         "/usr/bin/oci-systemd": runtime,
-        "OCI_CONTAINERS_DIR=/var/lib/oci-containers": f"OCI_CONTAINERS_DIR={containers}",
-        "ListenStream=/run/oci-container-%i.sock": "ListenStream=%t/oci-container-%i.sock",
+        "OCI_CONTAINERS_DIR=%S/oci-containers": f"OCI_CONTAINERS_DIR={containers}",
     }
-    for unit in ("oci-container@.service", "oci-container@.socket"):
+    for unit in ("oci-scope@.service", "oci-scope@.socket"):
         text = (UNITS / unit).read_text()
         for old, new in replacements.items():
             text = text.replace(old, new)
         (unit_dir / unit).write_text(text)
     _systemctl_user(user, "daemon-reload")
     yield containers
-    for unit in ("oci-container@.service", "oci-container@.socket"):
+    for unit in ("oci-scope@.service", "oci-scope@.socket"):
         (unit_dir / unit).unlink(missing_ok=True)
     _systemctl_user(user, "daemon-reload")
 
@@ -533,8 +532,8 @@ def test_user_unit_with_socket_activation(
     sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
 ) -> None:
     c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
-    service, socket_unit = f"oci-container@{c.id}.service", f"oci-container@{c.id}.socket"
-    path = f"{user.runtime_dir}/oci-container-{c.id}.sock"
+    service, socket_unit = f"oci-scope@{c.id}.service", f"oci-scope@{c.id}.socket"
+    path = f"{user.runtime_dir}/oci-scope-{c.id}.sock"
     code = (
         "import socket\n"
         "s = socket.socket(socket.AF_UNIX)\n"
@@ -573,7 +572,7 @@ def test_user_unit_type_notify_waits_for_ready(
         ["/bin/oci-test-init", "notify", "2", "READY=1"],
         **{"io.github.oci-systemd.notify": "container"},
     )
-    service = f"oci-container@{c.id}.service"
+    service = f"oci-scope@{c.id}.service"
     try:
         t0 = time.monotonic()
         _systemctl_user(user, "start", service)

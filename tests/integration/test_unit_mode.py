@@ -48,7 +48,7 @@ def units(sandbox: Sandbox) -> Iterator[Path]:
     for unit in UNIT_FILES:
         text = (UNITS / unit).read_text().replace("/usr/bin/oci-systemd", runtime)
         text = text.replace(
-            "Environment=OCI_CONTAINERS_DIR=/var/lib/oci-containers",
+            "Environment=OCI_CONTAINERS_DIR=%S/oci-containers",
             f"Environment=OCI_CONTAINERS_DIR={containers}",
         )
         (unit_dir / unit).write_text(text)
