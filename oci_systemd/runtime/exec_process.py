@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 def load_process_file(path: str) -> dict[str, Any]:
-    from oci_systemd.runtime import spec
-
+    """The `--process` file as JSON; the exec verb validates it (spec.parse_process), as it
+    does a process built from flags: once, where every caller of Runtime.exec passes."""
     try:
         with open(path, encoding="utf-8") as f:
             raw = jsonio.loads(f.read())
@@ -26,7 +26,6 @@ def load_process_file(path: str) -> dict[str, Any]:
         raise OciSystemdError(f"open {path}: {(exc.strerror or str(exc)).lower()}") from exc
     except ValueError as exc:
         raise SpecError("process", f"{path} is not valid JSON: {exc}") from exc
-    spec.parse_process(raw)
     result: dict[str, Any] = raw
     return result
 
@@ -71,9 +70,6 @@ def from_flags(
                 c["ambient"].append(cap)
     if no_new_privs:
         proc["noNewPrivileges"] = True
-    from oci_systemd.runtime import spec
-
-    spec.parse_process(proc)
     return proc
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -108,6 +109,18 @@ def test_exec_no_host_fds_and_in_scope(running: Container, sandbox: Sandbox) -> 
     pid = int((running.host_bundle / "exec.pid").read_text())
     pids = json.loads(running.rt("ps", "--format", "json", running.id).stdout)
     assert pid in pids
+
+
+def test_exec_process_file_that_is_invalid_is_refused(running: Container) -> None:
+    """A `--process` without args is refused before anything runs, naming the field."""
+    (running.host_bundle / "bad-process.json").write_text(json.dumps({"args": [], "cwd": "/"}))
+    proc = running.rt("exec", "--process", f"{running.bundle}/bad-process.json", running.id)
+    if os.environ.get("OCI_RUNTIME") == "runc":
+        # runc exits 255 for every error of its own in exec ("exec failed: args must not be
+        # empty"); oci-systemd exits 1, as for its other errors (a known difference).
+        assert proc.returncode == 255 and "args must not be empty" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 1 and "process.args" in proc.stderr, proc.stderr
 
 
 def test_exec_process_file(running: Container) -> None:

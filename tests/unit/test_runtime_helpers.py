@@ -201,3 +201,16 @@ def test_an_exec_that_may_ptrace_keeps_later_execs_off_the_fork(tmp_path: Path) 
     )
     assert (tmp_path / exec_verb.PTRACE_EXEC_MARK).stat().st_mode & 0o777 == 0o600
     assert not exec_verb._may_fork_exec_helper(created, {"capabilities": _caps()}, os.fspath(tmp_path))
+
+
+def test_exec_validates_the_process_whoever_built_it(tmp_path: Path) -> None:
+    """Runtime.exec checks its process once, before it looks at the container (no such
+    container here: the SpecError names the field first), for `--process` and flags alike."""
+    from oci_systemd.runtime.lifecycle import Runtime
+
+    rt = Runtime(str(tmp_path / "root"))
+    with pytest.raises(SpecError, match=r"process\.args"):
+        rt.exec("c1", {"args": [], "cwd": "/"})
+    with pytest.raises(SpecError, match=r"process\.cwd"):
+        rt.exec("c1", {"args": ["true"], "cwd": "relative"})
+    assert not (tmp_path / "root").exists() or not any((tmp_path / "root").iterdir())

@@ -57,7 +57,11 @@ def exec_process(
     """Run a process in a running container's namespaces and cgroup; its exit status.
 
     In the foreground with process.terminal and no console socket, the process's pty is
-    relayed to the caller's terminal, as `runc exec -t` does (terminal.py)."""
+    relayed to the caller's terminal, as `runc exec -t` does (terminal.py). The process is
+    validated here, once, whoever built it (`--process`, flags: exec_process.py)."""
+    from oci_systemd.runtime import spec
+
+    warn_about_capabilities(cid, spec.parse_process(process).get("capabilities"))
     if not process.get("terminal") or console_socket or detach:
         return _exec(rt, cid, process, detach, pid_file, console_socket, preserve_fds, None)
     from oci_systemd.runtime.terminal import ConsoleListener
@@ -80,10 +84,9 @@ def _exec(
     console_listener: ConsoleListener | None,
 ) -> int:
     from oci_systemd.container import channel, protocol
-    from oci_systemd.runtime import cgroups, idler_client, spec
+    from oci_systemd.runtime import cgroups, idler_client
 
     check_passed_fds(preserve_fds)
-    warn_about_capabilities(cid, spec.parse_process(process).get("capabilities"))
     with rt.store.locked(cid, shared=True) as record:
         found = status.exec_status(rt.store, record, rt.manager)
         if found is Status.PAUSED:
