@@ -163,12 +163,20 @@ def test_type_notify_started_mode(sandbox: Sandbox, units: Path, test_init: Path
     name = "plainsvc"
     # A program that ends on SIGTERM: ExecStop's `oci-systemd kill` stops it at once.
     _install_bundle(
-        units, sandbox, name, test_init, ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+        units,
+        sandbox,
+        name,
+        test_init,
+        ["sh", "-c", "trap 'exit 0' TERM; echo armed; while :; do sleep 0.1; done"],
     )
     unit = f"oci-scope@{name}.service"
     try:
         sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
         assert systemctl_show(sandbox, unit, "ActiveState") == "active"
+        # Active once the program runs, not once sh has its trap: a pid namespace's init ignores
+        # a TERM it has no handler for, and the stop would wait out TimeoutStopSec.
+        # The program lives in the scope: journald files its lines under that unit.
+        wait_for(lambda: "armed" in _journal_text(sandbox, "-u", f"oci-systemd-{name}.scope"))
         t0 = time.monotonic()
         sandbox.run(["systemctl", "stop", unit], check=True, timeout=60)
         assert time.monotonic() - t0 < 10
@@ -176,6 +184,11 @@ def test_type_notify_started_mode(sandbox: Sandbox, units: Path, test_init: Path
         _stop_unit(sandbox, unit)
     wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
     assert not sandbox.host_path(f"/run/oci-systemd/{name}").exists()
+
+
+def _journal_text(sandbox: Sandbox, *args: str) -> str:
+    out = sandbox.run(["journalctl", "--no-pager", "-o", "cat", *args], capture_output=True, text=True)
+    return str(out.stdout)
 
 
 def _journal(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
