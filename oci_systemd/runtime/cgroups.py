@@ -4,6 +4,9 @@
 systemd owns the scope's cgroup; with Delegate=yes the subtree below it is ours. The
 container's processes live in the leaf `<scope>/container`, because controllers can only
 be enabled for children of a cgroup that holds no processes itself (systemd#26311).
+
+Its files are ASCII, opened as UTF-8: that codec is loaded at start-up, the ascii codec
+would be one more import for start and create.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def wait_until_empty(unit_cgroup: str, leaf: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with open(events, encoding="ascii") as f:
+            with open(events, encoding="utf-8") as f:
                 if "populated 0" in f.read():
                     return True
         except OSError:
@@ -108,7 +111,7 @@ def enter_leaf(pid: int, leaf_name: str = LEAF) -> str | None:
     leaf = os.path.join(base, leaf_name)
     try:
         os.makedirs(leaf, exist_ok=True)
-        with open(os.path.join(leaf, "cgroup.procs"), "w", encoding="ascii") as f:
+        with open(os.path.join(leaf, "cgroup.procs"), "w", encoding="utf-8") as f:
             f.write(str(pid))
     except OSError as exc:
         raise SyscallError.from_oserror("move to leaf cgroup", exc) from exc
@@ -122,7 +125,7 @@ def join(pid: int, container_pid: int) -> None:
     if mount is None or path is None:
         return
     try:
-        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"), "w", encoding="ascii") as f:
+        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"), "w", encoding="utf-8") as f:
             f.write(str(pid))
     except OSError as exc:
         raise SyscallError.from_oserror("join container cgroup", exc) from exc
@@ -131,7 +134,7 @@ def join(pid: int, container_pid: int) -> None:
 def _read_kv(path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     try:
-        with open(path, encoding="ascii") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 key, _, value = line.partition(" ")
                 if value.strip().isdigit():
@@ -143,7 +146,7 @@ def _read_kv(path: str) -> dict[str, int]:
 
 def _read_int(path: str) -> int | None:
     try:
-        with open(path, encoding="ascii") as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read().strip()
     except OSError:
         return None
@@ -192,7 +195,7 @@ def _count_procs(base: str) -> int:
     for dirpath, _dirs, files in os.walk(base):
         if "cgroup.procs" in files:
             try:
-                with open(os.path.join(dirpath, "cgroup.procs"), encoding="ascii") as f:
+                with open(os.path.join(dirpath, "cgroup.procs"), encoding="utf-8") as f:
                     total += sum(1 for line in f if line.strip())
             except OSError:
                 continue

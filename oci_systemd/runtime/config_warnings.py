@@ -16,7 +16,7 @@ def warn_about_labels(proc: config.Process, linux: config.Linux) -> None:
     """AppArmor/SELinux settings are accepted, and applied by nobody: say so when the host
     has no such LSM (this runtime doesn't load profiles or set labels)."""
     try:
-        with open("/sys/kernel/security/lsm", encoding="ascii") as f:
+        with open("/sys/kernel/security/lsm", encoding="utf-8") as f:  # not ascii: a codec import
             active = set(f.read().strip().split(","))
     except OSError:
         active = set()

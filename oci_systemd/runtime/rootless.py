@@ -41,7 +41,8 @@ def is_rootless() -> bool:
 def in_user_namespace() -> bool:
     """In a user namespace other than the initial one, whose uid map is every id to itself."""
     try:
-        with open("/proc/self/uid_map", encoding="ascii") as f:
+        # UTF-8, not ASCII: its codec is loaded at start-up, ascii's would be imported.
+        with open("/proc/self/uid_map", encoding="utf-8") as f:
             return f.read().split() != ["0", "0", "4294967295"]
     except OSError:
         return False
