@@ -196,7 +196,7 @@ class SystemScope(_Unit):
 
     def destroy(self, bus: Systemd, record: Record) -> None:
         """Kill everything in the scope, stop it, and make sure systemd forgets it."""
-        from oci_systemd.runtime.faults import fault_point
+        from oci_systemd.runtime.transitions import fault_point
 
         scope = record.get("scope", "")
         state = bus.active_state(scope) if scope else None

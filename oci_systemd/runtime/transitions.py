@@ -1,16 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What accompanies a lifecycle transition: its journal entry and the record's hooks of that
-stage (poststart, poststop: the ones that run after create's process is gone)."""
+"""What accompanies a lifecycle transition: its journal entry, the record's hooks of that
+stage (poststart, poststop: the ones that run after create's process is gone), and the named
+points between its steps where the reliability tests make a verb die (`fault_point`).
+
+Every verb that changes a container imports this module: it stays import-light (the journal
+and the hooks are imported on first use), and the fault points live here rather than in a
+module of their own, which start and delete would pay ~0.1 ms to import."""
 
 from __future__ import annotations
+
+import os
 
 from oci_systemd.runtime.log import log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal
     from typing import Any
 
     from oci_systemd.runtime.state import Record, Status
+else:
+    import _signal  # the C module: `signal` costs every command its enums
 
 
 def log_event(
@@ -51,3 +61,13 @@ def run_late_hooks(stage: str, record: Record, status: Status) -> None:
     except HookError as exc:
         log.warning(str(exc))
         log_event("HOOK_FAILED", record, status.value, str(exc))
+
+
+def fault_point(name: str) -> None:
+    """Die here with SIGKILL when OCI_SYSTEMD_FAULT names this point (fault-injection tests).
+
+    Points: create:claimed, create:spawned, create:scoped, create:pid, create:built,
+    start:sent, start:recorded, delete:killed, delete:stopped, delete:removed.
+    """
+    if os.environ.get("OCI_SYSTEMD_FAULT") == name:
+        os.kill(os.getpid(), _signal.SIGKILL)

@@ -8,12 +8,10 @@ from __future__ import annotations
 import os
 
 from oci_systemd.errors import ExecFailedError, OciSystemdError, SpecError
-from oci_systemd.runtime.faults import fault_point
 from oci_systemd.runtime.log import rfc3339
 from oci_systemd.runtime.notify_passthrough import NOTIFY_DIR
-from oci_systemd.runtime.pid_file import write_pid_file
 from oci_systemd.runtime.state import START_SOCKET, Record, process_start_time, validate_id
-from oci_systemd.runtime.transitions import log_event
+from oci_systemd.runtime.transitions import fault_point, log_event
 from oci_systemd.runtime.verbs.create_steps import CreateSteps
 
 TYPE_CHECKING = False
@@ -82,6 +80,8 @@ def create(
         record = steps.record
         fault_point("create:built")
         if pid_file:
+            from oci_systemd.runtime.pid_file import write_pid_file
+
             write_pid_file(pid_file, record["pid"])
     finally:
         os.close(dirfd)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 
 from oci_systemd.errors import IdlerError, OciSystemdError
-from oci_systemd.runtime.faults import fault_point
 from oci_systemd.runtime.idler_client import spawn_idler
 from oci_systemd.runtime.log import log
 from oci_systemd.runtime.state import Status, process_start_time
-from oci_systemd.runtime.status import state_json
+from oci_systemd.runtime.transitions import fault_point
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ class CreateSteps:
         self.bus: Systemd | None = None  # connected early by build(), closed before the wait
 
     def build(self) -> None:
-        from oci_systemd.container import hooks, protocol
+        from oci_systemd.container import protocol
 
         chan = self.chan = self._spawn_idler()
         fault_point("create:spawned")
@@ -88,16 +87,26 @@ class CreateSteps:
         self._record_init(pid)
         self._reap_idler_if_forked()
         self._setup_network()
-        state = state_json(self.record, Status.CREATING)
-        config_hooks = self.plan["config"].get("hooks")
-        hooks.run_stage("prestart", config_hooks, state)
-        hooks.run_stage("createRuntime", config_hooks, state)
+        self._run_runtime_hooks()
         self._send(protocol.send_scoped)
         self._close_bus()
         self._recv(protocol.recv_created)
         chan.close()
         self.record["phase"] = "created"
         self.store.write(self.cid, self.record)
+
+    def _run_runtime_hooks(self) -> None:
+        """prestart and createRuntime, in the runtime's namespaces. Most configs have no hooks:
+        then neither the hooks module nor the state object's is imported."""
+        config_hooks = self.plan["config"].get("hooks")
+        if not config_hooks:
+            return
+        from oci_systemd.container import hooks
+        from oci_systemd.runtime.status import state_json
+
+        state = state_json(self.record, Status.CREATING)
+        hooks.run_stage("prestart", config_hooks, state)
+        hooks.run_stage("createRuntime", config_hooks, state)
 
     def _record_init(self, pid: int) -> None:
         """The init's pid and start time in the record, before anything can kill it."""

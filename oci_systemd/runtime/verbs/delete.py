@@ -7,9 +7,8 @@ import os
 
 from oci_systemd.errors import ContainerNotFoundError, InvalidStateError
 from oci_systemd.runtime import status
-from oci_systemd.runtime.faults import fault_point
 from oci_systemd.runtime.state import Status, pid_alive
-from oci_systemd.runtime.transitions import log_event, run_late_hooks
+from oci_systemd.runtime.transitions import fault_point, log_event, run_late_hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -4,7 +4,6 @@ signals forwarded, the pty relayed, the exit status returned, the container dele
 
 from __future__ import annotations
 
-from oci_systemd.runtime import notify_passthrough
 from oci_systemd.runtime.signals import wait_forwarding_signals
 from oci_systemd.runtime.transitions import log_event
 from oci_systemd.runtime.verbs.start import start_keeping_proxy
@@ -91,7 +90,11 @@ def _run_created(
         if proxy is not None:
             proxy.close()
         return 0
-    forwarder = notify_passthrough.forward_notifications(proxy, record) if proxy is not None else None
+    forwarder = None
+    if proxy is not None:  # sd_notify passthrough (its module is imported only then)
+        from oci_systemd.runtime import notify_passthrough
+
+        forwarder = notify_passthrough.forward_notifications(proxy, record)
     try:
         status = wait_forwarding_signals(record["pid"], relay)
     finally:

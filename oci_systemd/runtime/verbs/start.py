@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from oci_systemd.runtime import notify_passthrough, status
-from oci_systemd.runtime.faults import fault_point
+from oci_systemd.runtime import status
 from oci_systemd.runtime.state import Status
-from oci_systemd.runtime.transitions import log_event, run_late_hooks
+from oci_systemd.runtime.transitions import fault_point, log_event, run_late_hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +34,10 @@ def start_keeping_proxy(rt: Runtime, cid: str) -> NotifyProxy | None:
             found = start_status(rt, record)
             if not found.can_start():
                 raise status.cannot("start", found)
-            proxy = notify_passthrough.bind_proxy(rt.store.dir(cid), record)
+            if record.get("notify_socket"):  # sd_notify passthrough: its module only then
+                from oci_systemd.runtime import notify_passthrough
+
+                proxy = notify_passthrough.bind_proxy(rt.store.dir(cid), record)
             agent = idler_client.seccomp_agent(record, record["pid"], Status.CREATED)
             peer = idler_client.send_start(rt.store.dir(cid), cid)
         idler_client.await_started(peer, cid, agent)
@@ -49,6 +51,8 @@ def start_keeping_proxy(rt: Runtime, cid: str) -> NotifyProxy | None:
         raise
     fault_point("start:recorded")
     if proxy is not None:
+        from oci_systemd.runtime import notify_passthrough
+
         notify_passthrough.announce_ready(record, proxy)
     log_event("STARTED", record, "running", f"Container {cid} started")
     run_late_hooks("poststart", record, Status.RUNNING)
