@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# (struct is not listed: ctypes imports it, and the D-Bus path needs ctypes.)
+# (struct is not listed: ctypes imports it, and run needs ctypes, for prctl and mount(2).)
 HEAVY = ("typing", "re", "json", "enum", "contextlib", "collections", "socket", "shutil")
 
 # What each command imports (the idler's own set is pinned in test_idler_imports.py).
@@ -83,6 +83,21 @@ def test_plain_kill_and_start_need_no_ctypes() -> None:
     # Neither talks to systemd, and their syscalls (pidfd, a unix socket) are in the stdlib.
     for command in ("kill", "start"):
         assert "ctypes" not in _imported(COMMANDS[command]), command
+
+
+def test_dbus_commands_load_libsystemd_without_the_ctypes_package() -> None:
+    # state, delete and create reach systemd through the C module _ctypes alone: the ctypes
+    # package (struct, types, ctypes._endian) would cost each of them ~1-2 ms more.
+    code = (
+        "import sys\nfrom oci_systemd.runtime.systemd import bus\nbus.libsystemd()\n"
+        "print(' '.join(sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    loaded = set(out.stdout.split())
+    assert "_ctypes" in loaded
+    assert not {"ctypes", "struct", "types"} & loaded, sorted({"ctypes", "struct", "types"} & loaded)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

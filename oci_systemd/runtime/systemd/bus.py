@@ -2,8 +2,9 @@
 """One sd-bus connection through ctypes: method calls encoded and decoded by D-Bus signature,
 D-Bus errors kept by name, and signal matches served by sd_bus_process/sd_bus_wait.
 
-libsystemd.so.0 is loaded on the first connection (`import ctypes` ~1-2 ms), never at import
-of this module. Messages are built value by value with functions of fixed arguments
+libsystemd.so.0 is loaded on the first connection, never at import of this module, through
+the C module `_ctypes` alone (`_CTypes`: `import ctypes` would cost every D-Bus command
+~1-2 ms). Messages are built value by value with functions of fixed arguments
 (sd_bus_message_append_basic/append_array/open_container) and read back the same way
 (peek_type/read_basic/read_array/enter_container), so no C default promotion of a variadic
 argument can go wrong and any signature works: the runtime sends `a(sv)` unit properties and
@@ -68,31 +69,95 @@ def strerror(r: int) -> str:
     return os.strerror(-r) if r < 0 else f"error {r}"
 
 
+class _CTypes:
+    """The part of ctypes this binding uses, built on the C module `_ctypes` alone.
+
+    The `ctypes` package (its type zoo, struct, types, ctypes._endian) costs ~1-2 ms to import,
+    more than all of this binding: every D-Bus command (state, delete, create) would pay it.
+    The types here are ctypes' own in all that matters to libffi: subclasses of the same
+    `_SimpleCData` with the same `_type_` codes, so values convert and pass the same way
+    (a fundamental type as restype or callback argument comes back as a Python value).
+    interpreter.py does the same for the idler's exec."""
+
+    def __init__(self) -> None:
+        import _ctypes
+
+        def simple(name: str, code: str) -> Any:
+            return type(name, (_ctypes._SimpleCData,), {"_type_": code})
+
+        self.c_void_p: type[ctypes.c_void_p] = simple("c_void_p", "P")
+        self.c_char: type[ctypes.c_char] = simple("c_char", "c")
+        self.c_char_p: type[ctypes.c_char_p] = simple("c_char_p", "z")
+        self.c_int: type[ctypes.c_int] = simple("c_int", "i")
+        self.c_int32 = self.c_int
+        self.c_uint32: type[ctypes.c_uint32] = simple("c_uint", "I")
+        self.c_uint8: type[ctypes.c_uint8] = simple("c_ubyte", "B")
+        self.c_int16: type[ctypes.c_int16] = simple("c_short", "h")
+        self.c_uint16: type[ctypes.c_uint16] = simple("c_ushort", "H")
+        self.c_int64: type[ctypes.c_int64] = simple("c_longlong", "q")
+        self.c_uint64: type[ctypes.c_uint64] = simple("c_ulonglong", "Q")
+        self.c_size_t: type[ctypes.c_size_t] = simple("c_size_t", "L")  # unsigned long on Linux
+        self.c_double: type[ctypes.c_double] = simple("c_double", "d")
+        self.byref = _ctypes.byref
+        self.sizeof = _ctypes.sizeof
+        self.POINTER = _ctypes.POINTER
+        self.Structure = _ctypes.Structure
+        self._CFuncPtr = _ctypes.CFuncPtr
+        self._dlopen = _ctypes.dlopen
+        self._cdecl = _ctypes.FUNCFLAG_CDECL
+
+    def dll(self, name: str) -> Callable[..., Any]:
+        """dlopen `name`; returns declare(symbol, restype, *argtypes) -> the C function
+        (AttributeError for a missing symbol, OSError for a missing library, as ctypes.CDLL)."""
+        import os
+
+        class Dll:  # what CFuncPtr((symbol, dll)) reads: the dlopen handle
+            _handle = self._dlopen(name, os.RTLD_NOW)
+
+        # ctypes.CDLL's _FuncPtr: cdecl, int unless told otherwise
+        function = type("Function", (self._CFuncPtr,), {"_flags_": self._cdecl, "_restype_": self.c_int})
+
+        def declare(symbol: str, restype: Any, *argtypes: Any) -> Any:
+            fn = function((symbol, Dll()))
+            fn.restype = restype
+            fn.argtypes = list(argtypes)
+            return fn
+
+        return declare
+
+    def CFUNCTYPE(self, restype: Any, *argtypes: Any) -> Any:  # ctypes' name
+        """A C function pointer type for Python callbacks (ctypes.CFUNCTYPE)."""
+        return type(
+            "CFunctionType",
+            (self._CFuncPtr,),
+            {"_argtypes_": argtypes, "_restype_": restype, "_flags_": self._cdecl},
+        )
+
+    def string_at(self, address: int, size: int) -> bytes:
+        """`size` bytes at `address` (ctypes.string_at)."""
+        return (self.c_char * size).from_address(address).raw
+
+
 class _Lib:
     """libsystemd.so.0's sd-bus, loaded once per process (`libsystemd()`)."""
 
     def __init__(self) -> None:
-        import ctypes
+        ct = _CTypes()
+        declare = ct.dll("libsystemd.so.0")
+        vp = ct.c_void_p
+        pvp = ct.POINTER(vp)
+        char = ct.c_char
+        cstr = ct.c_char_p
+        i32 = ct.c_int
 
-        lib = ctypes.CDLL("libsystemd.so.0")
-        vp = ctypes.c_void_p
-        pvp = ctypes.POINTER(vp)
-        char = ctypes.c_char
-        cstr = ctypes.c_char_p
-        i32 = ctypes.c_int
+        # sd_bus_error
+        error = type(
+            "Error", (ct.Structure,), {"_fields_": [("name", cstr), ("message", cstr), ("_need_free", i32)]}
+        )
 
-        class Error(ctypes.Structure):  # sd_bus_error
-            _fields_ = [("name", cstr), ("message", cstr), ("_need_free", i32)]
-
-        def declare(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
-            fn = getattr(lib, name)
-            fn.restype = restype
-            fn.argtypes = list(argtypes)
-            return fn  # type: ignore[no-any-return]
-
-        self.ct = ctypes
-        self.Error = Error
-        self.Handler: Callable[[CHandler], Any] = ctypes.CFUNCTYPE(i32, vp, vp, vp)
+        self.ct = ct
+        self.Error = error
+        self.Handler: Callable[[CHandler], Any] = ct.CFUNCTYPE(i32, vp, vp, vp)
         # Connections.
         self.open_system = declare("sd_bus_open_system", i32, pvp)
         self.new = declare("sd_bus_new", i32, pvp)
@@ -102,7 +167,7 @@ class _Lib:
         self.flush_close_unref = declare("sd_bus_flush_close_unref", vp, vp)
         self.get_fd = declare("sd_bus_get_fd", i32, vp)
         self.process = declare("sd_bus_process", i32, vp, vp)
-        self.wait = declare("sd_bus_wait", i32, vp, ctypes.c_uint64)
+        self.wait = declare("sd_bus_wait", i32, vp, ct.c_uint64)
         self.match_signal = declare(
             "sd_bus_match_signal", i32, vp, vp, cstr, cstr, cstr, cstr, self.Handler, vp
         )
@@ -110,20 +175,18 @@ class _Lib:
         self.new_method_call = declare(
             "sd_bus_message_new_method_call", i32, vp, pvp, cstr, cstr, cstr, cstr
         )
-        self.call = declare("sd_bus_call", i32, vp, vp, ctypes.c_uint64, ctypes.POINTER(Error), pvp)
+        self.call = declare("sd_bus_call", i32, vp, vp, ct.c_uint64, ct.POINTER(error), pvp)
         self.message_unref = declare("sd_bus_message_unref", vp, vp)
-        self.error_free = declare("sd_bus_error_free", None, ctypes.POINTER(Error))
+        self.error_free = declare("sd_bus_error_free", None, ct.POINTER(error))
         # Writing a message.
         self.append_basic = declare("sd_bus_message_append_basic", i32, vp, char, vp)
-        self.append_array = declare("sd_bus_message_append_array", i32, vp, char, vp, ctypes.c_size_t)
+        self.append_array = declare("sd_bus_message_append_array", i32, vp, char, vp, ct.c_size_t)
         self.open_container = declare("sd_bus_message_open_container", i32, vp, char, cstr)
         self.close_container = declare("sd_bus_message_close_container", i32, vp)
         # Reading one.
-        self.peek_type = declare("sd_bus_message_peek_type", i32, vp, ctypes.c_char_p, ctypes.POINTER(cstr))
+        self.peek_type = declare("sd_bus_message_peek_type", i32, vp, ct.c_char_p, ct.POINTER(cstr))
         self.read_basic = declare("sd_bus_message_read_basic", i32, vp, char, vp)
-        self.read_array = declare(
-            "sd_bus_message_read_array", i32, vp, char, pvp, ctypes.POINTER(ctypes.c_size_t)
-        )
+        self.read_array = declare("sd_bus_message_read_array", i32, vp, char, pvp, ct.POINTER(ct.c_size_t))
         self.enter_container = declare("sd_bus_message_enter_container", i32, vp, char, cstr)
         self.exit_container = declare("sd_bus_message_exit_container", i32, vp)
 
@@ -373,7 +436,7 @@ class Bus:
         if not size.value:
             return b"" if elem == "y" else []
         if elem == "y":
-            return bytes(ct.string_at(ptr, size.value))
+            return ct.string_at(ptr.value or 0, size.value)
         ctype = getattr(ct, FIXED[elem][0])
         array = (ctype * (size.value // ct.sizeof(ctype))).from_address(ptr.value or 0)
         return list(array)
