@@ -60,6 +60,8 @@ OP_LABELS = {
 }
 PEERS = ("runc", "crun")
 SUBJECT = "oci-systemd"
+# --baseline CMD: another build of oci-systemd, timed interleaved with SUBJECT (an A/B in one run).
+BASELINE = "baseline"
 
 FULL = {"iterations": 40, "warmup": 3, "memory": 20, "throughput": 50, "parallel": 2}
 QUICK = {"iterations": 3, "warmup": 1, "memory": 3, "throughput": 6, "parallel": 2}
@@ -521,12 +523,13 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    names = [n for n in (SUBJECT, *PEERS) if n in results["runtimes"]]
+    names = [n for n in (SUBJECT, BASELINE, *PEERS) if n in results["runtimes"]]
+    versus = [n for n in (BASELINE, *PEERS) if n in names or n in PEERS]
     lines = []
     head = f"{'operation (ms)':<26}"
     for n in names:
         head += f"{n + ' med':>16}{'p90':>8}"
-    head += f"{'vs runc':>10}{'vs crun':>10}"
+    head += "".join(f"{'vs ' + ('base' if n == BASELINE else n):>10}" for n in versus)
     lines.append(head)
     lines.append("-" * len(head))
     for op in OPS:
@@ -536,9 +539,7 @@ def render(results: dict[str, Any]) -> str:
             s = results["ops"][n][op]
             med[n] = s.get("median")
             row += f"{fmt_ms(s.get('median')):>16}{fmt_ms(s.get('p90')):>8}"
-        row += (
-            f"{ratio(med.get(SUBJECT), med.get('runc')):>10}{ratio(med.get(SUBJECT), med.get('crun')):>10}"
-        )
+        row += "".join(f"{ratio(med.get(SUBJECT), med.get(n)):>10}" for n in versus)
         lines.append(row)
     lines.append("")
     mem = results.get("memory", {})
@@ -558,7 +559,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{m['scope_processes']:>13.0f}{m['scope_pss_kb']:>11.0f}  {m['waiting_process']}"
             )
         if SUBJECT in mem:
-            for peer in PEERS:
+            for peer in (BASELINE, *PEERS):
                 if peer in mem:
                     lines.append(
                         f"  {SUBJECT} PSS / {peer}: {mem[SUBJECT]['pss_kb'] / mem[peer]['pss_kb']:.2f}x, "
@@ -578,7 +579,7 @@ def render(results: dict[str, Any]) -> str:
                 failed = f"  ({t['failed']} failed)" if t["failed"] else ""
                 lines.append(f"{n:<13}{t['per_second']:>8.1f} containers/s  ({t['seconds']:.1f} s){failed}")
         if SUBJECT in tp:
-            for peer in PEERS:
+            for peer in (BASELINE, *PEERS):
                 if peer in tp and tp[peer]["per_second"]:
                     lines.append(
                         f"  {SUBJECT} / {peer}: {tp[SUBJECT]['per_second'] / tp[peer]['per_second']:.2f}x"
@@ -647,6 +648,10 @@ def outer(args: argparse.Namespace) -> int:
         "crun": [shutil.which("crun") or "/usr/bin/crun"],
     }
     chosen = args.runtimes.split(",") if args.runtimes else list(all_runtimes)
+    if args.baseline:
+        all_runtimes[BASELINE] = shlex.split(args.baseline)
+        chosen = [n for n in chosen if n != BASELINE]
+        chosen.insert(chosen.index(SUBJECT) + 1 if SUBJECT in chosen else 0, BASELINE)
     own_sandbox = args.sandbox is None
     name = args.sandbox or f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -728,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtimes", help="comma-separated subset of oci-systemd,runc,crun")
     p.add_argument(
         "--oci-systemd", help="the oci-systemd command to time (default: this venv's entry point)"
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="CMD",
+        help="also time this oci-systemd command (another build), interleaved with --oci-systemd "
+        "iteration by iteration; the table gets a `vs base` column",
     )
     p.add_argument("--sandbox", help="use this running sandbox instead of booting (and stopping) one")
     p.add_argument("--json", help="write the JSON here instead of benchmarks/results/<timestamp>.json")
