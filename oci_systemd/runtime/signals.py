@@ -1,15 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Signals: parsing runc's signal names and forwarding signals to a foreground container.
+"""Signals forwarded to a foreground container (run, exec without --detach), as runc does.
 
-`_signal`, the C module, not `signal`: `signal` builds its enums at import (~1 ms with enum),
-and kill, run and exec parse a signal name on every call.
+`_signal`, the C module, not `signal`: `signal` builds its enums at import (~1 ms with enum).
+(kill's signal names are parsed in verbs/kill.py, its only reader.)
 """
 
 from __future__ import annotations
 
 import os
-
-from oci_systemd.errors import OciSystemdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,40 +17,6 @@ if TYPE_CHECKING:
     from oci_systemd.runtime.terminal import Relay
 else:
     import _signal
-
-
-def parse_signal(text: str) -> int:
-    """`TERM`, `SIGTERM`, `term`, `15`, `SIGRTMIN+3` -> signal number."""
-    name = text.strip().upper()
-    if name.isdigit():
-        num = int(name)
-        if 0 < num < _signal.SIGRTMAX + 1:
-            return num
-        raise OciSystemdError(f"invalid signal: {text}")
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
-        base = _signal.SIGRTMIN if name.startswith("SIGRTMIN") else _signal.SIGRTMAX
-        try:
-            off = int(name[9:])
-        except ValueError:
-            raise OciSystemdError(f"unknown signal {text!r}") from None
-        num = base + off if base == _signal.SIGRTMIN else base - off
-        if _signal.SIGRTMIN <= num <= _signal.SIGRTMAX:
-            return num
-        raise OciSystemdError(f"invalid signal: {text}")
-    found = _signal_number(name)
-    if found is None:
-        raise OciSystemdError(f"unknown signal {text!r}")
-    return found
-
-
-def _signal_number(name: str) -> int | None:
-    """SIGTERM -> 15, as signal.Signals[name] (aliases such as SIGIOT included)."""
-    if name.startswith("SIG_") or not name.isupper():  # SIG_DFL, SIG_BLOCK... are not signals
-        return None
-    value = getattr(_signal, name, None)
-    return int(value) if isinstance(value, int) else None
 
 
 def wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:

@@ -12,9 +12,9 @@ import pytest
 from oci_systemd.errors import OciSystemdError, SpecError
 from oci_systemd.runtime import listen_fds, pid_file
 from oci_systemd.runtime.placement import scope_for
-from oci_systemd.runtime.signals import parse_signal
 from oci_systemd.runtime.systemd import unit_name_escape
 from oci_systemd.runtime.verbs import exec as exec_verb
+from oci_systemd.runtime.verbs.kill import parse_signal
 
 if TYPE_CHECKING:
     from oci_systemd.container import config

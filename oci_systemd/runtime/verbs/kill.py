@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`kill`: a signal to the container's init, or with --all to every process of its unit."""
+"""`kill`: a signal to the container's init, or with --all to every process of its unit; runc's
+signal names (`TERM`, `SIGTERM`, `15`, `SIGRTMIN+3`) parsed here, kill being their only reader."""
 
 from __future__ import annotations
 
 import os
 
-from oci_systemd.errors import ContainerNotRunningError, SyscallError
+from oci_systemd.errors import ContainerNotRunningError, OciSystemdError, SyscallError
 from oci_systemd.runtime import status
-from oci_systemd.runtime.signals import parse_signal
 from oci_systemd.runtime.state import Status, process_start_time
 from oci_systemd.runtime.transitions import log_event
 
@@ -75,3 +75,37 @@ def signal_init(record: Record, signum: int) -> None:
             raise SyscallError.from_oserror("pidfd_send_signal", exc) from exc
     finally:
         os.close(pidfd)
+
+
+def parse_signal(text: str) -> int:
+    """`TERM`, `SIGTERM`, `term`, `15`, `SIGRTMIN+3` -> signal number."""
+    name = text.strip().upper()
+    if name.isdigit():
+        num = int(name)
+        if 0 < num < _signal.SIGRTMAX + 1:
+            return num
+        raise OciSystemdError(f"invalid signal: {text}")
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
+        base = _signal.SIGRTMIN if name.startswith("SIGRTMIN") else _signal.SIGRTMAX
+        try:
+            off = int(name[9:])
+        except ValueError:
+            raise OciSystemdError(f"unknown signal {text!r}") from None
+        num = base + off if base == _signal.SIGRTMIN else base - off
+        if _signal.SIGRTMIN <= num <= _signal.SIGRTMAX:
+            return num
+        raise OciSystemdError(f"invalid signal: {text}")
+    found = _signal_number(name)
+    if found is None:
+        raise OciSystemdError(f"unknown signal {text!r}")
+    return found
+
+
+def _signal_number(name: str) -> int | None:
+    """SIGTERM -> 15, as signal.Signals[name] (aliases such as SIGIOT included)."""
+    if name.startswith("SIG_") or not name.isupper():  # SIG_DFL, SIG_BLOCK... are not signals
+        return None
+    value = getattr(_signal, name, None)
+    return int(value) if isinstance(value, int) else None
