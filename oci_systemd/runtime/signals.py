@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Signals forwarded to a foreground container (run, exec without --detach), as runc does.
+"""The wait for a foreground container (run, exec without --detach), as runc's: the runtime
+becomes the child subreaper, forwards signals and returns the container's exit status.
 
 `_signal`, the C module, not `signal`: `signal` builds its enums at import (~1 ms with enum).
 (kill's signal names are parsed in verbs/kill.py, its only reader.)
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from oci_systemd.errors import SyscallError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
@@ -17,6 +20,27 @@ if TYPE_CHECKING:
     from oci_systemd.runtime.terminal import Relay
 else:
     import _signal
+
+
+PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
+
+
+def become_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): the container's init, a grandchild (the idler forks
+    it), is re-parented to us, so `wait_forwarding_signals` can wait for it. Through the C
+    module `_ctypes` (as interpreter.py): container/linux.py loads the ctypes package, ~2 ms of
+    `run`'s imports for this one call."""
+    import _ctypes
+
+    class Libc:  # what CFuncPtr((name, dll)) reads: dlopen(NULL), our own symbols
+        _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+
+    class Function(_ctypes.CFuncPtr):  # returns a C int; libffi widens the int arguments
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+
+    prctl = Function(("prctl", Libc()))  # type: ignore[arg-type]  # duck-typed like CDLL
+    if prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise SyscallError("prctl", "PR_SET_CHILD_SUBREAPER", _ctypes.get_errno())
 
 
 def wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:

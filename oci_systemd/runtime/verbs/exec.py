@@ -24,7 +24,7 @@ from oci_systemd.runtime.config_warnings import warn_about_capabilities
 from oci_systemd.runtime.idler_client import reap_quietly
 from oci_systemd.runtime.listen_fds import check_passed_fds
 from oci_systemd.runtime.pid_file import write_pid_file
-from oci_systemd.runtime.signals import wait_forwarding_signals
+from oci_systemd.runtime.signals import become_subreaper, wait_forwarding_signals
 from oci_systemd.runtime.state import Status
 from oci_systemd.runtime.transitions import log_event
 
@@ -113,10 +113,8 @@ def _exec(
         "extra_fds": preserve_fds,
         "listen_fds": 0,
     }
-    if not detach:  # ctypes (linux) costs ~1.5 ms: only when we wait for the process
-        from oci_systemd.container import linux
-
-        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    if not detach:  # only when we wait for the process
+        become_subreaper()
     try:
         fork = _may_fork_exec_helper(config, process, rt.store.dir(cid))
     except FileNotFoundError:

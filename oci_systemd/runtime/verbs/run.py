@@ -4,7 +4,7 @@ signals forwarded, the pty relayed, the exit status returned, the container dele
 
 from __future__ import annotations
 
-from oci_systemd.runtime.signals import wait_forwarding_signals
+from oci_systemd.runtime.signals import become_subreaper, wait_forwarding_signals
 from oci_systemd.runtime.transitions import log_event
 from oci_systemd.runtime.verbs.start import start_keeping_proxy
 
@@ -28,7 +28,6 @@ def run(
     detach: bool = False,
     keep: bool = False,
 ) -> int:
-    from oci_systemd.container import linux
     from oci_systemd.runtime.placement import choose_placement
 
     placement = choose_placement(run=True)
@@ -49,7 +48,7 @@ def run(
     listener = None
     if not detach:
         # The init is a grandchild (the idler forks it); as subreaper we can wait for it.
-        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        become_subreaper()
         if not console_socket:  # process.terminal: runc's and crun's pty relay
             from oci_systemd.runtime.terminal import ConsoleListener
 
