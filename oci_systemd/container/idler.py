@@ -91,9 +91,11 @@ def _close_other_fds(keep: set[int]) -> None:
 
 
 def _create(chan: Channel, plan: CreatePlan) -> None:
-    from oci_systemd.container import hooks, mounts, namespaces, process
+    from oci_systemd.container import mounts, namespaces, process
 
     cfg = plan["config"]
+    if cfg.get("hooks"):  # the hooks' module only for a config that has some (most have none)
+        from oci_systemd.container import hooks
     linux = cfg.get("linux") or {}
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _die_on_signal)
@@ -158,9 +160,13 @@ def _create(chan: Channel, plan: CreatePlan) -> None:
 
     rootfs = plan["rootfs"]
     mounts.prepare_rootfs(cfg, rootfs=rootfs, bundle=plan["bundle"], sources=sources)
-    hooks.run_stage(
-        "createContainer", cfg.get("hooks"), _hook_state(plan, "created"), default_env=proc.get("env") or []
-    )
+    if cfg.get("hooks"):
+        hooks.run_stage(
+            "createContainer",
+            cfg.get("hooks"),
+            _hook_state(plan, "created"),
+            default_env=proc.get("env") or [],
+        )
     mounts.enter_rootfs(cfg, rootfs, no_pivot=plan["no_pivot"])
     forbid_imports()
     process.make_cwd(proc)  # before finish_rootfs makes / read-only, as runc
@@ -332,7 +338,7 @@ def _exec_process(
         personality=linux.get("personality"),
         seccomp_notify=lambda fd: _hand_over_notify_fd(peer, fd),
     )
-    if hook_state is not None:
+    if hook_state is not None and plan["config"].get("hooks"):
         # The hook is the image's binary: it runs as the process will, with its credentials,
         # capabilities, no_new_privs and seccomp filter, never with the idler's privileges
         # (runc runs them after finalizeNamespace and seccomp, right before exec).

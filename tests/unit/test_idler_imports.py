@@ -29,12 +29,13 @@ FORBIDDEN = {
 }
 
 # The idler's launcher (runtime._minimal_python), then what create and exec import and
-# preload up to the point where the idler blocks, for a config without hooks, seccomp or tty.
+# preload up to the point where the idler blocks, for a config without hooks (the hooks module
+# is imported only for a config with some), seccomp or tty.
 _CREATE_PATH = """
 import sys
 sys.path.insert(0, {root!r})
 import oci_systemd.container.idler as idler
-from oci_systemd.container import channel, hooks, mounts, namespaces, process, protocol
+from oci_systemd.container import channel, mounts, namespaces, process, protocol
 process.preload({{}})
 idler._preload_for_after_pivot({{}}, tty_wanted=False)
 print("\\n".join(sorted(sys.modules)))
