@@ -9,7 +9,6 @@ import os
 from oci_systemd import jsonio
 from oci_systemd.errors import SpecError
 from oci_systemd.runtime.spec.fields import ALNUM, DIGITS, Obj, key_path, trusted, type_name
-from oci_systemd.runtime.spec.hooks import check_hooks
 from oci_systemd.runtime.spec.linux import check_linux, has_namespace
 from oci_systemd.runtime.spec.mounts import check_mount, check_root
 from oci_systemd.runtime.spec.process import parse_process
@@ -64,7 +63,10 @@ def parse(raw: object) -> config.Config:
     o.items("mounts", check_mount)
     _check_without_mount_ns(cfg)
     o.check("process", parse_process)
-    o.check("hooks", check_hooks)
+    if o.has("hooks"):  # spec/hooks.py only for a config with hooks (most have none)
+        from oci_systemd.runtime.spec.hooks import check_hooks
+
+        o.check("hooks", check_hooks)
     return cfg
 
 

@@ -21,7 +21,6 @@ from oci_systemd.runtime.spec.fields import (
 )
 from oci_systemd.runtime.spec.mounts import check_id_mapping
 from oci_systemd.runtime.spec.resources import parse_resources
-from oci_systemd.runtime.spec.seccomp import check_seccomp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +60,10 @@ def check_linux(raw: object, path: str) -> config.Linux:
     o.opt_str("cgroupsPath")
     o.check("resources", parse_resources)
     o.opt_enum("rootfsPropagation", ROOTFS_PROPAGATIONS, "rootfs propagation")
-    o.check("seccomp", check_seccomp)
+    if o.has("seccomp"):  # its checks and tables (container/seccomp.py) only for a filter
+        from oci_systemd.runtime.spec.seccomp import check_seccomp
+
+        o.check("seccomp", check_seccomp)
     o.str_map("sysctl")
     o.strs("maskedPaths")
     o.strs("readonlyPaths")
