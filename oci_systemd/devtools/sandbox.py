@@ -8,6 +8,8 @@ cgroup, uts and ipc namespaces, following shared/notes/systemd-sandbox.md:
 * one cgroup2 subtree per instance (two instances in one subtree break each other);
 * private tmpfs on /run, /tmp and /var/tmp, and only our own unit directory: with the host's
   unit directories sysinit.target pulls systemd-tmpfiles-setup, which once wiped the host's /tmp;
+* a private tmpfs on /var/log too, for a persistent journal that is not the host's
+  (`_private_journal`);
 * every record (pid, console log, units) lives in /var/lib/oci-systemd/sandbox/<name>/, never in
   the host's /run or /tmp.
 
@@ -23,6 +25,7 @@ host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid names
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import re
@@ -76,6 +79,8 @@ _COPIED_UNITS = (
     "systemd-journald.socket",
     "systemd-journald-dev-log.socket",
     "systemd-journald.service",
+    # `journalctl --flush` once journald runs: only then does it write to /var/log/journal.
+    "systemd-journal-flush.service",
 )
 
 # What a user's manager needs from the system manager (shared/notes/systemd-sandbox.md).
@@ -238,7 +243,7 @@ def _write_units(unit_dir: Path) -> None:
         "Description=oci-systemd sandbox: system bus and journal\n"
         f"Requires={sockets}\n"
         f"After={sockets}\n"
-        "Wants=systemd-journald.service dbus.service\n"
+        "Wants=systemd-journald.service systemd-journal-flush.service dbus.service\n"
         "AllowIsolate=yes\n"
     )
 
@@ -282,12 +287,26 @@ def _setup_inner_mounts(console_log: Path) -> None:
     mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
     mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     Path("/run/systemd/system").mkdir(parents=True)
-    dropin = Path("/run/systemd/journald.conf.d")
-    dropin.mkdir(parents=True)
-    # Keep the journal in the private /run, never in the host's /var/log/journal.
-    (dropin / "oci-systemd-sandbox.conf").write_text("[Journal]\nStorage=volatile\n")
+    _private_journal()
     # systemd writes early failures to /dev/console only.
     mount(os.fspath(console_log), "/dev/console", None, MS_BIND)
+
+
+def _private_journal() -> None:
+    """A persistent journal on a tmpfs of the sandbox's own over /var/log (the host's /var/log
+    and its journal stay untouched). Persistent, because journald splits off each user's
+    entries (user-UID.journal, which an ACL lets that user read: `journalctl --user`) only in
+    /var/log/journal; a volatile journal is one file in /run that only root can read."""
+    mount("tmpfs", "/var/log", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
+    journal = Path("/var/log/journal")
+    journal.mkdir()
+    # As systemd's tmpfiles.d/systemd.conf has it: the files inherit group systemd-journal.
+    with contextlib.suppress(KeyError):
+        os.chown(journal, 0, grp.getgrnam("systemd-journal").gr_gid)
+    journal.chmod(0o2755)
+    dropin = Path("/run/systemd/journald.conf.d")
+    dropin.mkdir(parents=True)
+    (dropin / "oci-systemd-sandbox.conf").write_text("[Journal]\nStorage=persistent\n")
 
 
 def _systemd_env(rec: Path) -> dict[str, str]:

@@ -49,6 +49,15 @@ def test_private_tmp(sandbox: Sandbox) -> None:
         sandbox.host_path(f"/tmp/{marker}").unlink()
 
 
+def test_persistent_journal_of_its_own(sandbox: Sandbox) -> None:
+    """The journal is flushed to /var/log/journal (where journald splits off each user's
+    file), and that /var/log is the sandbox's tmpfs, not the host's."""
+    header = _run(sandbox, ["journalctl", "--header", "-n0"]).stdout
+    assert "File path: /var/log/journal/" in header, header
+    assert _run(sandbox, ["findmnt", "-n", "-o", "FSTYPE", "/var/log"]).stdout.strip() == "tmpfs"
+    assert os.stat(sandbox.host_path("/var/log")).st_dev != os.stat("/var/log").st_dev
+
+
 def _sandbox_mounts() -> list[str]:
     """Host mount table lines that mention the sandbox's records or cgroup."""
     needle = ("oci-systemd-sandbox-", os.fspath(sandboxes.RECORD_ROOT))
