@@ -24,7 +24,7 @@ import engines
 import pytest
 import users
 from test_lifecycle import Container, wait_for
-from test_systemd_native import INIT_SRC, UNITS, _compile_static
+from test_systemd_native import INIT_SRC, MESSAGE_IDS, UNITS, _compile_static, _journal
 
 from oci_systemd.devtools.sandbox import Sandbox, UserSession
 
@@ -588,3 +588,81 @@ def test_user_unit_type_notify_waits_for_ready(
         user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
     wait_for(lambda: c.show("LoadState") == {"LoadState": "not-found"})
     assert not (state_root(user) / c.id).exists()
+
+
+def _user_journal(user: UserSession, *args: str) -> list[dict[str, Any]]:
+    """journalctl run by the user (-o json): what its own journal files let it read."""
+    argv = ["journalctl", "--no-pager", "-o", "json", *args]
+    proc = user.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _ours(entries: list[dict[str, Any]], cid: str) -> dict[str, str]:
+    """MESSAGE_ID -> MESSAGE of the container's lifecycle entries among `entries`."""
+    return {
+        e["MESSAGE_ID"]: e["MESSAGE"] for e in entries if e.get("CONTAINER_ID") == cid and "MESSAGE_ID" in e
+    }
+
+
+@pytest.mark.skipif(bool(os.environ.get("OCI_RUNTIME")), reason="oci-systemd's own journal entries")
+def test_user_unit_lifecycle_reaches_the_users_journal(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    """journald keeps a user's entries in user-UID.journal (the sandbox's journal is persistent
+    for that), readable by the user alone: `journalctl --user -u` shows the unit's lifecycle and
+    the program's output, and root's containers stay out of the user's sight."""
+    _, root_id = bundles.run_and_get_output(sandbox, bundles.base_config(), ["true"])
+    c = make(
+        ["sh", "-c", 'echo "hello from $0"; trap "exit 0" TERM; while :; do sleep 0.1; done', "user-unit"]
+    )
+    service, scope = f"oci-scope@{c.id}.service", f"oci-systemd-{c.id}.scope"
+    try:
+        _systemctl_user(user, "start", service)
+        # The line is the container's (its writer is in the scope); wait before stopping it.
+        wait_for(
+            lambda: any(
+                e.get("MESSAGE") == "hello from user-unit"
+                for e in _user_journal(user, "--user", "-u", scope)
+            )
+        )
+        _systemctl_user(user, "stop", service)
+    finally:
+        user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
+    sandbox.run(["journalctl", "--sync"], check=True)
+    lifecycle = {MESSAGE_IDS[event] for event in ("created", "started", "exited", "deleted")}
+    # The runtime runs in the service: journald names it by _SYSTEMD_USER_UNIT.
+    assert lifecycle <= _ours(_user_journal(user, "--user", "-u", service), c.id).keys()
+    # The scope is named by USER_UNIT=, what `--user -u` matches with the user's own _UID.
+    in_scope = _user_journal(user, "--user", "-u", scope)
+    assert lifecycle <= _ours(in_scope, c.id).keys()
+    assert "hello from user-unit" in {e.get("MESSAGE") for e in in_scope}
+
+    # Root's container is in the system journal (root sees it), which the user cannot read:
+    # even without --user, the user sees only entries of its own uid.
+    assert _ours(_journal(sandbox, f"CONTAINER_ID={root_id}"), root_id)
+    assert _user_journal(user, f"CONTAINER_ID={root_id}") == []
+    everything = _user_journal(user)
+    assert {e["_UID"] for e in everything} == {str(user.uid)}
+    assert _ours(everything, c.id) and not _ours(everything, root_id)
+
+
+@pytest.mark.skipif(bool(os.environ.get("OCI_RUNTIME")), reason="oci-systemd's own journal entries")
+def test_forwarded_output_reaches_the_users_journal(
+    sandbox: Sandbox, user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    """The journald annotation for a user's container: the forwarder's entries are the user's
+    to read, under the scope. The forwarder is in the scope, so journald names it; USER_UNIT=
+    still names the scope when the forwarder has exited before journald reads its last lines."""
+
+    def to_journal(conf: dict[str, Any]) -> None:
+        conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
+
+    c = make(["sh", "-c", "echo to-stdout; echo to-stderr >&2"], to_journal)
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    sandbox.run(["journalctl", "--sync"], check=True)
+    shown = _user_journal(user, "--user", "-u", c.scope, f"CONTAINER_ID={c.id}")
+    lines = {e.get("MESSAGE"): e for e in shown if "OCI_STREAM" in e}
+    assert lines["to-stdout"]["OCI_STREAM"] == "stdout" and lines["to-stderr"]["PRIORITY"] == "3", shown
+    assert lines["to-stdout"]["USER_UNIT"] == c.scope
