@@ -94,10 +94,13 @@ def test_a_user_gets_a_user_scope_in_app_slice(as_user: None) -> None:
     assert placement.placement_of({"placement": "user-scope"}) is chosen
 
 
-def test_a_user_cannot_ask_for_the_unit_mode(as_user: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_users_unit_mode_is_in_the_users_manager(as_user: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(placement.PLACEMENT_ENV, "service")
-    with pytest.raises(Exception, match="not there for a user's manager"):
-        placement.choose_placement(run=True)
+    chosen = placement.choose_placement(run=True)
+    assert chosen.kind == placement.USER_SERVICE and chosen.hands_over
+    assert placement.placement_of({"placement": "user-service"}) is chosen
+    with pytest.raises(Exception, match="is for `oci-systemd run`"):
+        placement.choose_placement()
 
 
 def test_own_id_maps_are_fine(as_user: None) -> None:

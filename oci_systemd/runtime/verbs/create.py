@@ -191,6 +191,10 @@ def prepare(
         systemd_cgroup=rt.systemd_cgroup,
         placement=placement.kind,
     )
+    if placement.hands_over:  # the container's cgroup is below the service's, not a unit's own
+        from oci_systemd.runtime.service_unit import container_cgroup
+
+        record["cgroup"] = container_cgroup()
     if notify is not None:
         record["notify_socket"], record["notify_mode"] = notify
     if (linux.get("seccomp") or {}).get("listenerPath"):
