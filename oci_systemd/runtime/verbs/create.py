@@ -44,6 +44,9 @@ def create(
 
     `console_listener` (a foreground `run`): with process.terminal and no console socket,
     the pty master comes to that listener, bound in the state directory."""
+    from oci_systemd.runtime import rootless
+
+    rootless.check_flag(rt.rootless_flag)
     validate_id(cid)
     placement, plan, record, props = prepare(
         rt,
