@@ -700,12 +700,21 @@ def test_rootless_podman_overlay_storage_run_exec_stop_rm(
 # -- units/ as user units ----------------------------------------------------------------------
 
 
+# Both kinds of units/, as the user's own: the scope with its relay, and the unit mode.
+USER_UNIT_FILES = (
+    "oci-scope@.service",
+    "oci-scope@.socket",
+    "oci-container@.service",
+    "oci-container@.socket",
+)
+
+
 @pytest.fixture(scope="module")
 def user_units(user: UserSession) -> Iterator[str]:
-    """units/oci-scope@.{service,socket} as the user's units (in its runtime unit directory,
-    $XDG_RUNTIME_DIR/systemd/user; the unit mode of oci-container@ is root's only, so far),
-    with this checkout's runtime and the tests' bundles' directory. The socket is at %t, the
-    user's runtime directory, as the unit file says. Yields the bundles' directory."""
+    """units/oci-scope@.* and oci-container@.* as the user's units (in its runtime unit
+    directory, $XDG_RUNTIME_DIR/systemd/user), with this checkout's runtime and the tests'
+    bundles' directory. The sockets are at %t, the user's runtime directory, as the unit files
+    say. Yields the bundles' directory."""
     sb = user.sandbox
     containers = f"{bundles.INNER_WORKDIR}/rootless"
     unit_dir = sb.host_path(f"{user.runtime_dir}/systemd/user")
@@ -715,14 +724,14 @@ def user_units(user: UserSession) -> Iterator[str]:
         "/usr/bin/oci-systemd": runtime,
         "OCI_CONTAINERS_DIR=%S/oci-containers": f"OCI_CONTAINERS_DIR={containers}",
     }
-    for unit in ("oci-scope@.service", "oci-scope@.socket"):
+    for unit in USER_UNIT_FILES:
         text = (UNITS / unit).read_text()
         for old, new in replacements.items():
             text = text.replace(old, new)
         (unit_dir / unit).write_text(text)
     _systemctl_user(user, "daemon-reload")
     yield containers
-    for unit in ("oci-scope@.service", "oci-scope@.socket"):
+    for unit in USER_UNIT_FILES:
         (unit_dir / unit).unlink(missing_ok=True)
     _systemctl_user(user, "daemon-reload")
 
@@ -731,7 +740,8 @@ def _systemctl_user(user: UserSession, *args: str, timeout: float = 60) -> subpr
     proc = user.run(
         ["systemctl", "--user", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
-    assert proc.returncode == 0, proc.stderr
+    units = [a for a in args if a.endswith((".service", ".socket"))]
+    assert proc.returncode == 0, proc.stderr + "".join(_user_unit_journal(user, u) for u in units)
     return proc
 
 
@@ -814,3 +824,176 @@ def test_user_unit_type_notify_waits_for_ready(
         user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
     wait_for(lambda: c.show("LoadState") == {"LoadState": "not-found"})
     assert not (state_root(user) / c.id).exists()
+
+
+# -- the unit mode in the user's manager (oci-container@ as a user unit) -----------------------
+
+
+def _manager_pid(user: UserSession) -> int:
+    out = user.sandbox.run(
+        ["systemctl", "show", user.unit, "-p", "MainPID", "--value"], capture_output=True, text=True
+    )
+    return int(out.stdout)
+
+
+def _user_unit_journal(user: UserSession, unit: str, field: str = "_SYSTEMD_USER_UNIT") -> str:
+    """The lines journald filed under the user's unit (read as root: the sandbox's journal is
+    volatile, so there is no per-user journal file for the user to read); USER_UNIT= for what
+    the user's manager logged about it."""
+    argv = ["journalctl", "--no-pager", "-o", "cat", f"{field}={unit}"]
+    return str(user.sandbox.run(argv, capture_output=True, text=True).stdout)
+
+
+def _ps_args(sb: Sandbox, pid: int) -> str:
+    out = sb.run(["cat", f"/proc/{pid}/cmdline"], capture_output=True, text=True, check=False)
+    return str(out.stdout).replace("\0", " ")
+
+
+def _stop_user_units(user: UserSession, *units: str) -> None:
+    user.run(["systemctl", "--user", "stop", *units], capture_output=True, timeout=60, check=False)
+    user.run(["systemctl", "--user", "reset-failed", *units], capture_output=True, timeout=60, check=False)
+
+
+def test_user_unit_mode_the_container_is_the_service(
+    user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    loop = "trap 'echo got TERM; exit 0' TERM; echo hello from the container; while :; do sleep 0.1; done"
+    c = make(["sh", "-c", loop])
+    service = f"oci-container@{c.id}.service"
+    try:
+        _systemctl_user(user, "start", service)
+        assert _user_show(user, service, "ActiveState") == "active"
+        main = int(_user_show(user, service, "MainPID"))
+        assert c.state()["pid"] == main
+        status = _ps_status(user.sandbox, main)
+        # The user manager's own child (it is a subreaper): the runtime and the idler exited.
+        assert int(status["PPid"]) == _manager_pid(user)
+        cgroup = user.sandbox.run(["cat", f"/proc/{main}/cgroup"], capture_output=True, text=True).stdout
+        manager = f"/user.slice/user-{user.uid}.slice/user@{user.uid}.service"
+        [unified] = [line for line in cgroup.splitlines() if line.startswith("0::")]
+        # app.slice/app-oci\x2dcontainer.slice/: the user manager's slice for a template's instances
+        assert unified.startswith(f"0::{manager}/app.slice/") and unified.endswith(f"/{service}/container")
+        procs = user.sandbox.host_path(f"/sys/fs/cgroup{unified[3:].removesuffix('/container')}")
+        wait_for(
+            lambda: all(
+                "oci-systemd" not in _ps_args(user.sandbox, int(pid))
+                and "oci_systemd" not in _ps_args(user.sandbox, int(pid))
+                for path in procs.rglob("cgroup.procs")
+                for pid in path.read_text().split()
+            )
+        )
+        assert c.show("LoadState") == {"LoadState": "not-found"}  # no scope
+        wait_for(lambda: "hello from the container" in _user_unit_journal(user, service))
+        t0 = time.monotonic()
+        _systemctl_user(user, "stop", service)
+        assert time.monotonic() - t0 < 5, "SIGTERM did not reach the program"
+        assert _user_show(user, service, "ActiveState") == "inactive"
+        assert "got TERM" in _user_unit_journal(user, service)
+        manager_says = _user_unit_journal(user, service, field="USER_UNIT")  # the manager's own lines
+        assert "Started" in manager_says and "not our child" not in manager_says
+    finally:
+        _stop_user_units(user, service)
+    assert not (state_root(user) / c.id).exists()
+
+
+def _ps_status(sb: Sandbox, pid: int) -> dict[str, str]:
+    out = sb.run(["cat", f"/proc/{pid}/status"], capture_output=True, text=True, check=True).stdout
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+def test_user_unit_mode_exit_status_and_restart(
+    user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    c = make(["sh", "-c", "echo run; exit 3"])
+    service = f"oci-container@{c.id}.service"
+    dropin = user.sandbox.host_path(f"{user.runtime_dir}/systemd/user/{service}.d")
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "50-test.conf").write_text("[Service]\nRestartSec=100ms\n")
+    try:
+        _systemctl_user(user, "daemon-reload")
+        _systemctl_user(user, "start", service)
+        wait_for(lambda: _user_show(user, service, "ExecMainStatus") == "3", timeout=20)
+        assert _user_show(user, service, "ExecMainCode") == "1"  # CLD_EXITED
+        assert _user_show(user, service, "Result") == "exit-code"
+        wait_for(lambda: int(_user_show(user, service, "NRestarts") or 0) >= 1, timeout=20)
+    finally:
+        _stop_user_units(user, service)
+        shutil.rmtree(dropin, ignore_errors=True)
+        _systemctl_user(user, "daemon-reload")
+    wait_for(lambda: not (state_root(user) / c.id).exists())
+
+
+def test_user_unit_mode_socket_activation_and_ready(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
+    service, socket_unit = f"oci-container@{c.id}.service", f"oci-container@{c.id}.socket"
+    path = f"{user.runtime_dir}/oci-container-{c.id}.sock"
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(20)\n"
+        f"s.connect({path!r})\n"
+        "print(s.makefile().readline().strip())\n"
+    )
+    try:
+        _systemctl_user(user, "start", socket_unit)
+        answer = user.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert answer.stdout.strip() == f"LISTEN_FDS=1 LISTEN_FDNAMES={c.id} LISTEN_PID=1 PID=1", (
+            answer.stderr
+        )
+        assert _user_show(user, service, "ActiveState") == "active"
+        assert int(_user_show(user, service, "MainPID")) == c.state()["pid"]
+    finally:
+        _stop_user_units(user, service, socket_unit)
+    wait_for(lambda: not (state_root(user) / c.id).exists())
+
+    ready = _unit_bundle(
+        sandbox,
+        make,
+        ["/bin/oci-test-init", "notify", "2", "READY=1"],
+        **{"io.github.oci-systemd.notify": "container"},
+    )
+    service = f"oci-container@{ready.id}.service"
+    try:
+        t0 = time.monotonic()
+        _systemctl_user(user, "start", service)
+        elapsed = time.monotonic() - t0
+        assert elapsed >= 2.0, f"systemctl --user start returned after {elapsed:.2f}s, before READY=1"
+        # The program's own READY=1, from the service's main process: the container's init.
+        assert int(_user_show(user, service, "MainPID")) == ready.state()["pid"]
+    finally:
+        _stop_user_units(user, service)
+    wait_for(lambda: not (state_root(user) / ready.id).exists())
+
+
+def test_user_unit_mode_without_delegate_leaves_nothing(
+    user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    """systemd 252's user manager marks no cgroup user.delegate=1: Delegate= is asked over the
+    bus, after the idler exists, and the refusal must take it away again."""
+    c = make(["true"])
+    service = f"oci-container@{c.id}.service"
+    dropin = user.sandbox.host_path(f"{user.runtime_dir}/systemd/user/{service}.d")
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "50-test.conf").write_text("[Service]\nDelegate=no\nRestart=no\n")
+    try:
+        _systemctl_user(user, "daemon-reload")
+        started = user.run(
+            ["systemctl", "--user", "start", service],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert started.returncode != 0
+        assert "has no Delegate=yes" in _user_unit_journal(user, service)
+        assert _user_show(user, service, "ActiveState") == "failed"
+        assert not (state_root(user) / c.id).exists()
+        assert c.id not in user.sandbox.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    finally:
+        _stop_user_units(user, service)
+        shutil.rmtree(dropin, ignore_errors=True)
+        _systemctl_user(user, "daemon-reload")
