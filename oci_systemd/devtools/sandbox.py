@@ -16,7 +16,10 @@ cgroup, uts and ipc namespaces, following shared/notes/systemd-sandbox.md:
 A local user's own systemd manager (`user@UID.service`, for rootless containers) runs inside
 the sandbox on demand (`start_user`, `oci-systemd sandbox exec NAME --user USER -- CMD`): the
 distribution's user@.service, user-runtime-dir@.service and user.slice are copied into the
-sandbox's private /run/systemd/system, never enabled on the host.
+sandbox's private /run/systemd/system, never enabled on the host. A user's own slirp4netns and
+fuse-overlayfs (rootless podman's network and storage) open /dev/net/tun and /dev/fuse: the
+sandbox's mount namespace has nodes of its own for them, mode 0666 as udev makes them on a
+systemd host (`_give_users_devices`); the host's nodes keep their mode.
 
 The launcher forks twice so that no launcher process is left behind: the recorded pid is the
 host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid namespace.
@@ -31,6 +34,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -48,6 +52,7 @@ from oci_systemd.container.linux import (
     CLONE_NEWNS,
     CLONE_NEWPID,
     CLONE_NEWUTS,
+    MNT_DETACH,
     MS_BIND,
     MS_NODEV,
     MS_NOEXEC,
@@ -55,6 +60,7 @@ from oci_systemd.container.linux import (
     MS_PRIVATE,
     MS_REC,
     mount,
+    umount2,
     unshare,
 )
 from oci_systemd.errors import SandboxError
@@ -253,6 +259,12 @@ def _write_units(unit_dir: Path) -> None:
 
 
 _PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
+# Device nodes an unprivileged user opens. udev's default rules (50-udev-default.rules) make them
+# 0666 on a systemd host; without udev (this project's build machines) they keep the kernel's
+# 0600 root, and a user's slirp4netns or fuse-overlayfs gets EACCES: root of the user's own
+# namespace has no DAC override for a file of a uid it does not map.
+_USER_DEVICES = ("/dev/net/tun", "/dev/fuse")
+_DEVICE_STAGING = "/run/oci-systemd-sandbox-dev"
 
 
 def _open_paths_to_keep() -> list[tuple[str, int]]:
@@ -267,6 +279,30 @@ def _open_paths_to_keep() -> list[tuple[str, int]]:
     return kept
 
 
+def _give_users_devices() -> None:
+    """Bind a node of the sandbox's own (the same device, mode 0666) over each of _USER_DEVICES
+    the host has. The nodes come from a tmpfs (device nodes on the private /run, mounted nodev,
+    would not open) that is detached again at once: only the bind mounts remain, in this mount
+    namespace alone, and die with it."""
+    present = [path for path in _USER_DEVICES if os.path.exists(path)]
+    if not present:
+        return
+    os.mkdir(_DEVICE_STAGING, 0o700)
+    mount("tmpfs", _DEVICE_STAGING, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700")
+    try:
+        for path in present:
+            info = os.stat(path)
+            if not stat.S_ISCHR(info.st_mode):
+                continue
+            node = f"{_DEVICE_STAGING}/{os.path.basename(path)}"
+            os.mknod(node, stat.S_IFCHR | 0o600, info.st_rdev)
+            os.chmod(node, 0o666)  # mknod's mode passes through the umask
+            mount(node, path, None, MS_BIND)
+    finally:
+        umount2(_DEVICE_STAGING, MNT_DETACH)
+        os.rmdir(_DEVICE_STAGING)
+
+
 def _setup_inner_mounts(console_log: Path) -> None:
     """Runs as PID 1 of the new namespaces, before exec'ing systemd."""
     # Nothing mounted here may propagate back to the host.
@@ -278,6 +314,7 @@ def _setup_inner_mounts(console_log: Path) -> None:
     mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    _give_users_devices()
     for path, fd in kept:
         os.makedirs(path, exist_ok=True)
         mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
