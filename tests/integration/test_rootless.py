@@ -28,7 +28,8 @@ import users
 from test_lifecycle import Container, wait_for
 from test_systemd_native import INIT_SRC, MESSAGE_IDS, UNITS, _compile_static, _journal
 
-from oci_systemd.devtools.sandbox import Sandbox, UserSession
+from oci_systemd.devtools.sandbox import Sandbox
+from oci_systemd.devtools.sandbox_users import UserSession
 
 
 @pytest.fixture(scope="module")

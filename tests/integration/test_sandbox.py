@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from oci_systemd.devtools import sandbox as sandboxes
+from oci_systemd.devtools import sandbox_namespaces
 from oci_systemd.devtools.sandbox import Sandbox
 from oci_systemd.errors import SandboxError
 
@@ -72,7 +73,7 @@ def test_users_devices_are_the_sandboxs_own(sandbox: Sandbox, path: str) -> None
     # Another inode than the host's: a node of the sandbox's own, not the host's chmod'ed.
     assert proc.stdout.split()[5] != f"{host.st_dev}:{host.st_ino}"
     # Only the node is the sandbox's: the tmpfs it came from is gone again.
-    assert not sandbox.host_path(sandboxes._DEVICE_STAGING).exists()
+    assert not sandbox.host_path(sandbox_namespaces._DEVICE_STAGING).exists()
 
 
 def _sandbox_mounts() -> list[str]:
