@@ -8,13 +8,18 @@ cgroup, uts and ipc namespaces, following shared/notes/systemd-sandbox.md:
 * one cgroup2 subtree per instance (two instances in one subtree break each other);
 * private tmpfs on /run, /tmp and /var/tmp, and only our own unit directory: with the host's
   unit directories sysinit.target pulls systemd-tmpfiles-setup, which once wiped the host's /tmp;
+* a private tmpfs on /var/log too, for a persistent journal that is not the host's
+  (`_private_journal`);
 * every record (pid, console log, units) lives in /var/lib/oci-systemd/sandbox/<name>/, never in
   the host's /run or /tmp.
 
 A local user's own systemd manager (`user@UID.service`, for rootless containers) runs inside
 the sandbox on demand (`start_user`, `oci-systemd sandbox exec NAME --user USER -- CMD`): the
 distribution's user@.service, user-runtime-dir@.service and user.slice are copied into the
-sandbox's private /run/systemd/system, never enabled on the host.
+sandbox's private /run/systemd/system, never enabled on the host. A user's own slirp4netns and
+fuse-overlayfs (rootless podman's network and storage) open /dev/net/tun and /dev/fuse: the
+sandbox's mount namespace has nodes of its own for them, mode 0666 as udev makes them on a
+systemd host (`_give_users_devices`); the host's nodes keep their mode.
 
 The launcher forks twice so that no launcher process is left behind: the recorded pid is the
 host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid namespace.
@@ -23,11 +28,13 @@ host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid names
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -45,6 +52,7 @@ from oci_systemd.container.linux import (
     CLONE_NEWNS,
     CLONE_NEWPID,
     CLONE_NEWUTS,
+    MNT_DETACH,
     MS_BIND,
     MS_NODEV,
     MS_NOEXEC,
@@ -52,6 +60,7 @@ from oci_systemd.container.linux import (
     MS_PRIVATE,
     MS_REC,
     mount,
+    umount2,
     unshare,
 )
 from oci_systemd.errors import SandboxError
@@ -76,6 +85,8 @@ _COPIED_UNITS = (
     "systemd-journald.socket",
     "systemd-journald-dev-log.socket",
     "systemd-journald.service",
+    # `journalctl --flush` once journald runs: only then does it write to /var/log/journal.
+    "systemd-journal-flush.service",
 )
 
 # What a user's manager needs from the system manager (shared/notes/systemd-sandbox.md).
@@ -238,7 +249,7 @@ def _write_units(unit_dir: Path) -> None:
         "Description=oci-systemd sandbox: system bus and journal\n"
         f"Requires={sockets}\n"
         f"After={sockets}\n"
-        "Wants=systemd-journald.service dbus.service\n"
+        "Wants=systemd-journald.service systemd-journal-flush.service dbus.service\n"
         "AllowIsolate=yes\n"
     )
 
@@ -248,6 +259,12 @@ def _write_units(unit_dir: Path) -> None:
 
 
 _PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
+# Device nodes an unprivileged user opens. udev's default rules (50-udev-default.rules) make them
+# 0666 on a systemd host; without udev (this project's build machines) they keep the kernel's
+# 0600 root, and a user's slirp4netns or fuse-overlayfs gets EACCES: root of the user's own
+# namespace has no DAC override for a file of a uid it does not map.
+_USER_DEVICES = ("/dev/net/tun", "/dev/fuse")
+_DEVICE_STAGING = "/run/oci-systemd-sandbox-dev"
 
 
 def _open_paths_to_keep() -> list[tuple[str, int]]:
@@ -262,6 +279,30 @@ def _open_paths_to_keep() -> list[tuple[str, int]]:
     return kept
 
 
+def _give_users_devices() -> None:
+    """Bind a node of the sandbox's own (the same device, mode 0666) over each of _USER_DEVICES
+    the host has. The nodes come from a tmpfs (device nodes on the private /run, mounted nodev,
+    would not open) that is detached again at once: only the bind mounts remain, in this mount
+    namespace alone, and die with it."""
+    present = [path for path in _USER_DEVICES if os.path.exists(path)]
+    if not present:
+        return
+    os.mkdir(_DEVICE_STAGING, 0o700)
+    mount("tmpfs", _DEVICE_STAGING, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700")
+    try:
+        for path in present:
+            info = os.stat(path)
+            if not stat.S_ISCHR(info.st_mode):
+                continue
+            node = f"{_DEVICE_STAGING}/{os.path.basename(path)}"
+            os.mknod(node, stat.S_IFCHR | 0o600, info.st_rdev)
+            os.chmod(node, 0o666)  # mknod's mode passes through the umask
+            mount(node, path, None, MS_BIND)
+    finally:
+        umount2(_DEVICE_STAGING, MNT_DETACH)
+        os.rmdir(_DEVICE_STAGING)
+
+
 def _setup_inner_mounts(console_log: Path) -> None:
     """Runs as PID 1 of the new namespaces, before exec'ing systemd."""
     # Nothing mounted here may propagate back to the host.
@@ -273,6 +314,7 @@ def _setup_inner_mounts(console_log: Path) -> None:
     mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    _give_users_devices()
     for path, fd in kept:
         os.makedirs(path, exist_ok=True)
         mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
@@ -282,12 +324,26 @@ def _setup_inner_mounts(console_log: Path) -> None:
     mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
     mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     Path("/run/systemd/system").mkdir(parents=True)
-    dropin = Path("/run/systemd/journald.conf.d")
-    dropin.mkdir(parents=True)
-    # Keep the journal in the private /run, never in the host's /var/log/journal.
-    (dropin / "oci-systemd-sandbox.conf").write_text("[Journal]\nStorage=volatile\n")
+    _private_journal()
     # systemd writes early failures to /dev/console only.
     mount(os.fspath(console_log), "/dev/console", None, MS_BIND)
+
+
+def _private_journal() -> None:
+    """A persistent journal on a tmpfs of the sandbox's own over /var/log (the host's /var/log
+    and its journal stay untouched). Persistent, because journald splits off each user's
+    entries (user-UID.journal, which an ACL lets that user read: `journalctl --user`) only in
+    /var/log/journal; a volatile journal is one file in /run that only root can read."""
+    mount("tmpfs", "/var/log", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
+    journal = Path("/var/log/journal")
+    journal.mkdir()
+    # As systemd's tmpfiles.d/systemd.conf has it: the files inherit group systemd-journal.
+    with contextlib.suppress(KeyError):
+        os.chown(journal, 0, grp.getgrnam("systemd-journal").gr_gid)
+    journal.chmod(0o2755)
+    dropin = Path("/run/systemd/journald.conf.d")
+    dropin.mkdir(parents=True)
+    (dropin / "oci-systemd-sandbox.conf").write_text("[Journal]\nStorage=persistent\n")
 
 
 def _systemd_env(rec: Path) -> dict[str, str]:

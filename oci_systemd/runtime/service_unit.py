@@ -179,41 +179,21 @@ def hand_over(init_pid: int, *, ready: bool, timeout: float = BARRIER_TIMEOUT_S)
     the init is reparented to the manager (PID 1; a user's manager, whose pid systemd gives its
     services as MANAGERPID). We wait for that, so that systemd finds it its own child and does
     not log "Supervising process N which is not our child"."""
-    import select
-    import socket
-    import sys
     import time
+
+    from oci_systemd.runtime import sdnotify
 
     manager = int(os.environ.get("MANAGERPID") or 1)
     deadline = time.monotonic() + 1.0
     while parent_pid(init_pid) not in (manager, None) and time.monotonic() < deadline:
         time.sleep(0.001)
-    address = os.environ["NOTIFY_SOCKET"]
-    if address.startswith("@"):
-        address = "\0" + address[1:]
     message = f"MAINPID={init_pid}\n" + ("READY=1\n" if ready else "")
-    r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.send(message.encode())
-            sock.sendmsg(
-                [b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, sys.byteorder))]
-            )
-        os.close(w)
-        w = -1
-        poller = select.poll()
-        poller.register(r, select.POLLHUP)
-        if not poller.poll(int(timeout * 1000)):
-            raise OciSystemdError(
-                f"systemd did not read MAINPID={init_pid} within {timeout:g} s (BARRIER=1)"
-            )
+        read = sdnotify.notify_barrier(message, os.environ["NOTIFY_SOCKET"], timeout=timeout)
     except OSError as exc:
         raise OciSystemdError(f"cannot hand the container over to the service: {exc}") from exc
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
+    if not read:
+        raise OciSystemdError(f"systemd did not read MAINPID={init_pid} within {timeout:g} s (BARRIER=1)")
 
 
 def kill_leaf(record: Record) -> None:

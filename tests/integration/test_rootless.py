@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,7 +27,7 @@ import engines
 import pytest
 import users
 from test_lifecycle import Container, wait_for
-from test_systemd_native import INIT_SRC, UNITS, _compile_static
+from test_systemd_native import INIT_SRC, MESSAGE_IDS, UNITS, _compile_static, _journal
 
 from oci_systemd.devtools.sandbox import Sandbox, UserSession
 
@@ -654,23 +656,55 @@ def test_namespaces_joined_with_their_user_namespace(
 # -- rootless podman -------------------------------------------------------------------------
 
 
-class UserPodman:
-    """podman run by `user` (rootless: its own user namespace, vfs storage under a HOME in the
-    sandbox's /tmp, no network), with oci-systemd as its runtime through engines' wrapper."""
+# A rootless user's own ~/.config/containers/storage.conf: vfs, or overlay with the kernel's
+# overlayfs (mounted in the user's namespace, Linux >= 5.13) or fuse-overlayfs as mount_program.
+# podman 4.3 takes a rootless store's graphroot, runroot and mount_program from this file only:
+# of CONTAINERS_STORAGE_CONF (the system's file) it keeps the driver and puts the store in
+# ~/.local/share/containers, while containers.conf's static_dir (its database) stays where
+# engines.CONTAINERS_CONF says; the exit command (`podman container cleanup`, given --root)
+# then looked in <store>/libpod, found no such container, and `run --rm` and `wait` waited out
+# podman's 20 s conmon timeout. The run root must be at most 50 characters (containers/storage).
+STORAGE_CONFS = {
+    "vfs": 'driver = "vfs"\n',
+    "overlay": 'driver = "overlay"\n',
+    "fuse-overlayfs": 'driver = "overlay"\n\n[storage.options.overlay]\n'
+    'mount_program = "/usr/bin/fuse-overlayfs"\n',
+}
+USER_STORAGE_CONF = '[storage]\ngraphroot = "{d}/storage"\nrunroot = "{run}"\n'
 
-    def __init__(self, user: UserSession) -> None:
+
+class UserPodman:
+    """podman run by `user` (rootless: its own user namespace, under a HOME in the sandbox's
+    /tmp, no network unless asked), with oci-systemd as its runtime through engines' wrapper.
+    `storage` is a key of STORAGE_CONFS; each has its own store and run root, so that several
+    live side by side for one user."""
+
+    def __init__(self, user: UserSession, storage: str = "vfs") -> None:
         self.user = user
+        self.storage = storage
         sb = user.sandbox
-        self.dir = f"{bundles.INNER_WORKDIR}/rootless/podman-{user.user}"
+        suffix = "" if storage == "vfs" else f"-{storage}"
+        self.dir = f"{bundles.INNER_WORKDIR}/rootless/podman-{user.user}{suffix}"
         self.wrapper, self.argv_log = engines.write_runtime_wrapper(sb, self.dir)
-        for name, template in (
-            ("containers.conf", engines.CONTAINERS_CONF),
-            ("storage.conf", engines.STORAGE_CONF),
+        run = f"{user.runtime_dir}/podman{suffix}"
+        # podman's tmp dir in XDG_RUNTIME_DIR, as rootless podman has it by default: slirp4netns's
+        # API socket is made there (`port_handler=slirp4netns`), and a socket's path is < 108 bytes.
+        containers_conf = engines.CONTAINERS_CONF.format(d=self.dir)
+        tmp_line = f'tmp_dir = "{self.dir}/tmp"'
+        assert tmp_line in containers_conf
+        tmp_dir = f"{user.runtime_dir}/libpod{suffix}"
+        containers_conf = containers_conf.replace(tmp_line, f'tmp_dir = "{tmp_dir}"')
+        for name, text in (
+            ("containers.conf", containers_conf),
+            (
+                "home/.config/containers/storage.conf",
+                USER_STORAGE_CONF.format(d=self.dir, run=run) + STORAGE_CONFS[storage],
+            ),
             ("registries.conf", engines.REGISTRIES_CONF),
         ):
-            sb.host_path(f"{self.dir}/{name}").write_text(template.format(d=self.dir))
-        for sub in ("cni", "tmp", "home"):
-            sb.host_path(f"{self.dir}/{sub}").mkdir(parents=True, exist_ok=True)
+            sb.host_path(f"{self.dir}/{name}").parent.mkdir(parents=True, exist_ok=True)
+            sb.host_path(f"{self.dir}/{name}").write_text(text)
+        sb.host_path(f"{self.dir}/cni").mkdir(parents=True, exist_ok=True)
         tar = engines.busybox_rootfs_tar(sb, self.dir)
         host_dir = sb.host_path(self.dir)
         for path in [host_dir, *host_dir.rglob("*")]:
@@ -679,11 +713,9 @@ class UserPodman:
             **user.env(),
             "HOME": f"{self.dir}/home",
             "CONTAINERS_CONF": f"{self.dir}/containers.conf",
-            "CONTAINERS_STORAGE_CONF": f"{self.dir}/storage.conf",
             "CONTAINERS_REGISTRIES_CONF": f"{self.dir}/registries.conf",
         }
-        imported = self("import", tar, engines.IMAGE)
-        assert imported.returncode == 0, engines.text(imported)
+        self.imported = self("import", tar, engines.IMAGE)
 
     def argv(self, *args: str) -> list[str]:
         return ["podman", *args]
@@ -707,7 +739,9 @@ class UserPodman:
 @pytest.fixture(scope="module")
 def podman(user: UserSession) -> UserPodman:
     engines.require_binaries("podman", "conmon", "newuidmap")
-    return UserPodman(user)
+    podman = UserPodman(user)
+    assert podman.imported.returncode == 0, engines.text(podman.imported)
+    return podman
 
 
 def _libpod_scopes(user: UserSession, cid: str) -> str:
@@ -759,6 +793,198 @@ def test_rootless_podman_missing_program_is_127(user: UserSession, podman: UserP
     proc = podman("run", "--rm", engines.IMAGE, "/no/such/program")
     assert proc.returncode == 127, engines.text(proc)
     assert "not found" in proc.stderr or "no such file" in proc.stderr.lower(), proc.stderr
+
+
+# -- rootless podman: a network of the user's own ---------------------------------------------
+
+# Shows the container's IPv4 addresses and routes (busybox's ip, the kernel's route table).
+NET_PROBE = "ip -4 addr; echo --; cat /proc/net/route"
+
+
+def _require_tun() -> None:
+    """slirp4netns and pasta open /dev/net/tun as root of the user's namespace: the sandbox
+    gives it mode 0666 (sandbox._give_users_devices); without the tun driver there is none."""
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("no /dev/net/tun: this kernel has no tun driver, slirp4netns and pasta need it")
+
+
+def _dotted(little_endian_hex: str) -> str:
+    return socket.inet_ntoa(struct.pack("<I", int(little_endian_hex, 16)))
+
+
+def _network_view(out: str) -> tuple[set[tuple[str, str]], set[tuple[str, str, str]]]:
+    """NET_PROBE's output as {(interface, address/prefix)} and {(interface, destination,
+    gateway)}: what two runtimes must agree on (MAC addresses and lifetimes differ per run)."""
+    ip_addr, _, route_table = out.partition("--\n")
+    inets = [line.split() for line in ip_addr.splitlines() if line.strip().startswith("inet ")]
+    routes = [line.split() for line in route_table.splitlines()[1:] if line.strip()]
+    return (
+        {(inet[-1], inet[1]) for inet in inets},
+        {(route[0], _dotted(route[1]), _dotted(route[2])) for route in routes},
+    )
+
+
+def test_rootless_podman_slirp4netns_gives_an_address_and_a_default_route(podman: UserPodman) -> None:
+    engines.require_binaries("slirp4netns", "runc")
+    _require_tun()
+    views = {}
+    for runtime in ("oci-systemd", "runc"):
+        proc = podman(
+            "--runtime",
+            runtime,
+            "run",
+            "--rm",
+            "--network",
+            "slirp4netns",
+            engines.IMAGE,
+            "sh",
+            "-c",
+            NET_PROBE,
+        )
+        assert proc.returncode == 0, engines.text(proc)
+        views[runtime] = _network_view(proc.stdout)
+    addrs, routes = views["oci-systemd"]
+    # slirp4netns's network: 10.0.2.0/24 on tap0, the container .100, the gateway (the host) .2.
+    assert addrs == {("lo", "127.0.0.1/8"), ("tap0", "10.0.2.100/24")}, addrs
+    assert ("tap0", "0.0.0.0", "10.0.2.2") in routes, routes
+    assert views["runc"] == views["oci-systemd"]
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the sandbox shares the host's network namespace)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# Who forwards a published port: podman's rootlessport (the default; it listens in the sandbox's
+# namespace and connects inside the container's) or slirp4netns itself (through its API socket).
+PORT_HANDLERS = {"rootlessport": "slirp4netns", "slirp4netns": "slirp4netns:port_handler=slirp4netns"}
+
+
+@pytest.mark.parametrize("handler", sorted(PORT_HANDLERS))
+def test_rootless_podman_publishes_a_port_through_slirp4netns(
+    user: UserSession, podman: UserPodman, handler: str
+) -> None:
+    engines.require_binaries("slirp4netns", "busybox")
+    _require_tun()
+    port = _free_port()
+    serve = 'mkdir /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 80 -h /www'
+    started = podman(
+        "run", "-d", "--network", PORT_HANDLERS[handler], "-p", f"127.0.0.1:{port}:80", engines.IMAGE,
+        "sh", "-c", serve,
+    )  # fmt: skip
+    assert started.returncode == 0, engines.text(started)
+    cid = started.stdout.strip()
+    netns = podman("inspect", "--format", "{{.NetworkSettings.SandboxKey}}", cid).stdout.strip()
+    sb = user.sandbox
+
+    def fetch() -> subprocess.CompletedProcess[str]:
+        """The page, from the user's side (the sandbox's network namespace, the host's)."""
+        argv = ["busybox", "wget", "-qO-", f"http://127.0.0.1:{port}/"]
+        return user.run(argv, capture_output=True, text=True, timeout=10, check=False)
+
+    try:
+        assert netns.startswith(f"{user.runtime_dir}/netns/"), netns
+        wait_for(lambda: fetch().returncode == 0)
+        assert fetch().stdout == f"hello from {cid[:12]}\n"
+        assert bool(engines.processes_mentioning(sb, "rootlessport")) == (handler == "rootlessport")
+        # exec joins the container's network namespace: the server is on its own loopback.
+        execd = podman("exec", cid, "wget", "-qO-", "http://127.0.0.1/")
+        assert (execd.returncode, execd.stdout) == (0, f"hello from {cid[:12]}\n"), engines.text(execd)
+        # httpd as PID 1 has no handler for SIGTERM, so no `stop` (it would wait out -t).
+        removed = podman("rm", "-f", "-t", "0", cid)
+        assert removed.returncode == 0, engines.text(removed)
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+    # slirp4netns and the port forwarder go with the container, and so does its netns file.
+    wait_for(lambda: not engines.processes_mentioning(sb, netns))
+    wait_for(lambda: not engines.processes_mentioning(sb, "rootlessport"))
+    assert not sb.host_path(netns).exists()
+    assert fetch().returncode != 0
+    wait_for(lambda: _libpod_scopes(user, cid) == "")
+
+
+def test_rootless_podman_pasta(podman: UserPodman) -> None:
+    engines.require_binaries("pasta")
+    _require_tun()
+    proc = podman("run", "--rm", "--network", "pasta", engines.IMAGE, "sh", "-c", NET_PROBE)
+    if proc.returncode != 0 and "unable to find network with name or ID pasta" in proc.stderr:
+        version = podman("--version").stdout.strip()
+        pytest.skip(f"{version} has no pasta network mode (podman 4.4 added it): {proc.stderr.strip()}")
+    assert proc.returncode == 0, engines.text(proc)
+    addrs, routes = _network_view(proc.stdout)
+    # pasta copies the host's addresses and routes into the container's namespace.
+    assert [a for a in addrs if a[0] != "lo"], addrs
+    assert [r for r in routes if r[1] == "0.0.0.0"], routes
+
+
+# -- rootless podman: overlay storage --------------------------------------------------------
+
+# How each storage shows in /proc/self/mounts: the kernel's overlayfs or a FUSE mount.
+ROOT_FSTYPES = {"overlay": "overlay", "fuse-overlayfs": "fuse.fuse-overlayfs"}
+
+
+@pytest.fixture(scope="module", params=["overlay", "fuse-overlayfs"])
+def overlay_podman(request: pytest.FixtureRequest, user: UserSession) -> UserPodman:
+    storage = str(request.param)
+    engines.require_binaries("podman", "conmon", "newuidmap")
+    if storage == "fuse-overlayfs":
+        engines.require_binaries("fuse-overlayfs")
+        if not os.path.exists("/dev/fuse"):
+            pytest.skip("no /dev/fuse: this kernel has no FUSE, fuse-overlayfs needs it")
+    podman = UserPodman(user, storage)
+    imported = podman.imported
+    if imported.returncode != 0 and storage == "overlay" and "not supported" in imported.stderr:
+        pytest.skip(f"the kernel's overlayfs in a user namespace: {imported.stderr.strip()}")
+    assert imported.returncode == 0, engines.text(imported)
+    # The user's storage.conf is the one in force: its store, and the mount program or none.
+    info = podman("info", "--format", "{{.Store.GraphRoot}} {{.Store.GraphOptions}}")
+    assert info.stdout.startswith(f"{podman.dir}/storage "), engines.text(info)
+    assert ("fuse-overlayfs" in info.stdout) == (storage == "fuse-overlayfs"), info.stdout
+    return podman
+
+
+def test_rootless_podman_overlay_storage_run_exec_stop_rm(
+    user: UserSession, overlay_podman: UserPodman
+) -> None:
+    podman = overlay_podman
+    proc = podman(
+        "run",
+        "--rm",
+        engines.IMAGE,
+        "sh",
+        "-c",
+        "grep ' / ' /proc/self/mounts; echo x > /new; cat /new; exit 3",
+    )
+    assert proc.returncode == 3, engines.text(proc)
+    root_line, written = proc.stdout.splitlines()
+    assert root_line.split()[2] == ROOT_FSTYPES[podman.storage] and written == "x", proc.stdout
+    script = 'echo started; trap "echo bye; exit 0" TERM; while true; do sleep 0.1; done'
+    started = podman("run", "-d", engines.IMAGE, "sh", "-c", script)
+    assert started.returncode == 0, engines.text(started)
+    cid = started.stdout.strip()
+    upper = podman("inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", cid).stdout.strip()
+    layer = os.path.basename(os.path.dirname(upper))
+    try:
+        execd = podman("exec", cid, "sh", "-c", "echo from-exec > /in-exec; cat /in-exec")
+        assert (execd.returncode, execd.stdout) == (0, "from-exec\n"), engines.text(execd)
+        # What the container writes lands in its layer of the store, owned by the user.
+        written_file = user.sandbox.host_path(f"{upper}/in-exec")
+        assert written_file.read_text() == "from-exec\n" and written_file.stat().st_uid == user.uid
+        wait_for(lambda: "started" in podman("logs", cid).stdout)
+        stopped = podman("stop", "-t", "5", cid)
+        assert stopped.returncode == 0, engines.text(stopped)
+        assert "bye" in podman("logs", cid).stdout
+        assert podman("rm", cid).returncode == 0
+    finally:
+        podman("rm", "-f", "-t", "0", cid)
+    # The container's root is unmounted in podman's namespace and fuse-overlayfs has exited.
+    mounts = podman("unshare", "cat", "/proc/self/mountinfo")
+    assert mounts.returncode == 0 and layer not in mounts.stdout, engines.text(mounts)
+    wait_for(lambda: not engines.processes_mentioning(user.sandbox, layer))
+    wait_for(lambda: _libpod_scopes(user, cid) == "")
+    assert not (state_root(user) / cid).exists()
 
 
 # -- units/ as user units ----------------------------------------------------------------------
@@ -901,8 +1127,8 @@ def _manager_pid(user: UserSession) -> int:
 
 
 def _user_unit_journal(user: UserSession, unit: str, field: str = "_SYSTEMD_USER_UNIT") -> str:
-    """The lines journald filed under the user's unit (read as root: the sandbox's journal is
-    volatile, so there is no per-user journal file for the user to read); USER_UNIT= for what
+    """The lines journald filed under the user's unit (read as root, by field; what the user
+    itself reads is test_user_unit_lifecycle_reaches_the_users_journal's); USER_UNIT= for what
     the user's manager logged about it."""
     argv = ["journalctl", "--no-pager", "-o", "cat", f"{field}={unit}"]
     return str(user.sandbox.run(argv, capture_output=True, text=True).stdout)
@@ -1061,3 +1287,84 @@ def test_user_unit_mode_without_delegate_leaves_nothing(
         _stop_user_units(user, service)
         shutil.rmtree(dropin, ignore_errors=True)
         _systemctl_user(user, "daemon-reload")
+
+
+# -- the user's journal ------------------------------------------------------------------------
+
+
+def _user_journal(user: UserSession, *args: str) -> list[dict[str, Any]]:
+    """journalctl run by the user (-o json): what its own journal files let it read."""
+    argv = ["journalctl", "--no-pager", "-o", "json", *args]
+    proc = user.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _ours(entries: list[dict[str, Any]], cid: str) -> dict[str, str]:
+    """MESSAGE_ID -> MESSAGE of the container's lifecycle entries among `entries`."""
+    return {
+        e["MESSAGE_ID"]: e["MESSAGE"] for e in entries if e.get("CONTAINER_ID") == cid and "MESSAGE_ID" in e
+    }
+
+
+@pytest.mark.skipif(bool(os.environ.get("OCI_RUNTIME")), reason="oci-systemd's own journal entries")
+def test_user_unit_lifecycle_reaches_the_users_journal(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    """journald keeps a user's entries in user-UID.journal (the sandbox's journal is persistent
+    for that), readable by the user alone: `journalctl --user -u` shows the unit's lifecycle and
+    the program's output, and root's containers stay out of the user's sight."""
+    _, root_id = bundles.run_and_get_output(sandbox, bundles.base_config(), ["true"])
+    c = make(
+        ["sh", "-c", 'echo "hello from $0"; trap "exit 0" TERM; while :; do sleep 0.1; done', "user-unit"]
+    )
+    service, scope = f"oci-scope@{c.id}.service", f"oci-systemd-{c.id}.scope"
+    try:
+        _systemctl_user(user, "start", service)
+        # The line is the container's (its writer is in the scope); wait before stopping it.
+        wait_for(
+            lambda: any(
+                e.get("MESSAGE") == "hello from user-unit"
+                for e in _user_journal(user, "--user", "-u", scope)
+            )
+        )
+        _systemctl_user(user, "stop", service)
+    finally:
+        user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
+    sandbox.run(["journalctl", "--sync"], check=True)
+    lifecycle = {MESSAGE_IDS[event] for event in ("created", "started", "exited", "deleted")}
+    # The runtime runs in the service: journald names it by _SYSTEMD_USER_UNIT.
+    assert lifecycle <= _ours(_user_journal(user, "--user", "-u", service), c.id).keys()
+    # The scope is named by USER_UNIT=, what `--user -u` matches with the user's own _UID.
+    in_scope = _user_journal(user, "--user", "-u", scope)
+    assert lifecycle <= _ours(in_scope, c.id).keys()
+    assert "hello from user-unit" in {e.get("MESSAGE") for e in in_scope}
+
+    # Root's container is in the system journal (root sees it), which the user cannot read:
+    # even without --user, the user sees only entries of its own uid.
+    assert _ours(_journal(sandbox, f"CONTAINER_ID={root_id}"), root_id)
+    assert _user_journal(user, f"CONTAINER_ID={root_id}") == []
+    everything = _user_journal(user)
+    assert {e["_UID"] for e in everything} == {str(user.uid)}
+    assert _ours(everything, c.id) and not _ours(everything, root_id)
+
+
+@pytest.mark.skipif(bool(os.environ.get("OCI_RUNTIME")), reason="oci-systemd's own journal entries")
+def test_forwarded_output_reaches_the_users_journal(
+    sandbox: Sandbox, user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    """The journald annotation for a user's container: the forwarder's entries are the user's
+    to read, under the scope. The forwarder is in the scope, so journald names it; USER_UNIT=
+    still names the scope when the forwarder has exited before journald reads its last lines."""
+
+    def to_journal(conf: dict[str, Any]) -> None:
+        conf["annotations"] = {"io.github.oci-systemd.log": "journald"}
+
+    c = make(["sh", "-c", "echo to-stdout; echo to-stderr >&2"], to_journal)
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    sandbox.run(["journalctl", "--sync"], check=True)
+    shown = _user_journal(user, "--user", "-u", c.scope, f"CONTAINER_ID={c.id}")
+    lines = {e.get("MESSAGE"): e for e in shown if "OCI_STREAM" in e}
+    assert lines["to-stdout"]["OCI_STREAM"] == "stdout" and lines["to-stderr"]["PRIORITY"] == "3", shown
+    assert lines["to-stdout"]["USER_UNIT"] == c.scope
