@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import socket
 import struct
@@ -362,6 +363,295 @@ def test_another_users_containers_are_out_of_reach(
         finally:
             theirs.rt("delete", "--force", theirs.id)
             shutil.rmtree(theirs.host_bundle, ignore_errors=True)
+
+
+# -- what else needs privileges a user lacks -------------------------------------------------
+# The same `spec --rootless` bundle with one thing more. Refused: up front (before anything
+# exists) when that is certain, else as the kernel refuses it, with the field named either way
+# and nothing left. docs/rootless.md, "What is refused", has runc 1.1's answer to each.
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _put(dotted: str, value: Any) -> Edit:
+    """Set `dotted` ("linux.netDevices") in the config."""
+
+    def edit(conf: dict[str, Any]) -> None:
+        *parents, key = dotted.split(".")
+        node = conf
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[key] = value
+
+    return edit
+
+
+def _namespaces(*, add: tuple[dict[str, str], ...] = (), drop: tuple[str, ...] = ()) -> Edit:
+    def edit(conf: dict[str, Any]) -> None:
+        kept = [ns for ns in conf["linux"]["namespaces"] if ns["type"] not in drop]
+        conf["linux"]["namespaces"] = [*kept, *add]
+
+    return edit
+
+
+def _mount(entry: dict[str, Any]) -> Edit:
+    """Add `entry`, or put it in the place of the mount with its destination."""
+
+    def edit(conf: dict[str, Any]) -> None:
+        mounts = [m for m in conf["mounts"] if m["destination"] != entry["destination"]]
+        conf["mounts"] = [*mounts, entry]
+
+    return edit
+
+
+def _all(*edits: Edit) -> Edit:
+    def edit(conf: dict[str, Any]) -> None:
+        for one in edits:
+            one(conf)
+
+    return edit
+
+
+def _user_sh(user: UserSession, script: str) -> str:
+    """A shell line run as the user, as its runtime would be: its limits and scores."""
+    return str(user.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout.strip())
+
+
+CGROUP = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}
+SYSFS = {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "ro"]}
+REFUSED = [
+    pytest.param(
+        _put("linux.devices", [{"path": "/dev/ocirl-none", "type": "c", "major": 1, "minor": 3}]),
+        "linux.devices[0]: /dev/ocirl-none: a user namespace cannot make device nodes",
+        id="device-the-host-lacks",
+    ),
+    pytest.param(
+        _all(_namespaces(add=({"type": "network"},)), _put("linux.netDevices", {"ocirl0": {}})),
+        "linux.netDevices: moving the host's network device 'ocirl0' into the container needs CAP_NET_ADMIN",
+        id="net-devices",
+    ),
+    pytest.param(
+        _put("linux.sysctl", {"kernel.domainname": "example"}),
+        "linux.sysctl 'kernel.domainname': /proc/sys/kernel/domainname belongs to root of the initial",
+        id="uts-sysctl",
+    ),
+    pytest.param(
+        _put("linux.sysctl", {"vm.swappiness": "10"}),
+        "sysctl 'vm.swappiness' is not in a separate kernel namespace",
+        id="host-sysctl",
+    ),
+    pytest.param(
+        _put("process.ioPriority", {"class": "IOPRIO_CLASS_RT", "priority": 0}),
+        "process.ioPriority: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN or CAP_SYS_NICE",
+        id="io-priority-rt",
+    ),
+    pytest.param(
+        _put("linux.intelRdt", {"closID": "ocirl"}),
+        "linux.intelRdt: only root may write the resctrl filesystem",
+        id="intel-rdt",
+    ),
+    pytest.param(
+        _namespaces(drop=("pid",)),
+        "mounts[0]: proc on /proc needs the container's own pid namespace",
+        id="proc-without-pid-namespace",
+    ),
+    pytest.param(
+        _namespaces(drop=("ipc",)),
+        "mqueue on /dev/mqueue needs the container's own ipc namespace",
+        id="mqueue-without-ipc-namespace",
+    ),
+    pytest.param(
+        _mount({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["uid=1000"]}),
+        "option uid=1000 on /mnt: container uid 1000 is not mapped (linux.uidMappings has 0-0)",
+        id="mount-option-of-an-unmapped-uid",
+    ),
+    pytest.param(
+        _put("process.user.uid", 1000),
+        "process.user.uid 1000 is not mapped (linux.uidMappings has 0-0)",
+        id="unmapped-process-user",
+    ),
+    pytest.param(
+        _put("process.user.additionalGids", [0]),
+        "process.user.additionalGids: setgroups(2) is denied in a user namespace whose gid map is only",
+        id="additional-gids-with-the-own-gid-map",
+    ),
+    pytest.param(
+        _namespaces(add=({"type": "network", "path": "/proc/1/ns/net"},)),
+        "joining the network namespace /proc/1/ns/net needs CAP_SYS_ADMIN over it",
+        id="a-namespace-of-another-user-namespace",
+    ),
+    pytest.param(
+        _put("hooks", {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}]}),
+        "error running createRuntime hook /bin/sh: exit status 7",
+        id="a-failing-hook",
+    ),
+    # Only the kernel knows: the idler's error names the field.
+    pytest.param(
+        _mount({"destination": "/mnt", "type": "ext4", "source": "/dev/loop0", "options": ["ro"]}),
+        "mounts[6] (ext4): a user namespace mounts only filesystems the kernel allows there",
+        id="kernel-a-filesystem-a-user-namespace-may-not-mount",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), REFUSED)
+def test_what_needs_privileges_is_refused_naming_it(
+    make: Callable[..., UserContainer], edit: Edit, message: str
+) -> None:
+    _refused(make(["true"], edit), message)
+
+
+def test_an_oom_score_below_the_users_own_is_the_kernels_refusal(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    """Lowering it needs CAP_SYS_RESOURCE below the lowest a privileged writer set: the kernel
+    knows that floor, /proc does not show it."""
+    own = int(_user_sh(user, "cat /proc/self/oom_score_adj"))
+    if own == -1000:
+        pytest.skip("the user's score is already the lowest")
+    low = max(own - 100, -1000)
+    _refused(
+        make(["true"], _put("process.oomScoreAdj", low)), f"`process.oomScoreAdj {low}`: permission denied"
+    )
+
+
+def test_a_hard_limit_above_the_users_own_is_refused(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    own = _user_sh(user, "ulimit -Hn")
+    if own == "unlimited":
+        pytest.skip("the user's hard RLIMIT_NOFILE is unlimited")
+    rlimits = [{"type": "RLIMIT_NOFILE", "hard": int(own) + 1, "soft": 1024}]
+    _refused(
+        make(["true"], _put("process.rlimits", rlimits)),
+        f"process.rlimits RLIMIT_NOFILE: hard limit {int(own) + 1} is above the runtime's own ({own})",
+    )
+
+
+def test_a_real_time_scheduler_beyond_rlimit_rtprio_is_the_kernels_refusal(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    if _user_sh(user, "ulimit -r") != "0":
+        pytest.skip("the user has an RLIMIT_RTPRIO: SCHED_FIFO may be allowed")
+    sched = {"policy": "SCHED_FIFO", "priority": 10}
+    _refused(
+        make(["true"], _put("process.scheduler", sched)),
+        "sched_setattr `process.scheduler SCHED_FIFO`: operation not permitted",
+    )
+
+
+WORKS = [
+    pytest.param(
+        ["ls", "-l", "/dev/fuse"],
+        _put("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+        "10, 229",
+        id="device-bound-from-the-host",
+        marks=pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="the host has no /dev/fuse"),
+    ),
+    pytest.param(
+        ["sh", "-c", "test -p /dev/ocirl-fifo && echo fifo"],
+        _put("linux.devices", [{"path": "/dev/ocirl-fifo", "type": "p"}]),
+        "fifo",
+        id="fifo-made-with-mknod",  # runc 1.1 binds it from the host too, and fails
+    ),
+    pytest.param(
+        ["cat", "/proc/sys/net/ipv4/ip_forward"],
+        _all(_namespaces(add=({"type": "network"},)), _put("linux.sysctl", {"net.ipv4.ip_forward": "1"})),
+        "1",
+        id="sysctl-of-its-own-network-namespace",
+    ),
+    pytest.param(
+        ["cat", "/proc/self/oom_score_adj"], _put("process.oomScoreAdj", 500), "500", id="oom-score-raised"
+    ),
+    pytest.param(
+        ["grep", "CapEff", "/proc/self/status"],
+        _put("process.capabilities", {k: ["CAP_SYS_ADMIN"] for k in ("bounding", "effective", "permitted")}),
+        f"{1 << 21:016x}",  # its user namespace's root holds every capability there
+        id="any-capability-in-its-user-namespace",
+    ),
+    pytest.param(
+        ["sh", "-c", "test -d /sys/kernel && echo sysfs"],
+        _mount(SYSFS),
+        "sysfs",
+        id="sysfs-without-network-namespace-bound",
+    ),
+    pytest.param(
+        ["ls", "/sys/fs/cgroup"],
+        _all(_namespaces(drop=("cgroup",)), _mount(CGROUP)),
+        "cgroup.procs",
+        id="cgroup-without-cgroup-namespace-bound",  # runc's `spec --rootless` has this mount
+    ),
+    pytest.param(
+        ["uname", "-m"],
+        _put("linux.personality", {"domain": "LINUX32"}),
+        "i686",
+        id="personality",
+        marks=pytest.mark.skipif(platform.machine() != "x86_64", reason="LINUX32 of x86_64 is i686"),
+    ),
+    pytest.param(
+        ["cat", "/proc/self/timens_offsets"],
+        _all(
+            _namespaces(add=({"type": "time"},)),
+            _put("linux.timeOffsets", {"monotonic": {"secs": 86400, "nanosecs": 0}}),
+        ),
+        "monotonic       86400",
+        id="time-offsets",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "edit", "output"), WORKS)
+def test_what_a_user_namespace_allows_works(
+    make: Callable[..., UserContainer], args: list[str], edit: Edit, output: str
+) -> None:
+    c = make(args, edit)
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert proc.returncode == 0, proc.stderr
+    assert output in proc.stdout
+    nothing_left(c)
+
+
+def test_hooks_run_with_the_users_rights(user: UserSession, make: Callable[..., UserContainer]) -> None:
+    c = make(["true"])
+    conf = json.loads((c.host_bundle / "config.json").read_text())
+    conf["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", f"id -u > {c.bundle}/uid"]}]}
+    (c.host_bundle / "config.json").write_text(json.dumps(conf))
+    proc = c.rt("run", "--bundle", c.bundle, c.id)
+    assert proc.returncode == 0, proc.stderr
+    assert (c.host_bundle / "uid").read_text().strip() == str(user.uid)
+
+
+def test_namespaces_joined_with_their_user_namespace(
+    user: UserSession, make: Callable[..., UserContainer]
+) -> None:
+    """A user's own `unshare -Urn`: its network namespace may be joined along with its user
+    namespace (whose maps are set: the config has none). runc 1.1 wants maps even then."""
+    # Its pid once it is `sleep`: unshare has made the namespaces and written the maps by then.
+    pid = _user_sh(
+        user,
+        "unshare -Urn sleep 100 >/dev/null 2>&1 & pid=$!; "
+        'while [ "$(cat /proc/$pid/comm)" != sleep ]; do sleep 0.01; done; echo $pid',
+    )
+    try:
+
+        def join(conf: dict[str, Any]) -> None:
+            _namespaces(
+                add=(
+                    {"type": "user", "path": f"/proc/{pid}/ns/user"},
+                    {"type": "network", "path": f"/proc/{pid}/ns/net"},
+                ),
+                drop=("user",),
+            )(conf)
+            del conf["linux"]["uidMappings"], conf["linux"]["gidMappings"]
+
+        c = make(["sh", "-c", "readlink /proc/self/ns/net; cat /proc/self/uid_map"], join)
+        proc = c.rt("run", "--bundle", c.bundle, c.id)
+        assert proc.returncode == 0, proc.stderr
+        theirs = _user_sh(user, f"readlink /proc/{pid}/ns/net")
+        assert proc.stdout.split() == [theirs, "0", str(user.uid), "1"]
+        nothing_left(c)
+    finally:
+        user.run(["kill", pid], check=False)
 
 
 # -- rootless podman -------------------------------------------------------------------------
