@@ -804,7 +804,7 @@ NET_PROBE = "ip -4 addr; echo --; cat /proc/net/route"
 
 def _require_tun() -> None:
     """slirp4netns and pasta open /dev/net/tun as root of the user's namespace: the sandbox
-    gives it mode 0666 (sandbox._give_users_devices); without the tun driver there is none."""
+    gives it mode 0666 (sandbox_namespaces._give_users_devices); without the tun driver there is none."""
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("no /dev/net/tun: this kernel has no tun driver, slirp4netns and pasta need it")
 
@@ -1110,7 +1110,10 @@ def test_user_unit_type_notify_waits_for_ready(
         # MainPID stays `oci-systemd run`: a user manager takes MAINPID= from an unprivileged
         # sender only for a process of the service's own cgroup, and the init is in its scope.
         _systemctl_user(user, "stop", service)
-        assert _user_show(user, service, "ActiveState") == "inactive"
+        state = _user_show(user, service, "ActiveState")
+        assert state == "inactive", _user_unit_journal(user, service) + _user_unit_journal(
+            user, service, field="USER_UNIT"
+        )
     finally:
         user.run(["systemctl", "--user", "stop", service], capture_output=True, timeout=60, check=False)
     wait_for(lambda: c.show("LoadState") == {"LoadState": "not-found"})
