@@ -81,7 +81,7 @@ class Options:
     def runtime(self) -> Any:
         from oci_systemd.runtime.lifecycle import Runtime
 
-        return Runtime(root=self.root, systemd_cgroup=self.systemd_cgroup)
+        return Runtime(root=self.root, systemd_cgroup=self.systemd_cgroup, rootless_flag=self.rootless)
 
 
 pass_opts = click.make_pass_decorator(Options)

@@ -161,7 +161,12 @@ GLOBAL = Command(
             kind="flag",
             help="Accepted for runc compatibility: cgroups are always managed by systemd.",
         ),
-        Option("--rootless", dest="rootless", default="auto", hidden=True),
+        Option(
+            "--rootless",
+            dest="rootless",
+            default="auto",
+            help="true, false or auto (runc's): auto follows who runs it, the user's manager or PID 1's.",
+        ),
         Option("--criu", dest="criu", default="criu", hidden=True),
     ),
 )

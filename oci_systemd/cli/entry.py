@@ -141,7 +141,7 @@ def _dispatch(argv: list[str]) -> int | None:
 
     from oci_systemd.runtime.lifecycle import Runtime
 
-    rt = Runtime(root=glob["root"], systemd_cgroup=glob["systemd_cgroup"])
+    rt = Runtime(root=glob["root"], systemd_cgroup=glob["systemd_cgroup"], rootless_flag=glob["rootless"])
     return _HANDLERS[command.name](rt, args)
 
 

@@ -100,14 +100,15 @@ def _create(chan: Channel, plan: CreatePlan) -> None:
     for sig in _EXIT_SIGNALS:
         _signal.signal(sig, _die_on_signal)
     _close_other_fds(_keep_fds(plan, chan.fileno()))
+    proc: config.Process = cfg["process"]
+    if proc.get("oomScoreAdj") is not None:
+        # Before sealing: a sealed process's /proc files are root's, which a user's idler is
+        # not; and before a user namespace, whose root is not the host's either. The value is
+        # inherited by the container's processes.
+        process.set_oom_score_adj(int(proc["oomScoreAdj"]))
     # Not dumpable: a process in the container cannot open /proc/<idler>/exe, which is
     # the host's interpreter (CVE-2019-5736).
     process.seal_self()
-
-    proc: config.Process = cfg["process"]
-    if proc.get("oomScoreAdj") is not None:
-        # Before a user namespace: a sealed process can't write its own /proc files there.
-        process.set_oom_score_adj(int(proc["oomScoreAdj"]))
 
     # While still the host's root in the host's namespaces: in a new user namespace we become
     # the mapped uid, which may not enter the state directory, reach the console socket or

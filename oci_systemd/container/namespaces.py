@@ -28,7 +28,7 @@ from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from oci_systemd.container import config
 
@@ -216,7 +216,7 @@ def write_id_maps(
         if not mappings:
             continue
         path = f"/proc/{pid}/{kind}_map"
-        if not privileged and not _own_id_only(kind, mappings):
+        if not privileged and not own_id_only(kind, mappings):
             if not _map_with_helper(kind, pid, mappings):
                 raise OciSystemdError(f"writing {path} needs new{kind}map, which is not installed")
             continue
@@ -228,7 +228,7 @@ def write_id_maps(
             raise SyscallError(f"write {kind} mappings", path, e.errno) from e
 
 
-def _own_id_only(kind: str, mappings: list[config.IDMapping]) -> bool:
+def own_id_only(kind: str, mappings: Sequence[config.IDMapping]) -> bool:
     """One line mapping our own euid (egid): what the kernel lets an unprivileged writer write."""
     own = os.geteuid() if kind == "uid" else os.getegid()
     return len(mappings) == 1 and int(mappings[0]["hostID"]) == own and int(mappings[0]["size"]) == 1

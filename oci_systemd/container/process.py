@@ -171,16 +171,19 @@ def set_rlimits(rlimits: Iterable[config.Rlimit]) -> None:
 def set_oom_score_adj(value: int) -> None:
     """Write /proc/self/oom_score_adj (skipped when it already has this value).
 
-    In a new user namespace a sealed (non-dumpable) process may not write its own /proc files:
-    call this before `namespaces.become_root()` (it is inherited across fork), or have the runtime
-    write /proc/<pid>/oom_score_adj.
+    A sealed (non-dumpable) process's /proc files belong to root (of its user namespace, if
+    that maps one): the idler of an unprivileged runtime calls this before it seals itself
+    (it is inherited across fork). Lowering the score below the lowest a privileged writer
+    gave this process needs CAP_SYS_RESOURCE (the kernel's EACCES).
     """
+    current = None
     try:
         with open("/proc/self/oom_score_adj", "rb") as f:
-            if int(f.read()) == int(value):
-                return
+            current = int(f.read())
     except (OSError, ValueError):
         pass
+    if current == int(value):
+        return
     try:
         fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -188,7 +191,15 @@ def set_oom_score_adj(value: int) -> None:
         finally:
             os.close(fd)
     except OSError as e:
-        raise SyscallError("write", "/proc/self/oom_score_adj", e.errno or errno.EIO) from e
+        err = SyscallError(
+            "write /proc/self/oom_score_adj", f"process.oomScoreAdj {value}", e.errno or errno.EIO
+        )
+        if e.errno == errno.EACCES and current is not None and int(value) < current:
+            err.hint = (
+                f"the runtime's own score is {current}: going below the lowest a privileged writer "
+                "set for it needs CAP_SYS_RESOURCE in the initial user namespace"
+            )
+        raise err from e
 
 
 def set_io_priority(io: config.IOPriority) -> None:
@@ -216,7 +227,14 @@ def set_scheduler(sched: config.Scheduler) -> None:
             period=sched.get("period") or 0,
         )
     except SyscallError as e:
-        raise SyscallError("sched_setattr", f"process.scheduler {sched['policy']}", e.errno) from e
+        err = SyscallError("sched_setattr", f"process.scheduler {sched['policy']}", e.errno)
+        if e.errno == errno.EPERM:
+            err.hint = (
+                "without CAP_SYS_NICE in the initial user namespace: SCHED_FIFO and SCHED_RR up to "
+                "RLIMIT_RTPRIO only, a lower nice value only as far as RLIMIT_NICE allows, and no "
+                "SCHED_DEADLINE"
+            )
+        raise err from e
 
 
 def set_personality(pers: config.Personality) -> None:

@@ -8,30 +8,29 @@ cgroup, uts and ipc namespaces, following shared/notes/systemd-sandbox.md:
 * one cgroup2 subtree per instance (two instances in one subtree break each other);
 * private tmpfs on /run, /tmp and /var/tmp, and only our own unit directory: with the host's
   unit directories sysinit.target pulls systemd-tmpfiles-setup, which once wiped the host's /tmp;
+* a private tmpfs on /var/log too, for a persistent journal that is not the host's;
 * every record (pid, console log, units) lives in /var/lib/oci-systemd/sandbox/<name>/, never in
   the host's /run or /tmp.
 
-A local user's own systemd manager (`user@UID.service`, for rootless containers) runs inside
-the sandbox on demand (`start_user`, `oci-systemd sandbox exec NAME --user USER -- CMD`): the
-distribution's user@.service, user-runtime-dir@.service and user.slice are copied into the
-sandbox's private /run/systemd/system, never enabled on the host.
+This module holds the recipe (the units, systemd's environment, waiting for the bus), the
+`Sandbox` object, teardown and the `oci-systemd sandbox` command line. `sandbox_namespaces`
+makes the namespaces and prepares their mounts (the sandbox's own /dev/net/tun and /dev/fuse,
+its journal); `sandbox_users` runs a local user's own systemd manager inside (`exec --user`).
 
-The launcher forks twice so that no launcher process is left behind: the recorded pid is the
-host pid of the sandbox's systemd itself. SIGKILL to it ends the whole pid namespace.
+The recorded pid is the host pid of the sandbox's systemd itself (`sandbox_namespaces.spawn`
+leaves no launcher process behind): SIGKILL to it ends the whole pid namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,21 +38,7 @@ from typing import Any, NoReturn
 
 import click
 
-from oci_systemd.container.linux import (
-    CLONE_NEWCGROUP,
-    CLONE_NEWIPC,
-    CLONE_NEWNS,
-    CLONE_NEWPID,
-    CLONE_NEWUTS,
-    MS_BIND,
-    MS_NODEV,
-    MS_NOEXEC,
-    MS_NOSUID,
-    MS_PRIVATE,
-    MS_REC,
-    mount,
-    unshare,
-)
+from oci_systemd.devtools import sandbox_namespaces
 from oci_systemd.errors import SandboxError
 
 RECORD_ROOT = Path("/var/lib/oci-systemd/sandbox")
@@ -76,13 +61,9 @@ _COPIED_UNITS = (
     "systemd-journald.socket",
     "systemd-journald-dev-log.socket",
     "systemd-journald.service",
+    # `journalctl --flush` once journald runs: only then does it write to /var/log/journal.
+    "systemd-journal-flush.service",
 )
-
-# What a user's manager needs from the system manager (shared/notes/systemd-sandbox.md).
-_USER_UNITS = ("user@.service", "user-runtime-dir@.service", "user.slice")
-USER_TIMEOUT = 30.0
-# A login's path, for commands run as a user (the caller's PATH may name root's directories).
-USER_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # Targets that default dependencies name: without them systemd exits 255 before logging anything.
 _STANDIN_TARGETS = (
@@ -238,7 +219,7 @@ def _write_units(unit_dir: Path) -> None:
         "Description=oci-systemd sandbox: system bus and journal\n"
         f"Requires={sockets}\n"
         f"After={sockets}\n"
-        "Wants=systemd-journald.service dbus.service\n"
+        "Wants=systemd-journald.service systemd-journal-flush.service dbus.service\n"
         "AllowIsolate=yes\n"
     )
 
@@ -247,47 +228,8 @@ def _write_units(unit_dir: Path) -> None:
 # Boot
 
 
-_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
-
-
-def _open_paths_to_keep() -> list[tuple[str, int]]:
-    """O_PATH fds of the checkout, the interpreter's prefix and the cwd when they sit in a
-    directory the sandbox makes private; bound back at the same place once it is."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    wanted = {os.path.realpath(p) for p in (here, sys.prefix, os.getcwd())}
-    kept = []
-    for path in sorted(wanted):
-        if any(path == d or path.startswith(d + "/") for d in _PRIVATE_DIRS) and path not in _PRIVATE_DIRS:
-            kept.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
-    return kept
-
-
-def _setup_inner_mounts(console_log: Path) -> None:
-    """Runs as PID 1 of the new namespaces, before exec'ing systemd."""
-    # Nothing mounted here may propagate back to the host.
-    mount("none", "/", None, MS_REC | MS_PRIVATE)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # This checkout and its venv may live under /tmp (a CI clone, say): keep them reachable
-    # through the private tmpfs, or the runtime could not run inside.
-    kept = _open_paths_to_keep()
-    mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    for path, fd in kept:
-        os.makedirs(path, exist_ok=True)
-        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
-    # The tmpfs hides the host's v1 controller mounts; inside the cgroup namespace the cgroup2
-    # root is our own subtree.
-    mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
-    mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    Path("/run/systemd/system").mkdir(parents=True)
-    dropin = Path("/run/systemd/journald.conf.d")
-    dropin.mkdir(parents=True)
-    # Keep the journal in the private /run, never in the host's /var/log/journal.
-    (dropin / "oci-systemd-sandbox.conf").write_text("[Journal]\nStorage=volatile\n")
-    # systemd writes early failures to /dev/console only.
-    mount(os.fspath(console_log), "/dev/console", None, MS_BIND)
+def _systemd_argv() -> list[str]:
+    return [os.fspath(SYSTEMD_BINARY), "--system", f"--unit={TARGET}", "--log-target=journal-or-kmsg"]
 
 
 def _systemd_env(rec: Path) -> dict[str, str]:
@@ -301,62 +243,6 @@ def _systemd_env(rec: Path) -> dict[str, str]:
         "SYSTEMD_ENVIRONMENT_GENERATOR_PATH": os.fspath(rec / "generators"),
         "LANG": "C.UTF-8",
     }
-
-
-def _exec_systemd(rec: Path) -> NoReturn:
-    """Grandchild: PID 1 of the new pid namespace. Never returns."""
-    console_log = rec / "console.log"
-    try:
-        fd = os.open(console_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        null = os.open("/dev/null", os.O_RDONLY)
-        # The sandbox must not hold the caller's terminal or pipes open.
-        os.dup2(null, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        _setup_inner_mounts(console_log)
-        argv = [os.fspath(SYSTEMD_BINARY), "--system", f"--unit={TARGET}", "--log-target=journal-or-kmsg"]
-        os.execve(SYSTEMD_BINARY, argv, _systemd_env(rec))
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            sys.stderr.write("oci-systemd sandbox: setup failed\n" + traceback.format_exc())
-            sys.stderr.flush()
-        os._exit(127)
-
-
-def _launcher(name: str, rec: Path, cgroup: Path, wfd: int) -> NoReturn:
-    """Intermediate child: joins the cgroup, unshares, forks systemd, reports its pid and exits."""
-    try:
-        os.setsid()
-        # The cgroup namespace's root is the cgroup we are in when unsharing.
-        (cgroup / "cgroup.procs").write_text("0\n")
-        unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(wfd)
-            _exec_systemd(rec)
-        os.write(wfd, f"ok {pid}\n".encode())
-        os._exit(0)
-    except BaseException as exc:
-        with contextlib.suppress(BaseException):
-            os.write(wfd, f"error {exc}\n".encode())
-        os._exit(1)
-
-
-def _spawn(name: str, rec: Path, cgroup: Path) -> int:
-    """Double fork: the launcher exits at once, so systemd's parent is the host's reaper."""
-    rfd, wfd = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(rfd)
-        _launcher(name, rec, cgroup, wfd)
-    os.close(wfd)
-    with os.fdopen(rfd, "rb") as reader:
-        report = reader.read().decode().strip()
-    os.waitpid(child, 0)
-    word, _, detail = report.partition(" ")
-    if word != "ok":
-        raise SandboxError(f"cannot launch sandbox {name}: {detail or 'launcher died'}")
-    return int(detail)
 
 
 def _console_tail(rec: Path, lines: int = 30) -> str:
@@ -419,7 +305,7 @@ def up(name: str = "default", *, timeout: float = BOOT_TIMEOUT) -> Sandbox:
     cgroup = cgroup_dir(name)
     cgroup.mkdir()
     try:
-        pid = _spawn(name, rec, cgroup)
+        pid = sandbox_namespaces.spawn(name, cgroup, rec / "console.log", _systemd_argv(), _systemd_env(rec))
         (rec / "pid").write_text(f"{pid}\n")
         sb = Sandbox(name=name, pid=pid)
         _wait_ready(sb, timeout)
@@ -431,124 +317,6 @@ def up(name: str = "default", *, timeout: float = BOOT_TIMEOUT) -> Sandbox:
             exc.add_note(f"cleanup after failed boot also failed: {cleanup_exc}")
         raise
     return sb
-
-
-# ---------------------------------------------------------------------------------------------------
-# A user's manager inside the sandbox
-
-
-@dataclass(frozen=True)
-class UserSession:
-    """A local user whose `user@UID.service` runs in a sandbox: its runtime directory and bus."""
-
-    sandbox: Sandbox
-    user: str
-    uid: int
-    gid: int
-    home: str
-
-    @property
-    def unit(self) -> str:
-        return f"user@{self.uid}.service"
-
-    @property
-    def runtime_dir(self) -> str:
-        """XDG_RUNTIME_DIR inside the sandbox (its private /run)."""
-        return f"/run/user/{self.uid}"
-
-    @property
-    def bus_address(self) -> str:
-        return f"unix:path={self.runtime_dir}/bus"
-
-    def env(self) -> dict[str, str]:
-        """A login's environment for this user: what `systemctl --user` and a rootless runtime
-        look for (XDG_RUNTIME_DIR, DBUS_SESSION_BUS_ADDRESS), nothing of the caller's."""
-        return {
-            "HOME": self.home,
-            "USER": self.user,
-            "LOGNAME": self.user,
-            "PATH": USER_PATH,
-            "LANG": "C.UTF-8",
-            "XDG_RUNTIME_DIR": self.runtime_dir,
-            "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
-        }
-
-    def argv(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> list[str]:
-        """`argv` as this user, for inside the sandbox: setpriv changes uid, gid and groups (the
-        capabilities go with uid 0), `env -i` starts from `env` (default: `self.env()`)."""
-        values = self.env() if env is None else env
-        return [
-            "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--",
-            "env", "-i", *(f"{k}={v}" for k, v in values.items()), *argv,
-        ]  # fmt: skip
-
-    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """subprocess.run() inside the sandbox as this user; `env=` is the whole environment."""
-        env = kwargs.pop("env", None)
-        return self.sandbox.run(self.argv(argv, env=env), **kwargs)
-
-
-def lookup_user(user: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    except KeyError:
-        raise SandboxError(f"no such user: {user}", hint="create it first (useradd NAME)") from None
-
-
-def _write_user_units(sb: Sandbox, uid: int) -> None:
-    """The user units and a drop-in giving user@UID its XDG_RUNTIME_DIR: without it (no PAM
-    session sets one here) the user manager exits at once."""
-    unit_dir = sb.host_path("/run/systemd/system")
-    for unit in _USER_UNITS:
-        if not (unit_dir / unit).exists():
-            (unit_dir / unit).write_text((DIST_UNIT_DIR / unit).read_text())
-    dropin = unit_dir / f"user@{uid}.service.d"
-    dropin.mkdir(exist_ok=True)
-    (dropin / "oci-systemd-sandbox.conf").write_text(
-        f"[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/{uid}\n"
-    )
-
-
-def _systemctl(sb: Sandbox, *args: str) -> None:
-    proc = sb.run(
-        ["systemctl", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=USER_TIMEOUT, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise SandboxError(f"sandbox {sb.name}: systemctl {' '.join(args)} failed: {proc.stderr.strip()}")
-
-
-def start_user(sb: Sandbox, user: str, *, timeout: float = USER_TIMEOUT) -> UserSession:
-    """Run `user@UID.service` for `user` in the sandbox (idempotent) and return once the user's
-    manager answers on its bus: `systemctl --user is-system-running` says running/degraded."""
-    entry = lookup_user(user)
-    if entry.pw_uid == 0:
-        raise SandboxError("root has no user manager here", hint="name an unprivileged user")
-    session = UserSession(sb, entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
-    _write_user_units(sb, entry.pw_uid)
-    _systemctl(sb, "daemon-reload")
-    _systemctl(sb, "start", session.unit)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc = session.run(
-            ["systemctl", "--user", "is-system-running"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        if proc.stdout.strip() in ("running", "degraded"):
-            return session
-        time.sleep(0.05)
-    raise SandboxError(f"sandbox {sb.name}: the user manager of {entry.pw_name} did not come up")
-
-
-def stop_user(sb: Sandbox, user: str) -> None:
-    """Stop the user's manager and runtime directory and remove their drop-in (idempotent)."""
-    uid = lookup_user(user).pw_uid
-    sb.run(
-        ["systemctl", "stop", f"user@{uid}.service", f"user-runtime-dir@{uid}.service"],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=USER_TIMEOUT, check=False,
-    )  # fmt: skip
-    shutil.rmtree(sb.host_path(f"/run/systemd/system/user@{uid}.service.d"), ignore_errors=True)
-    sb.run(["systemctl", "daemon-reload"], stdin=subprocess.DEVNULL, capture_output=True, check=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -724,7 +492,10 @@ def exec_command(name: str, command: tuple[str, ...], user: str | None) -> None:
     try:
         sb = get(name)
         if user is not None:
-            command = tuple(start_user(sb, user).argv(command))
+            # Here, not at the top: sandbox_users imports this module.
+            from oci_systemd.devtools import sandbox_users
+
+            command = tuple(sandbox_users.start_user(sb, user).argv(command))
         _exec_inside(sb, command)
     except SandboxError as exc:
         _fail(exc)
@@ -736,7 +507,9 @@ def exec_command(name: str, command: tuple[str, ...], user: str | None) -> None:
 def user_stop_command(name: str, user: str) -> None:
     """Stop USER's systemd manager in sandbox NAME (`exec --user` started it)."""
     try:
-        stop_user(get(name), user)
+        from oci_systemd.devtools import sandbox_users
+
+        sandbox_users.stop_user(get(name), user)
     except SandboxError as exc:
         _fail(exc)
 

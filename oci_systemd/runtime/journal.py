@@ -5,7 +5,10 @@
   EMSGSIZE/ENOBUFS/EAGAIN the same bytes in a sealed memfd passed with SCM_RIGHTS.
 - `log_event()` writes one lifecycle record with a stable MESSAGE_ID (see
   data/oci-systemd.catalog) and `OBJECT_SYSTEMD_UNIT=<scope>`, which makes
-  `journalctl -u <scope>` show it when the sender is root.
+  `journalctl -u <scope>` show it when the sender is root. A scope in a user's manager is
+  named by `USER_UNIT=<scope>` too: `journalctl --user -u <scope>` matches that field with
+  the sender's own _UID (logs-show.c, add_matches_for_user_unit()), as it does for what the
+  user's manager writes about its units; OBJECT_SYSTEMD_UNIT counts only with _UID=0.
 - `stream_fd()` is sd_journal_stream_fd(). journald's stream protocol carries only an
   identifier, a unit name (honoured for root, and only as a fallback when the peer's cgroup
   can't be read), a priority and flags: it cannot put CONTAINER_ID on the entries
@@ -51,6 +54,9 @@ _MEMFD_ERRNOS = frozenset({errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN})
 # Errors meaning "no journald here": the socket is missing, or bound but nobody reads it.
 _ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR})
 _FIELD_MAX = 64
+# The unit an entry is about, named by a sender outside that unit's cgroup (see module doc).
+_UNIT_FIELD = "OBJECT_SYSTEMD_UNIT"
+_USER_UNIT_FIELD = "USER_UNIT"
 _SUN_PATH_MAX = 107  # sizeof(sun_path) is 108, minus the NUL
 
 FieldValue = str | bytes | int
@@ -294,6 +300,17 @@ def _caller_location(depth: int) -> dict[str, FieldValue]:
     return {"CODE_FILE": code.co_filename, "CODE_LINE": frame.f_lineno, "CODE_FUNC": code.co_name}
 
 
+def unit_fields(unit: str | None, *, user_manager: bool) -> dict[str, FieldValue]:
+    """The fields that make `journalctl -u UNIT` (root's unit) or `journalctl --user -u UNIT`
+    (a unit of the sender's own user manager) show an entry sent from outside UNIT."""
+    if not unit:
+        return {}
+    if user_manager:
+        # OBJECT_SYSTEMD_UNIT stays: the catalog's texts name the scope by it.
+        return {_UNIT_FIELD: unit, _USER_UNIT_FIELD: unit}
+    return {_UNIT_FIELD: unit}
+
+
 def event_fields(
     event: Event,
     *,
@@ -303,6 +320,7 @@ def event_fields(
     unit: str | None,
     message: str,
     extra: Mapping[str, FieldValue] | None = None,
+    user_manager: bool = False,
 ) -> dict[str, FieldValue]:
     """The fields `log_event()` sends, without location; separate so tests can inspect them."""
     fields: dict[str, FieldValue] = {
@@ -317,9 +335,9 @@ def event_fields(
         fields["OCI_BUNDLE"] = os.fspath(bundle)
     if status is not None:
         fields["OCI_STATUS"] = str(status)
-    if unit:
-        # Verified on systemd 252: shown by `journalctl -u <unit>` for a root sender.
-        fields["OBJECT_SYSTEMD_UNIT"] = unit
+    # Verified on systemd 252: shown by `journalctl -u <unit>` for a root sender, and by
+    # `journalctl --user -u <unit>` with user_manager (docs/rootless.md, "Journal").
+    fields.update(unit_fields(unit, user_manager=user_manager))
     if extra:
         fields.update(extra)
     return fields
@@ -334,9 +352,11 @@ def log_event(
     unit: str | None,
     message: str,
     extra: Mapping[str, FieldValue] | None = None,
+    user_manager: bool = False,
     socket_path: str = JOURNAL_SOCKET,
 ) -> None:
     """Record a lifecycle event; extras are fields such as SIGNAL=, EXIT_STATUS=, HOOK=, COMMAND=.
+    `user_manager`: `unit` is a unit of the caller's own user manager (a rootless container).
 
     Silently does nothing without journald. The caller's file/line/function go in CODE_*.
     """
@@ -350,6 +370,7 @@ def log_event(
             unit=unit,
             message=message,
             extra=extra,
+            user_manager=user_manager,
         )
     )
     send(fields, socket_path=socket_path)
@@ -445,6 +466,7 @@ def forward_stream(
     unit: str | None,
     stream_name: str,
     priority: int | None = None,
+    user_manager: bool = False,
     socket_path: str = JOURNAL_SOCKET,
     line_max: int = LINE_MAX,
 ) -> None:
@@ -452,8 +474,8 @@ def forward_stream(
 
     Each entry has MESSAGE, PRIORITY (6 for stdout, 3 for stderr unless given: docker's and
     podman's journald drivers do the same), SYSLOG_IDENTIFIER, CONTAINER_ID, OCI_STREAM and
-    OBJECT_SYSTEMD_UNIT; CONTAINER_PARTIAL_MESSAGE=true marks a line split at `line_max` or
-    cut by EOF. Lines are sent as bytes, so non-UTF-8 output survives. When journald is
+    the unit's fields (unit_fields()); CONTAINER_PARTIAL_MESSAGE=true marks a line split at
+    `line_max` or cut by EOF. Lines are sent as bytes, so non-UTF-8 output survives. When journald is
     absent the lines are dropped but the pipe is still drained, so the container never
     blocks on a full pipe. Returns at EOF; `read_fd` stays open (the caller owns it).
     """
@@ -464,9 +486,8 @@ def forward_stream(
         "SYSLOG_IDENTIFIER": identifier,
         "CONTAINER_ID": container_id,
         "OCI_STREAM": stream_name,
+        **unit_fields(unit, user_manager=user_manager),
     }
-    if unit:
-        base["OBJECT_SYSTEMD_UNIT"] = unit
     serialize(base)  # validate once, up front
     sock = _new_socket()
     try:
@@ -480,7 +501,8 @@ def forward_stream(
 
 
 def run_forwarder(argv: list[str]) -> None:
-    """Entry of the log forwarder process: `<stdout fd> <stderr fd> <container id> <unit>`.
+    """Entry of the log forwarder process: `<stdout fd> <stderr fd> <container id> <unit>
+    [user]` ("user": the unit is the user manager's, see unit_fields()).
 
     One thread per stream; returns when both pipes reach EOF, i.e. when every process
     holding the container's stdout/stderr has exited.
@@ -488,6 +510,7 @@ def run_forwarder(argv: list[str]) -> None:
     import threading
 
     out_fd, err_fd, container_id, unit = int(argv[0]), int(argv[1]), argv[2], argv[3]
+    user_manager = argv[4:] == ["user"]
     threads = [
         threading.Thread(
             target=forward_stream,
@@ -497,6 +520,7 @@ def run_forwarder(argv: list[str]) -> None:
                 "identifier": container_id,
                 "unit": unit,
                 "stream_name": name,
+                "user_manager": user_manager,
             },
         )
         for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))

@@ -65,13 +65,22 @@ class Manager:
 
 
 class Runtime:
-    def __init__(self, root: str, *, systemd_cgroup: bool = True, bus: Systemd | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        systemd_cgroup: bool = True,
+        bus: Systemd | None = None,
+        rootless_flag: str = "auto",
+    ) -> None:
         # A user (euid != 0) keeps its containers in its runtime directory and its own
         # systemd manager (rootless.py); root's are in /run/oci-systemd and PID 1.
         user = rootless.is_rootless()
         self.store = Store(rootless.state_root(root), mode=rootless.ROOT_MODE) if user else Store(root)
         # --systemd-cgroup: accepted for runc's callers; units are always systemd's here.
         self.systemd_cgroup = systemd_cgroup
+        # --rootless: checked by create and run, as runc reads it there (rootless.check_flag).
+        self.rootless_flag = rootless_flag
         self.manager = Manager(bus, user=user)
 
     def create(

@@ -4,7 +4,8 @@
 With the annotation io.github.oci-systemd.log=journald, create starts a small forwarder
 (`python -I -S` on journal.run_forwarder) that lives in the container's unit and writes what
 the container prints as entries with SYSLOG_IDENTIFIER and CONTAINER_ID = the id and
-OBJECT_SYSTEMD_UNIT = the unit.
+OBJECT_SYSTEMD_UNIT = the unit (and USER_UNIT = the unit for a user manager's, so that
+`journalctl --user -u` shows them: journal.unit_fields()).
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ def wanted(raw: config.Config) -> bool:
     return True
 
 
-def start_forwarder(cid: str, unit: str) -> tuple[int, int, int]:
+def start_forwarder(cid: str, unit: str, *, user_manager: bool = False) -> tuple[int, int, int]:
     """Fork and exec the forwarder; (its pid, the write ends for the container's stdout and
     stderr). The caller hands the write ends to the idler and closes its own copies."""
     from oci_systemd.runtime.idler_client import minimal_python
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    argv = minimal_python(
-        "oci_systemd.runtime.journal", "run_forwarder", "sys.argv[1:]", "3", "4", cid, unit
-    )
+    args = [cid, unit, "user"] if user_manager else [cid, unit]
+    argv = minimal_python("oci_systemd.runtime.journal", "run_forwarder", "sys.argv[1:]", "3", "4", *args)
     pid = os.fork()
     if pid == 0:
         try:

@@ -170,3 +170,21 @@ def forward_notifications(proxy: NotifyProxy, record: Record) -> threading.Threa
     thread = threading.Thread(target=relay, name="sd-notify-relay", daemon=True)
     thread.start()
     return thread
+
+
+def reclaim_main_pid(record: Record) -> None:
+    """After the container's init has exited: `run`, the service's ExecStart and systemd's own
+    child, names itself the main process again (MAINPID=, then BARRIER=1 so systemd has read it
+    before we exit). The init it had been moved to is not systemd's child, and systemd counts
+    the exit of such a main process as a success whatever its status; now the service's
+    ExecMainStatus=, Result= and Restart= come from `run`'s exit status, which is the program's.
+    Without NOTIFY_SOCKET there was no MAINPID= to take back."""
+    from oci_systemd.runtime import sdnotify
+
+    path = record.get("notify_socket")
+    if not path:
+        return
+    try:
+        sdnotify.notify_barrier(f"MAINPID={os.getpid()}\n", path, timeout=1.0)
+    except OSError:
+        pass  # systemd re-executing, say: the status is then lost, as it was without this

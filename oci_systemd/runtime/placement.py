@@ -13,7 +13,8 @@ existed are scopes too). `ServiceUnit`, the unit mode (`"service"`, docs/unit-mo
 calling service is the unit, asked for explicitly by that unit (OCI_SYSTEMD_PLACEMENT=service)
 and only for `run`; the container's init becomes its main process (service_unit.py).
 `UserScope` (`"user-scope"`, docs/rootless.md): a caller that is not root gets the same scope
-in its own user manager, over the user bus, in `app.slice` by default.
+in its own user manager, over the user bus, in `app.slice` by default. `UserService`
+(`"user-service"`): the unit mode in a user's manager (a user unit from units/).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ UNIT_PREFIX = "oci-systemd"
 SCOPE = "scope"
 SERVICE = "service"
 USER_SCOPE = "user-scope"
+USER_SERVICE = "user-service"
 # Set by a unit that wants to be the container (units/oci-container@.service): the only way in.
 PLACEMENT_ENV = "OCI_SYSTEMD_PLACEMENT"
 
@@ -241,10 +243,27 @@ class SystemScope(_Unit):
             cgroups.wait_until_empty(cgroup, "log", timeout=1.0)
 
 
-class UserScope(SystemScope):
+class _InUserManager:
+    """What a placement in the caller's own user manager does differently: limits whose
+    controller that manager lacks are left out with a warning (rootless_policy.delegated_properties),
+    and signals are watched on the user bus. Mixed in before the system manager's class."""
+
+    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
+        super().start(bus, record, pids, _enforceable(bus, record, props))  # type: ignore[misc]
+
+    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
+        super().set_properties(bus, record, _enforceable(bus, record, props))  # type: ignore[misc]
+
+    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
+        from oci_systemd.runtime.rootless import bus_address
+        from oci_systemd.runtime.systemd import watch_unit
+
+        return watch_unit(record["scope"], interval=interval, address=bus_address())
+
+
+class UserScope(_InUserManager, SystemScope):
     """The same scope in the caller's own systemd manager (a user's, over the user bus):
-    `app.slice` by default, `slice:prefix:name` resolved there. Limits whose controller the
-    user manager lacks are left out with a warning (rootless_policy.delegated_properties)."""
+    `app.slice` by default, `slice:prefix:name` resolved there."""
 
     kind = USER_SCOPE
 
@@ -252,18 +271,6 @@ class UserScope(SystemScope):
         from oci_systemd.runtime.rootless import USER_SLICE
 
         return scope_for(cid, cgroups_path, USER_SLICE)
-
-    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
-        super().start(bus, record, pids, _enforceable(bus, record, props))
-
-    def set_properties(self, bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> None:
-        super().set_properties(bus, record, _enforceable(bus, record, props))
-
-    def watch(self, record: Record, *, interval: float) -> AsyncIterator[dict[str, Any] | None]:
-        from oci_systemd.runtime.rootless import bus_address
-        from oci_systemd.runtime.systemd import watch_unit
-
-        return watch_unit(record["scope"], interval=interval, address=bus_address())
 
 
 def _enforceable(bus: Systemd, record: Record, props: Sequence[UnitProperty]) -> list[UnitProperty]:
@@ -349,14 +356,33 @@ class ServiceUnit(_Unit):
         return sorted(pid for cgroup, pid, _cmd in rows if cgroup == leaf or cgroup.startswith(leaf + "/"))
 
 
+class UserService(_InUserManager, ServiceUnit):
+    """The unit mode in a user's manager: the container is the calling user service. The
+    user manager is a subreaper, so the init becomes its child, and it takes MAINPID= from an
+    unprivileged sender because the init is in the service's own cgroup."""
+
+    kind = USER_SERVICE
+
+    def unit_for(self, cid: str, cgroups_path: str | None) -> tuple[str, str]:
+        from oci_systemd.runtime.service_unit import calling_service
+
+        return calling_service(user_manager=True)
+
+    def start(self, bus: Systemd, record: Record, pids: list[int], props: Sequence[UnitProperty]) -> None:
+        from oci_systemd.runtime.service_unit import check_delegated
+
+        check_delegated(bus, record)
+        super().start(bus, record, pids, props)
+
+
 _PLACEMENTS: dict[str, Placement] = {}
-_KINDS = (SCOPE, SERVICE, USER_SCOPE)
+_KINDS = (SCOPE, SERVICE, USER_SCOPE, USER_SERVICE)
 
 
 def choose_placement(*, run: bool = False) -> Placement:
     """The placement of a new container, chosen once at create and kept in its record: the
-    scope (in the user's manager for a caller that is not root), unless the calling unit
-    asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service, never guessed). Only `run` can
+    scope, unless the calling unit asks for the unit mode (OCI_SYSTEMD_PLACEMENT=service,
+    never guessed); in the user's manager for a caller that is not root. Only `run` can
     hand the container over to the service and exit."""
     from oci_systemd.runtime.rootless import is_rootless
 
@@ -367,11 +393,9 @@ def choose_placement(*, run: bool = False) -> Placement:
 
     if kind != SERVICE:
         raise PlacementError(f"{PLACEMENT_ENV}={kind}: expected one of {SCOPE}, {SERVICE}")
-    if is_rootless():
-        raise PlacementError(f"{PLACEMENT_ENV}=service: the unit mode is not there for a user's manager yet")
     if not run:
         raise PlacementError(f"{PLACEMENT_ENV}=service is for `oci-systemd run` as a service's ExecStart")
-    return _placement(SERVICE)
+    return _placement(USER_SERVICE if is_rootless() else SERVICE)
 
 
 def placement_of(record: Record) -> Placement:
@@ -385,6 +409,10 @@ def placement_of(record: Record) -> Placement:
 def _placement(kind: str) -> Placement:
     found = _PLACEMENTS.get(kind)
     if found is None:
-        classes: dict[str, type[Placement]] = {SERVICE: ServiceUnit, USER_SCOPE: UserScope}
+        classes: dict[str, type[Placement]] = {
+            SERVICE: ServiceUnit,
+            USER_SCOPE: UserScope,
+            USER_SERVICE: UserService,
+        }
         found = _PLACEMENTS[kind] = classes.get(kind, SystemScope)()
     return found

@@ -38,6 +38,31 @@ def is_rootless() -> bool:
     return os.geteuid() != 0 or (in_user_namespace() and not _pid1_is_ours())
 
 
+# runc's --rootless: Go's strconv.ParseBool spellings, or "auto" (any case) / "" for detection.
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def check_flag(value: str) -> None:
+    """runc's `--rootless true|false|auto`, read where runc reads it (create and run): which
+    cgroup manager the container gets. Here that follows from who runs us (`is_rootless`: the
+    user's manager or PID 1's, and the state root with it), so `auto` and the value detection
+    gives are accepted, and the other value is refused: root's containers are in the system
+    manager and a user cannot reach it (runc would try and fail on permissions)."""
+    if value.lower() in ("", "auto"):
+        return
+    if value not in _TRUE + _FALSE:
+        raise OciSystemdError(f"invalid --rootless value {value!r}", hint="expected true, false or auto")
+    wanted, detected = value in _TRUE, is_rootless()
+    if wanted != detected:
+        who = "an unprivileged caller" if detected else "root"
+        where = "its own user manager" if detected else "the system manager (PID 1)"
+        raise OciSystemdError(
+            f"--rootless={value}: the containers of {who} live in {where}",
+            hint="leave --rootless out (auto); run as the user whose manager should hold them",
+        )
+
+
 def in_user_namespace() -> bool:
     """In a user namespace other than the initial one, whose uid map is every id to itself."""
     try:

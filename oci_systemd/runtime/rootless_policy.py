@@ -44,7 +44,10 @@ _PRIVILEGED_ONLY = frozenset({"DevicePolicy", "DeviceAllow"})
 
 def check_config(cfg: Config) -> None:
     """Refuse, before anything exists, what a user cannot have: no new user namespace (every
-    other namespace needs CAP_SYS_ADMIN), maps beyond what the kernel or newuidmap allow."""
+    other namespace needs CAP_SYS_ADMIN), maps beyond what the kernel or newuidmap allow, and
+    what else needs privileges the user lacks (rootless_privileges)."""
+    from oci_systemd.runtime import rootless_privileges
+
     linux = cfg.get("linux") or {}
     users = [ns for ns in linux.get("namespaces") or () if ns.get("type") == "user"]
     if not users:
@@ -52,10 +55,11 @@ def check_config(cfg: Config) -> None:
             "a rootless container needs a user namespace (linux.namespaces has no 'user')",
             hint="`oci-systemd spec --rootless` writes a config with one and the id maps it needs",
         )
-    if users[0].get("path"):
-        return  # joined: its maps are set; the kernel checks that we may enter it
-    for kind, mappings in (("uid", linux.get("uidMappings")), ("gid", linux.get("gidMappings"))):
-        check_mappings(kind, list(mappings or ()))
+    new_userns = not users[0].get("path")  # joined: its maps are set; the kernel checks entering it
+    if new_userns:
+        for kind, mappings in (("uid", linux.get("uidMappings")), ("gid", linux.get("gidMappings"))):
+            check_mappings(kind, list(mappings or ()))
+    rootless_privileges.check(cfg, new_userns=new_userns)
 
 
 def check_mappings(kind: str, mappings: Sequence[IDMapping]) -> None:
@@ -69,7 +73,9 @@ def check_mappings(kind: str, mappings: Sequence[IDMapping]) -> None:
             f"(at least) to your own {kind} {own}",
             hint="`oci-systemd spec --rootless` writes these maps",
         )
-    if len(mappings) == 1 and int(mappings[0]["hostID"]) == own and int(mappings[0]["size"]) == 1:
+    from oci_systemd.container.namespaces import own_id_only
+
+    if own_id_only(kind, mappings):
         return
     allowed = [(own, 1), *subordinate_ranges(kind)]
     outside = [m for m in mappings if not _covered(int(m["hostID"]), int(m["size"]), allowed)]

@@ -217,6 +217,30 @@ def send_to(socket_path: str, data: bytes) -> None:
         sock.sendto(data, address)
 
 
+def notify_barrier(message: str, socket_path: str, *, timeout: float) -> bool:
+    """`message`, then sd_notify_barrier(): BARRIER=1 carrying a pipe's write end, which
+    systemd closes once it has processed everything sent before. True when it did within
+    `timeout` seconds, False if not; OSError when the socket cannot be reached."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+            _Address(socket_path) as address,
+        ):
+            sock.connect(address)
+            sock.send(message.encode())
+            sock.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
+        os.close(w)
+        w = -1
+        poller = select.poll()
+        poller.register(r, select.POLLHUP)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
 def notify(message: str, socket_path: str | None = None) -> bool:
     """sd_notify(0, message): True if sent, False when there is no NOTIFY_SOCKET or it failed."""
     path = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET")

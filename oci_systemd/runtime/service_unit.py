@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from oci_systemd.runtime.lifecycle import Runtime
     from oci_systemd.runtime.placement import Placement
     from oci_systemd.runtime.state import Record
+    from oci_systemd.runtime.systemd import Systemd
 
 # How long systemd may take to read MAINPID= (BARRIER=1 answered); sd_notify_barrier's default.
 BARRIER_TIMEOUT_S = 5.0
@@ -44,11 +45,14 @@ class PlacementError(OciSystemdError):
         super().__init__(message, hint=_HINT)
 
 
-def calling_service() -> tuple[str, str]:
+def calling_service(*, user_manager: bool = False) -> tuple[str, str]:
     """(unit, slice) of the service that runs us, checked: started by systemd as a service
     (INVOCATION_ID, our cgroup is `<slice>/<name>.service` and carries that invocation id),
     with Delegate=yes (systemd marks the cgroup `trusted.delegate=1`), Type=notify
-    (NOTIFY_SOCKET: the handover is a MAINPID= message). No D-Bus call."""
+    (NOTIFY_SOCKET: the handover is a MAINPID= message). No D-Bus call.
+
+    A user's manager marks its cgroups `user.delegate=1` since systemd 253 only; an unmarked
+    one is asked over the bus later (`check_delegated`)."""
     invocation = os.environ.get("INVOCATION_ID", "")
     path = cgroups.cgroup_of(os.getpid()) or ""
     unit = os.path.basename(path)
@@ -58,11 +62,9 @@ def calling_service() -> tuple[str, str]:
     directory = service_cgroup_dir(path)
     if _xattr(directory, "invocation_id") not in (None, invocation):
         raise PlacementError(f"{PLACEMENT_ENV}=service: cgroup {path} is not this invocation's")
-    if _xattr(directory, "delegate") != "1":
-        raise PlacementError(
-            f"{PLACEMENT_ENV}=service: {unit} has no Delegate=yes; the container needs a cgroup "
-            "of its own below the service's"
-        )
+    mark = _xattr(directory, "delegate")
+    if mark != "1" and not (user_manager and mark is None):
+        raise _not_delegated(unit)
     if not os.environ.get("NOTIFY_SOCKET"):
         raise PlacementError(
             f"{PLACEMENT_ENV}=service: {unit} is not Type=notify (no NOTIFY_SOCKET); the container's "
@@ -70,6 +72,24 @@ def calling_service() -> tuple[str, str]:
         )
     parent = os.path.basename(os.path.dirname(path))
     return unit, parent if parent.endswith(".slice") else "-.slice"
+
+
+def _not_delegated(unit: str) -> PlacementError:
+    return PlacementError(
+        f"{PLACEMENT_ENV}=service: {unit} has no Delegate=yes; the container needs a cgroup "
+        "of its own below the service's"
+    )
+
+
+def check_delegated(bus: Systemd, record: Record) -> None:
+    """Delegate=yes of the service, asked over the bus where its cgroup carries no mark (a
+    user's manager before systemd 253); called before anything is moved into the cgroup."""
+    directory = service_cgroup_dir(os.path.dirname(leaf_cgroup(record)))
+    if _xattr(directory, "delegate") == "1":
+        return
+    props = bus.unit_properties(record["scope"], "org.freedesktop.systemd1.Service", ["Delegate"])
+    if props.get("Delegate") is not True:
+        raise _not_delegated(record["scope"])
 
 
 def service_cgroup_dir(path: str) -> str:
@@ -97,16 +117,27 @@ def slice_path(slice_: str) -> str:
     return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))
 
 
+def container_cgroup() -> str:
+    """The container's cgroup below the calling service's own (ours, checked by
+    calling_service): `/system.slice/oci-container@x.service/container`, or in a user's manager
+    `/user.slice/user-1000.slice/user@1000.service/app.slice/oci-container@x.service/container`."""
+    return f"{(cgroups.cgroup_of(os.getpid()) or '').rstrip('/')}/{cgroups.LEAF}"
+
+
 def leaf_cgroup(record: Record) -> str:
-    """The container's cgroup path (`/system.slice/oci-container@x.service/container`)."""
+    """The container's cgroup path, as create recorded it (records written before it did were
+    the system manager's: the path follows from the slice)."""
+    if record.get("cgroup"):
+        return record["cgroup"]
     return "/".join(("", slice_path(record["slice"]), record["scope"], cgroups.LEAF)).replace("//", "/")
 
 
 def fork_detached() -> int:
     """fork() whose child is not ours: an intermediate forks it and exits, so the kernel gives
-    it to the next subreaper up, systemd (PID 1; we are not a subreaper in this mode). 0 in
-    the child, its pid in the parent. Only then is the init "our child" to systemd when
-    MAINPID= names it, which is what lets systemd reap it and see its exit status."""
+    it to the next subreaper up, systemd (PID 1, or a user's manager, which makes itself a
+    subreaper; we are not one in this mode). 0 in the child, its pid in the parent. Only then
+    is the init "our child" to systemd when MAINPID= names it, which is what lets systemd reap
+    it and see its exit status."""
     r, w = os.pipe()
     mid = os.fork()
     if mid == 0:
@@ -145,42 +176,24 @@ def hand_over(init_pid: int, *, ready: bool, timeout: float = BARRIER_TIMEOUT_S)
     wait until systemd closed the barrier's fd: it has then processed MAINPID=, and we may exit.
 
     A pid namespace's init is the idler's child; the idler exited right after forking it, so
-    the init is reparented to PID 1. We wait for that, so that systemd finds it its own child
-    and does not log "Supervising process N which is not our child"."""
-    import select
-    import socket
-    import sys
+    the init is reparented to the manager (PID 1; a user's manager, whose pid systemd gives its
+    services as MANAGERPID). We wait for that, so that systemd finds it its own child and does
+    not log "Supervising process N which is not our child"."""
     import time
 
+    from oci_systemd.runtime import sdnotify
+
+    manager = int(os.environ.get("MANAGERPID") or 1)
     deadline = time.monotonic() + 1.0
-    while parent_pid(init_pid) not in (1, None) and time.monotonic() < deadline:
+    while parent_pid(init_pid) not in (manager, None) and time.monotonic() < deadline:
         time.sleep(0.001)
-    address = os.environ["NOTIFY_SOCKET"]
-    if address.startswith("@"):
-        address = "\0" + address[1:]
     message = f"MAINPID={init_pid}\n" + ("READY=1\n" if ready else "")
-    r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.send(message.encode())
-            sock.sendmsg(
-                [b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, sys.byteorder))]
-            )
-        os.close(w)
-        w = -1
-        poller = select.poll()
-        poller.register(r, select.POLLHUP)
-        if not poller.poll(int(timeout * 1000)):
-            raise OciSystemdError(
-                f"systemd did not read MAINPID={init_pid} within {timeout:g} s (BARRIER=1)"
-            )
+        read = sdnotify.notify_barrier(message, os.environ["NOTIFY_SOCKET"], timeout=timeout)
     except OSError as exc:
         raise OciSystemdError(f"cannot hand the container over to the service: {exc}") from exc
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
+    if not read:
+        raise OciSystemdError(f"systemd did not read MAINPID={init_pid} within {timeout:g} s (BARRIER=1)")
 
 
 def kill_leaf(record: Record) -> None:

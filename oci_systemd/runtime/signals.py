@@ -81,6 +81,11 @@ def wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
             continue
         if got == pid:
             break
+    # The init is reaped: its pid may be anyone's now. What comes during the clean-up that
+    # follows (systemd's SIGTERM to the service after ExecStop=, a ^C) must neither be sent
+    # there nor cut the delete short; the status is already known.
+    for sig in forwarded:
+        _signal.signal(sig, _signal.SIG_IGN)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     if os.WIFSIGNALED(status):

@@ -124,6 +124,7 @@ if TYPE_CHECKING:
         scope: str  # the container's unit (a scope today, whatever its placement)
         slice: str
         placement: str  # placement.py: "scope" (absent in records written before it existed)
+        cgroup: str  # the container's cgroup where no unit of its own names it (the unit mode)
         phase: str  # "creating", "created", "started" (what the runtime did last)
         creator_pid: int
         creator_start: int  # with creator_pid: a recycled pid never looks like a live create

@@ -37,7 +37,17 @@ def log_event(
         unit=record.get("scope", ""),
         message=message,
         extra=extra,
+        user_manager=in_user_manager(record),
     )
+
+
+# placement.USER_SCOPE and USER_SERVICE, by value: start would import placement (~0.5 ms) for them.
+_USER_PLACEMENTS = ("user-scope", "user-service")
+
+
+def in_user_manager(record: Record) -> bool:
+    """The container's unit is one of the caller's own user manager (journal.unit_fields())."""
+    return record.get("placement") in _USER_PLACEMENTS
 
 
 def run_record_hooks(stage: str, record: Record, status: Status) -> None:

@@ -222,10 +222,44 @@ def test_files_in_place(tree: Path) -> None:
     assert not missing, f"not installed: {missing}"
     for name in units:
         assert (tree / "lib/systemd/system" / name).read_bytes() == (REPO / "units" / name).read_bytes()
-    # The scope units as user units (systemctl --user), the same files.
-    for name in ("oci-scope@.service", "oci-scope@.socket"):
+    # And as user units (systemctl --user), the same files but wanted by default.target: a
+    # user's manager has no multi-user.target.
+    for name in units:
         user_unit = tree / "usr/lib/systemd/user" / name
-        assert user_unit.read_bytes() == (REPO / "units" / name).read_bytes(), f"{user_unit} not installed"
+        assert user_unit.exists(), f"{user_unit} not installed"
+        source = (REPO / "units" / name).read_text()
+        assert user_unit.read_text() == source.replace(
+            "\nWantedBy=multi-user.target\n", "\nWantedBy=default.target\n"
+        )
+
+
+def test_units_enable_in_both_managers(tree: Path) -> None:
+    """`systemctl enable` of an instance links it where each manager starts it: the system's
+    multi-user.target, a user's default.target (`--global`: every user's, offline here)."""
+    instances = ["oci-container@web.service", "oci-scope@db.service"]
+    links: list[str] = []
+    try:
+        for args in (["--global"], []):
+            proc = subprocess.run(
+                ["systemctl", f"--root={tree}", *args, "enable", *instances],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+        links = sorted(
+            str(p.relative_to(tree)) for d in ("etc/systemd/system", "etc/systemd/user")
+            for p in (tree / d).glob("*.wants/oci-*@*.service")
+        )  # fmt: skip
+    finally:
+        for args in (["--global"], []):
+            subprocess.run(
+                ["systemctl", f"--root={tree}", *args, "disable", *instances], capture_output=True
+            )
+    assert links == [
+        "etc/systemd/system/multi-user.target.wants/oci-container@web.service",
+        "etc/systemd/system/multi-user.target.wants/oci-scope@db.service",
+        "etc/systemd/user/default.target.wants/oci-container@web.service",
+        "etc/systemd/user/default.target.wants/oci-scope@db.service",
+    ]
 
 
 def test_man_page_renders(tree: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from oci_systemd.devtools import sandbox as sandboxes
+from oci_systemd.devtools import sandbox_namespaces
 from oci_systemd.devtools.sandbox import Sandbox
 from oci_systemd.errors import SandboxError
 
@@ -47,6 +48,32 @@ def test_private_tmp(sandbox: Sandbox) -> None:
         assert not Path(f"/tmp/{marker}").exists(), "the sandbox's /tmp leaked onto the host"
     finally:
         sandbox.host_path(f"/tmp/{marker}").unlink()
+
+
+def test_persistent_journal_of_its_own(sandbox: Sandbox) -> None:
+    """The journal is flushed to /var/log/journal (where journald splits off each user's
+    file), and that /var/log is the sandbox's tmpfs, not the host's."""
+    header = _run(sandbox, ["journalctl", "--header", "-n0"]).stdout
+    assert "File path: /var/log/journal/" in header, header
+    assert _run(sandbox, ["findmnt", "-n", "-o", "FSTYPE", "/var/log"]).stdout.strip() == "tmpfs"
+    assert os.stat(sandbox.host_path("/var/log")).st_dev != os.stat("/var/log").st_dev
+
+
+@pytest.mark.parametrize("path", ["/dev/net/tun", "/dev/fuse"])
+def test_users_devices_are_the_sandboxs_own(sandbox: Sandbox, path: str) -> None:
+    """A user's slirp4netns and fuse-overlayfs open them: 0666 inside (as udev makes them),
+    the same device, while the host's node keeps its own mode."""
+    if not os.path.exists(path):
+        pytest.skip(f"no {path} on this host")
+    host = os.stat(path)
+    proc = _run(sandbox, ["stat", "-c", "%F %a %t:%T %d:%i", path])
+    assert proc.returncode == 0, proc.stderr
+    device = f"{os.major(host.st_rdev):x}:{os.minor(host.st_rdev):x}"
+    assert proc.stdout.split()[:5] == ["character", "special", "file", "666", device], proc.stdout
+    # Another inode than the host's: a node of the sandbox's own, not the host's chmod'ed.
+    assert proc.stdout.split()[5] != f"{host.st_dev}:{host.st_ino}"
+    # Only the node is the sandbox's: the tmpfs it came from is gone again.
+    assert not sandbox.host_path(sandbox_namespaces._DEVICE_STAGING).exists()
 
 
 def _sandbox_mounts() -> list[str]:

@@ -159,6 +159,34 @@ def test_type_notify_waits_for_ready(sandbox: Sandbox, units: Path, test_init: P
     wait_for(lambda: systemctl_show(sandbox, f"oci-systemd-{name}.scope", "LoadState") == "not-found")
 
 
+@pytest.mark.parametrize(("code", "restarts"), [(0, False), (1, True)])
+def test_a_program_that_exits_on_its_own(
+    sandbox: Sandbox, units: Path, test_init: Path, code: int, restarts: bool
+) -> None:
+    """Restart=on-failure as a user reads it: the program's exit 0 ends the service (ExecStop's
+    kill finds no container then, which must not fail the unit), its exit 1 restarts it (the
+    main process, moved to the init by MAINPID=, is `run` again when the init has exited)."""
+    name = f"exits{code}"
+    _install_bundle(units, sandbox, name, test_init, ["sh", "-c", f"sleep 0.3; exit {code}"])
+    unit = f"oci-scope@{name}.service"
+    try:
+        sandbox.run(["systemctl", "start", unit], check=True, timeout=60)
+        if restarts:
+            # `run` took the main process back from the init when it exited: systemd saw status 1.
+            wait_for(lambda: int(systemctl_show(sandbox, unit, "NRestarts") or 0) >= 1, timeout=20)
+            journal = _journal_text(sandbox, "_PID=1", f"UNIT={unit}")
+            assert "status=1/FAILURE" in journal
+        else:
+            wait_for(lambda: systemctl_show(sandbox, unit, "ActiveState") == "inactive", timeout=20)
+            time.sleep(3)  # RestartSec=2: a restart would have come by now
+            assert systemctl_show(sandbox, unit, "ActiveState") == "inactive"
+            assert systemctl_show(sandbox, unit, "Result") == "success"
+            assert systemctl_show(sandbox, unit, "NRestarts") == "0"
+    finally:
+        _stop_unit(sandbox, unit)
+    wait_for(lambda: not sandbox.host_path(f"/run/oci-systemd/{name}").exists())
+
+
 def test_type_notify_started_mode(sandbox: Sandbox, units: Path, test_init: Path) -> None:
     name = "plainsvc"
     # A program that ends on SIGTERM: ExecStop's `oci-systemd kill` stops it at once.

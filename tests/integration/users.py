@@ -3,7 +3,7 @@
 
 `useradd` gives each one a home it never gets (-M, /nonexistent) and, as login.defs says,
 ranges in /etc/subuid and /etc/subgid; `userdel` takes them back. The user's manager
-(`user@UID.service`) runs inside the sandbox only: `sandbox.start_user()`.
+(`user@UID.service`) runs inside the sandbox only: `sandbox_users.start_user()`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from oci_systemd.devtools import sandbox as sandboxes
-from oci_systemd.devtools.sandbox import Sandbox, UserSession
+from oci_systemd.devtools import sandbox_users
+from oci_systemd.devtools.sandbox import Sandbox
+from oci_systemd.devtools.sandbox_users import UserSession
 
 PREFIX = "ocirl-"
 
@@ -66,11 +67,11 @@ def throwaway_user(sb: Sandbox) -> Iterator[UserSession]:
     """A new user with its manager running in `sb`; stopped and deleted afterwards."""
     name = f"{PREFIX}{secrets.token_hex(4)}"
     subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", name], check=True)
-    uid = sandboxes.lookup_user(name).pw_uid
+    uid = sandbox_users.lookup_user(name).pw_uid
     try:
-        yield sandboxes.start_user(sb, name)
+        yield sandbox_users.start_user(sb, name)
     finally:
         with contextlib.suppress(Exception):
-            sandboxes.stop_user(sb, name)
+            sandbox_users.stop_user(sb, name)
         _kill_leftovers(uid)
         subprocess.run(["userdel", name], check=False, capture_output=True)

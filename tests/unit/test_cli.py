@@ -239,3 +239,21 @@ def test_root_from_environment_on_both_paths(tmp_path: Path) -> None:
             assert not re.search(r"\|\s*click$", found.stderr, re.M), "the fast leg imported click"
         missing = subprocess.run([*prefix, "state", "c2"], capture_output=True, text=True, env=env, cwd=REPO)
         assert missing.returncode == 1 and "container does not exist: c2" in missing.stderr, leg
+
+
+@pytest.mark.parametrize(("flag", "message"), [("bogus", "invalid --rootless value 'bogus'"), ("true", "")])
+def test_rootless_flag_is_checked_by_create_and_run(tmp_path: Path, flag: str, message: str) -> None:
+    """As runc's create and run read --rootless: a bad value fails before anything exists."""
+    if os.geteuid() != 0:
+        pytest.skip("as root: --rootless=true contradicts who runs it")
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    assert run("spec", "--bundle", str(bundle)).returncode == 0
+    root = tmp_path / "state"
+    for verb in ("create", "run"):
+        out = run("--root", str(root), f"--rootless={flag}", verb, "--bundle", str(bundle), "c1")
+        assert out.returncode == 1, out.stderr
+        assert (
+            message or "--rootless=true: the containers of root live in the system manager"
+        ) in out.stderr
+        assert not (root / "c1").exists()

@@ -152,13 +152,32 @@ def test_root_from_the_environment_on_both_paths(
     monkeypatch.setenv(table.ROOT_ENVVAR, "/env/root")
     for path in ("fast", "click"):
         _status, calls, _out = _run(path, ["state", "c1"], capsys)
-        assert ("Runtime", (), {"root": "/env/root", "systemd_cgroup": False}) in calls, path
+        assert (
+            "Runtime",
+            (),
+            {"root": "/env/root", "systemd_cgroup": False, "rootless_flag": "auto"},
+        ) in calls, path
         _status, calls, _out = _run(path, ["--root", "/flag/root", "state", "c1"], capsys)
-        assert ("Runtime", (), {"root": "/flag/root", "systemd_cgroup": False}) in calls, path
+        assert (
+            "Runtime",
+            (),
+            {"root": "/flag/root", "systemd_cgroup": False, "rootless_flag": "auto"},
+        ) in calls, path
+    for path in ("fast", "click"):  # --rootless reaches the runtime from both parsers
+        _status, calls, _out = _run(path, ["--rootless", "true", "state", "c1"], capsys)
+        assert (
+            "Runtime",
+            (),
+            {"root": "/env/root", "systemd_cgroup": False, "rootless_flag": "true"},
+        ) in calls
     monkeypatch.setenv(table.ROOT_ENVVAR, "")  # empty: the default, as click reads it
     for path in ("fast", "click"):
         _status, calls, _out = _run(path, ["state", "c1"], capsys)
-        assert ("Runtime", (), {"root": table.DEFAULT_ROOT, "systemd_cgroup": False}) in calls, path
+        assert (
+            "Runtime",
+            (),
+            {"root": table.DEFAULT_ROOT, "systemd_cgroup": False, "rootless_flag": "auto"},
+        ) in calls, path
 
 
 @pytest.mark.parametrize(

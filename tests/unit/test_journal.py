@@ -286,10 +286,33 @@ def test_log_event_without_unit_or_bundle(journald: FakeJournald) -> None:
         socket_path=os.fspath(journald.path),
     )
     entry = journald.entry()
-    assert "OBJECT_SYSTEMD_UNIT" not in entry
+    assert "OBJECT_SYSTEMD_UNIT" not in entry and "USER_UNIT" not in entry
     assert "OCI_BUNDLE" not in entry
     assert "OCI_STATUS" not in entry
     assert entry["PRIORITY"] == b"3"
+
+
+def test_log_event_names_a_user_managers_unit_by_user_unit(journald: FakeJournald) -> None:
+    """`journalctl --user -u` matches USER_UNIT= with the sender's _UID; OBJECT_SYSTEMD_UNIT
+    (trusted from _UID=0 only) stays for the catalog's texts."""
+    journal.log_event(
+        Event.STARTED,
+        container_id="c3",
+        bundle="/b/c3",
+        status="running",
+        unit="oci-systemd-c3.scope",
+        message="Container c3 started",
+        user_manager=True,
+        socket_path=os.fspath(journald.path),
+    )
+    entry = journald.entry()
+    assert entry["USER_UNIT"] == entry["OBJECT_SYSTEMD_UNIT"] == b"oci-systemd-c3.scope"
+
+
+def test_unit_fields() -> None:
+    assert journal.unit_fields("u.scope", user_manager=False) == {"OBJECT_SYSTEMD_UNIT": "u.scope"}
+    assert journal.unit_fields("", user_manager=True) == {}
+    assert journal.unit_fields(None, user_manager=False) == {}
 
 
 def test_log_event_without_journald_is_silent(tmp_path: Path) -> None:
@@ -459,6 +482,11 @@ def test_forward_stream_stderr_priority_and_binary(journald: FakeJournald) -> No
     ]
 
 
+def test_forward_stream_in_a_user_manager(journald: FakeJournald) -> None:
+    [entry] = run_forwarder(journald, [b"line\n"], user_manager=True)
+    assert entry["USER_UNIT"] == entry["OBJECT_SYSTEMD_UNIT"] == b"oci-systemd-c1.scope"
+
+
 def test_forward_stream_splits_long_lines(journald: FakeJournald) -> None:
     entries = run_forwarder(journald, [b"a" * 25 + b"\n"], line_max=10)
     assert [e["MESSAGE"] for e in entries] == [b"a" * 10, b"a" * 10, b"a" * 5]
@@ -507,3 +535,11 @@ def test_forward_stream_pty_eio_is_eof(journald: FakeJournald) -> None:
 def test_catalog_path_is_packaged() -> None:
     assert Path(journal.CATALOG_PATH).is_file()
     assert Path(journal.CATALOG_PATH).parent.name == "data"
+
+
+def test_in_user_manager_matches_the_placements() -> None:
+    from oci_systemd.runtime.placement import _KINDS, USER_SCOPE, USER_SERVICE
+    from oci_systemd.runtime.transitions import in_user_manager
+
+    assert {kind for kind in _KINDS if in_user_manager({"placement": kind})} == {USER_SCOPE, USER_SERVICE}
+    assert not in_user_manager({})  # records written before placements: root's scopes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from oci_systemd.errors import OciSystemdError
 from oci_systemd.runtime import placement, rootless, rootless_policy
 from oci_systemd.runtime.lifecycle import Runtime
 
@@ -94,10 +95,13 @@ def test_a_user_gets_a_user_scope_in_app_slice(as_user: None) -> None:
     assert placement.placement_of({"placement": "user-scope"}) is chosen
 
 
-def test_a_user_cannot_ask_for_the_unit_mode(as_user: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_users_unit_mode_is_in_the_users_manager(as_user: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(placement.PLACEMENT_ENV, "service")
-    with pytest.raises(Exception, match="not there for a user's manager"):
-        placement.choose_placement(run=True)
+    chosen = placement.choose_placement(run=True)
+    assert chosen.kind == placement.USER_SERVICE and chosen.hands_over
+    assert placement.placement_of({"placement": "user-service"}) is chosen
+    with pytest.raises(Exception, match="is for `oci-systemd run`"):
+        placement.choose_placement()
 
 
 def test_own_id_maps_are_fine(as_user: None) -> None:
@@ -232,3 +236,28 @@ def test_features_report_the_user_managers_cgroups() -> None:
     from oci_systemd.runtime.features import features
 
     assert features()["linux"]["cgroup"]["systemdUser"] is True
+
+
+@pytest.mark.parametrize("value", ["auto", "AUTO", "", "true", "1", "T", "TRUE"])
+def test_rootless_flag_agreeing_with_a_user_is_accepted(as_user: None, value: str) -> None:
+    rootless.check_flag(value)
+
+
+def test_rootless_flag_false_for_a_user_is_refused(as_user: None) -> None:
+    with pytest.raises(OciSystemdError, match="an unprivileged caller live in its own user manager"):
+        rootless.check_flag("false")
+
+
+@pytest.mark.skipif(rootless.is_rootless(), reason="checks root's side")
+def test_rootless_flag_for_root() -> None:
+    rootless.check_flag("false")
+    rootless.check_flag("f")
+    with pytest.raises(OciSystemdError, match=r"--rootless=true: the containers of root live in"):
+        rootless.check_flag("true")
+
+
+@pytest.mark.parametrize("value", ["bogus", "yes", "tRuE", "2"])
+def test_rootless_flag_invalid(value: str) -> None:
+    """Go's strconv.ParseBool spellings only, as runc's create parses them."""
+    with pytest.raises(OciSystemdError, match="invalid --rootless value"):
+        rootless.check_flag(value)

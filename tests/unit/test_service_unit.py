@@ -117,6 +117,16 @@ def test_leaf_cgroup() -> None:
     )
 
 
+def test_leaf_cgroup_as_recorded_in_a_users_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = "/user.slice/user-1000.slice/user@1000.service/app.slice/oci-container@web.service"
+    monkeypatch.setattr(cgroups, "cgroup_of", lambda pid: service)
+    assert service_unit.container_cgroup() == f"{service}/container"
+    record = Record(
+        id="web", scope="oci-container@web.service", slice="app.slice", cgroup=f"{service}/container"
+    )
+    assert service_unit.leaf_cgroup(record) == f"{service}/container"
+
+
 def test_fork_detached_child_is_not_ours() -> None:
     r, w = os.pipe()
     pid = service_unit.fork_detached()
@@ -234,3 +244,25 @@ def test_service_processes_are_the_containers_and_kill_all_is_killunit_all() -> 
     assert unit.processes(bus, SERVICE_RECORD) == [11, 12]  # type: ignore[arg-type]
     unit.kill_all(bus, SERVICE_RECORD, 15, stopped=False)  # type: ignore[arg-type]
     assert bus.calls == [("kill", "web.service", 15, "all")]
+
+
+def test_hand_over_waits_for_the_user_managers_adoption(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A user's manager (MANAGERPID) is a subreaper: the init is its child, not PID 1's."""
+    path = os.fspath(tmp_path / "notify")
+    manager = FakeManager(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("MANAGERPID", "4242")
+    parents = iter([77, 77, 4242])  # the idler still, then the manager
+    asked: list[int] = []
+
+    def parent(pid: int) -> int:
+        asked.append(pid)
+        return next(parents)
+
+    monkeypatch.setattr(service_unit, "parent_pid", parent)
+    service_unit.hand_over(os.getpid(), ready=False, timeout=5)
+    manager.thread.join(5)
+    assert len(asked) == 3  # it waited until the manager had it, and no longer
+    assert manager.messages == [f"MAINPID={os.getpid()}\n", "BARRIER=1"]

@@ -2,7 +2,8 @@
 """The container's /dev: the default devices, `linux.devices`, and the /dev links.
 
 Device nodes are made with mknod(2), or bind-mounted from the host's /dev when the container
-(or the runtime) has a user namespace, where mknod is refused.
+(or the runtime) has a user namespace, where mknod of a device needs CAP_MKNOD of the initial
+one; a FIFO needs no privilege and is always made.
 
 Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.mount_options`, `.namespaces`,
 `.mounts.resolve` and `oci_systemd.errors` only.
@@ -74,7 +75,7 @@ def create_device(dev: config.Device, *, root_fd: int, root: str, bind: bool) ->
         raise OciSystemdError(f"device path {path!r} is invalid")
     pfd = resolve.mkdest_in_root(root_fd, root, parent, directory=True)
     try:
-        if bind:
+        if bind and kind != _S_IFIFO:
             _bind_host_device(path, root_fd=root_fd, root=root)
         else:
             _mknod(dev, kind, name, pfd)

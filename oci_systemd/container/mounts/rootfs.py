@@ -7,23 +7,30 @@ MS_MOVE + chroot) → `finish_rootfs` (rootfsPropagation, root.readonly, sysctl,
 maskedPaths). Without a mount namespace the caller's is shared: nothing is mounted, /dev nodes
 are made as files and `enter_rootfs` only chroots.
 
-Idler module: `os`, `oci_systemd.container.linux`, `.mount_options`, `.namespaces`, `.mounts.*`
+Idler module: `os`, `errno`, `oci_systemd.container.linux`, `.mount_options`, `.namespaces`, `.mounts.*`
 and `oci_systemd.errors` only.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from oci_systemd.container import linux, mount_options, namespaces
 from oci_systemd.container.mounts import dev, entries, masked, resolve, sysctl
-from oci_systemd.errors import OciSystemdError
+from oci_systemd.errors import OciSystemdError, SyscallError
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the idler ~10 ms
 if TYPE_CHECKING:
     from oci_systemd.container import config
 
 _O_ROOT = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+# EPERM mounting a filesystem in a user namespace: which types it may mount is the kernel's
+# (FS_USERNS_MOUNT), not listed anywhere a runtime can read.
+_USERNS_MOUNT_HINT = (
+    "mounts[{i}] ({type}): a user namespace mounts only filesystems the kernel allows there "
+    "(tmpfs, proc, sysfs, devpts, mqueue, cgroup2, overlay, fuse, ...) and bind mounts"
+)
 
 
 def _unescape_mountinfo(s: str) -> str:
@@ -113,7 +120,12 @@ def _prepare_rootfs(cfg: config.Config, rootfs: str, bundle: str, sources: dict[
     root_fd = os.open(rootfs, _O_ROOT)
     try:
         for i, m in enumerate(cfg.get("mounts") or ()):
-            entries.mount_entry(m, root_fd=root_fd, root=rootfs, bundle=bundle, source_fd=sources.get(i))
+            try:
+                entries.mount_entry(m, root_fd=root_fd, root=rootfs, bundle=bundle, source_fd=sources.get(i))
+            except SyscallError as e:
+                if e.errno == errno.EPERM and not mount_options.is_bind(m) and dev.in_user_namespace(cfg):
+                    e.hint = e.hint or _USERNS_MOUNT_HINT.format(i=i, type=m.get("type"))
+                raise
         if dev.needs_dev_setup(cfg):
             dev.setup_dev(cfg, root_fd=root_fd, root=rootfs)
     finally:

@@ -42,6 +42,9 @@ def create(
 
     `console_listener` (a foreground `run`): with process.terminal and no console socket,
     the pty master comes to that listener, bound in the state directory."""
+    from oci_systemd.runtime import rootless
+
+    rootless.check_flag(rt.rootless_flag)
     validate_id(cid)
     placement, plan, record, props = prepare(
         rt,
@@ -191,6 +194,10 @@ def prepare(
         systemd_cgroup=rt.systemd_cgroup,
         placement=placement.kind,
     )
+    if placement.hands_over:  # the container's cgroup is below the service's, not a unit's own
+        from oci_systemd.runtime.service_unit import container_cgroup
+
+        record["cgroup"] = container_cgroup()
     if notify is not None:
         record["notify_socket"], record["notify_mode"] = notify
     if (linux.get("seccomp") or {}).get("listenerPath"):

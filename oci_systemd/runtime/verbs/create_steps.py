@@ -161,12 +161,15 @@ class CreateSteps:
         """The idler, with the container's stdout/stderr going to the journal forwarder when
         the config asks for it (the forwarder is started first: it joins the unit too)."""
         from oci_systemd.runtime import log_forwarder
+        from oci_systemd.runtime.transitions import in_user_manager
 
         stdio = None
         # In the unit mode the container's output is the service's own (the journal stream
         # systemd gave us); a forwarder would stay resident for nothing.
         if log_forwarder.wanted(self.plan["config"]) and not self.placement.hands_over:
-            self.forwarder_pid, out_w, err_w = log_forwarder.start_forwarder(self.cid, self.record["scope"])
+            self.forwarder_pid, out_w, err_w = log_forwarder.start_forwarder(
+                self.cid, self.record["scope"], user_manager=in_user_manager(self.record)
+            )
             stdio = (out_w, err_w)
         try:
             chan, self.idler_pid = spawn_idler(

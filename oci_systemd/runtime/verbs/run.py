@@ -103,6 +103,7 @@ def _run_created(
         if forwarder is not None:
             forwarder.join(timeout=1)
         proxy.close()
+        notify_passthrough.reclaim_main_pid(record)
     log_event(
         "EXITED",
         record,
