@@ -1055,12 +1055,8 @@ def _unit_bundle(
     return c
 
 
-def test_user_unit_with_socket_activation(
-    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
-) -> None:
-    c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
-    service, socket_unit = f"oci-scope@{c.id}.service", f"oci-scope@{c.id}.socket"
-    path = f"{user.runtime_dir}/oci-scope-{c.id}.sock"
+def _ask_socket(user: UserSession, path: str) -> subprocess.CompletedProcess[str]:
+    """Connect to a unit's listening socket as the user; the answer is the activated program's."""
     code = (
         "import socket\n"
         "s = socket.socket(socket.AF_UNIX)\n"
@@ -1068,12 +1064,35 @@ def test_user_unit_with_socket_activation(
         f"s.connect({path!r})\n"
         "print(s.makefile().readline().strip())\n"
     )
+    return user.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+
+
+def _ready_bundle(sandbox: Sandbox, make: Callable[..., UserContainer]) -> UserContainer:
+    """A program that says READY=1 itself, two seconds after it starts."""
+    return _unit_bundle(
+        sandbox,
+        make,
+        ["/bin/oci-test-init", "notify", "2", "READY=1"],
+        **{"io.github.oci-systemd.notify": "container"},
+    )
+
+
+def _start_waits_for_ready(user: UserSession, service: str) -> None:
+    t0 = time.monotonic()
+    _systemctl_user(user, "start", service)
+    elapsed = time.monotonic() - t0
+    assert elapsed >= 2.0, f"systemctl --user start returned after {elapsed:.2f}s, before READY=1"
+
+
+def test_user_unit_with_socket_activation(
+    sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
+) -> None:
+    c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
+    service, socket_unit = f"oci-scope@{c.id}.service", f"oci-scope@{c.id}.socket"
     try:
         _systemctl_user(user, "start", socket_unit)
         assert _user_show(user, service, "ActiveState") == "inactive"
-        answer = user.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
-        )
+        answer = _ask_socket(user, f"{user.runtime_dir}/oci-scope-{c.id}.sock")
         assert answer.stdout.strip() == f"LISTEN_FDS=1 LISTEN_FDNAMES={c.id} LISTEN_PID=1 PID=1", (
             answer.stderr
         )
@@ -1093,18 +1112,10 @@ def test_user_unit_with_socket_activation(
 def test_user_unit_type_notify_waits_for_ready(
     sandbox: Sandbox, user: UserSession, user_units: str, make: Callable[..., UserContainer]
 ) -> None:
-    c = _unit_bundle(
-        sandbox,
-        make,
-        ["/bin/oci-test-init", "notify", "2", "READY=1"],
-        **{"io.github.oci-systemd.notify": "container"},
-    )
+    c = _ready_bundle(sandbox, make)
     service = f"oci-scope@{c.id}.service"
     try:
-        t0 = time.monotonic()
-        _systemctl_user(user, "start", service)
-        elapsed = time.monotonic() - t0
-        assert elapsed >= 2.0, f"systemctl --user start returned after {elapsed:.2f}s, before READY=1"
+        _start_waits_for_ready(user, service)
         assert _user_show(user, service, "ActiveState") == "active"
         assert c.state()["status"] == "running"
         # MainPID stays `oci-systemd run`: a user manager takes MAINPID= from an unprivileged
@@ -1222,19 +1233,9 @@ def test_user_unit_mode_socket_activation_and_ready(
 ) -> None:
     c = _unit_bundle(sandbox, make, ["/bin/oci-test-init", "accept-fd3"])
     service, socket_unit = f"oci-container@{c.id}.service", f"oci-container@{c.id}.socket"
-    path = f"{user.runtime_dir}/oci-container-{c.id}.sock"
-    code = (
-        "import socket\n"
-        "s = socket.socket(socket.AF_UNIX)\n"
-        "s.settimeout(20)\n"
-        f"s.connect({path!r})\n"
-        "print(s.makefile().readline().strip())\n"
-    )
     try:
         _systemctl_user(user, "start", socket_unit)
-        answer = user.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
-        )
+        answer = _ask_socket(user, f"{user.runtime_dir}/oci-container-{c.id}.sock")
         assert answer.stdout.strip() == f"LISTEN_FDS=1 LISTEN_FDNAMES={c.id} LISTEN_PID=1 PID=1", (
             answer.stderr
         )
@@ -1244,18 +1245,10 @@ def test_user_unit_mode_socket_activation_and_ready(
         _stop_user_units(user, service, socket_unit)
     wait_for(lambda: not (state_root(user) / c.id).exists())
 
-    ready = _unit_bundle(
-        sandbox,
-        make,
-        ["/bin/oci-test-init", "notify", "2", "READY=1"],
-        **{"io.github.oci-systemd.notify": "container"},
-    )
+    ready = _ready_bundle(sandbox, make)
     service = f"oci-container@{ready.id}.service"
     try:
-        t0 = time.monotonic()
-        _systemctl_user(user, "start", service)
-        elapsed = time.monotonic() - t0
-        assert elapsed >= 2.0, f"systemctl --user start returned after {elapsed:.2f}s, before READY=1"
+        _start_waits_for_ready(user, service)
         # The program's own READY=1, from the service's main process: the container's init.
         assert int(_user_show(user, service, "MainPID")) == ready.state()["pid"]
     finally:
