@@ -243,23 +243,56 @@ def shared_source(sandbox: Sandbox) -> Iterator[str]:
         sandbox.run(["rmdir", path], check=False)
 
 
+_WAIT_FOR = "i=0; while [ ! -e {f} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; "
+
+
+def _with_sys_admin(conf: dict[str, Any]) -> dict[str, Any]:
+    caps = conf["process"].setdefault("capabilities", {})
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = sorted({*caps.get(kind, []), "CAP_SYS_ADMIN"})
+    return conf
+
+
+# runc's default (no rootfsPropagation) is rslave: host mounts made after start reach the
+# container, the container's never reach the host. crun 1.8.1 defaults to rprivate.
 @pytest.mark.parametrize(
-    ("propagation", "seen"), [("rslave", "from-host"), ("rshared", "from-host"), ("rprivate", "no")]
+    ("propagation", "seen", "kinds", "reaches_host"),
+    [
+        (None, "from-host", {"master"}, False),
+        ("rslave", "from-host", {"master"}, False),
+        ("rshared", "from-host", {"shared"}, True),
+        ("rprivate", "no", set(), False),
+    ],
 )
-def test_rootfs_propagation_and_host_mounts_made_after_start(
-    sandbox: Sandbox, shared_source: str, propagation: str, seen: str
+def test_rootfs_propagation_and_mounts_made_after_start(
+    sandbox: Sandbox,
+    shared_source: str,
+    propagation: str | None,
+    seen: str,
+    kinds: set[str],
+    reaches_host: bool,
 ) -> None:
-    # /shared/mounted is a file on the bound tmpfs itself (visible whatever the propagation): the
-    # host writes it once it has mounted /shared/sub.
-    conf = config(
-        "i=0; while [ ! -e /shared/mounted ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; "
-        "echo seen=$(cat /shared/sub/marker 2>/dev/null || echo no)"
+    """Host → container and container → host, on a bind of a shared host directory.
+
+    /shared/mounted and /shared/ctr-done are files on the bound tmpfs itself (visible whatever
+    the propagation): the host writes the first once it has mounted /shared/sub, the container
+    the second once it has mounted /shared/ctr."""
+    conf = _with_sys_admin(
+        config(
+            _WAIT_FOR.format(f="/shared/mounted")
+            + "echo seen=$(cat /shared/sub/marker 2>/dev/null || echo no); cat /proc/self/mountinfo; "
+            "mkdir /shared/ctr && mount -t tmpfs ctr-tmpfs /shared/ctr && echo ctr-mount=ok; "
+            "touch /shared/ctr-done; exec sleep 60"
+        )
     )
     bundles.add_all_namespaces(conf)
-    conf["linux"]["rootfsPropagation"] = propagation
+    if propagation:
+        conf["linux"]["rootfsPropagation"] = propagation
+    else:
+        conf["linux"].pop("rootfsPropagation", None)
     conf["mounts"] = [
         *conf["mounts"],
-        {"destination": "/shared", "type": "bind", "source": shared_source, "options": ["rbind"]},
+        {"destination": "/shared", "type": "bind", "source": shared_source, "options": ["bind", "rbind"]},
     ]
     _, cid = bundles.run_and_get_output(sandbox, conf, detach=True)
     output_file = sandbox.host_path(f"{bundles.INNER_WORKDIR}/bundles/{cid}/output")
@@ -270,8 +303,16 @@ def test_rootfs_propagation_and_host_mounts_made_after_start(
         ["sh", "-c", f"echo from-host > {shared_source}/sub/marker; touch {shared_source}/mounted"],
         check=True,
     )
-    wait_for(lambda: "seen=" in output_file.read_text(), timeout=20)
-    assert tagged(output_file.read_text())["seen"] == seen, output_file.read_text()
+    done = sandbox.host_path(f"{shared_source}/ctr-done")
+    wait_for(done.exists, timeout=20)
+    out = output_file.read_text()
+    assert tagged(out)["seen"] == seen, out
+    assert tagged(out).get("ctr-mount") == "ok", out
+    inside = mountinfo(out)
+    assert _kinds(inside["/shared"].optional) == kinds, inside["/shared"].optional
+    assert ("/shared/sub" in inside) == (seen == "from-host"), out
+    on_host = [line.split()[4] for line in sandbox_mountinfo(sandbox).splitlines()]
+    assert (f"{shared_source}/ctr" in on_host) == reaches_host, on_host
 
 
 def _kinds(optional: list[str]) -> set[str]:

@@ -135,19 +135,27 @@ def _prepare_rootfs(cfg: config.Config, rootfs: str, bundle: str, sources: dict[
 def _isolate_root(cfg: config.Config, rootfs: str) -> None:
     """Stop our mounts from propagating to the host, and bind the rootfs onto itself.
 
+    Without rootfsPropagation / becomes rslave, runc's default (crun's is rprivate): host mounts
+    made later below a bind source reach the container, nothing goes the other way.
     "shared" variants of rootfsPropagation keep / shared, but then the rootfs' parent mount must
     be private for pivot_root(2). An unbindable rootfs could not be bound onto itself: it stays
     private here and finish_rootfs() makes it unbindable."""
-    prop = root_propagation(cfg)
-    if prop and prop & linux.MS_UNBINDABLE:
-        prop = None
-    root_flag = linux.MS_REC | (prop & ~linux.MS_REC if prop else linux.MS_PRIVATE)
+    root_flag = linux.MS_REC | _initial_root_propagation(root_propagation(cfg))
     resolve.step(f"propagation of / = {linux.propagation_name(root_flag)}")
     linux.mount(None, "/", None, root_flag)
     if root_flag & linux.MS_SHARED:
         linux.mount(None, mount_point_of(rootfs), None, linux.MS_PRIVATE)
     resolve.step(f"bind {rootfs} -> {rootfs}")
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def _initial_root_propagation(prop: int | None) -> int:
+    """The propagation type (no MS_REC) given to / before the rootfs is prepared."""
+    if prop is None:
+        return linux.MS_SLAVE
+    if prop & linux.MS_UNBINDABLE:
+        return linux.MS_PRIVATE
+    return prop & ~linux.MS_REC
 
 
 def enter_rootfs(cfg: config.Config, rootfs: str, *, no_pivot: bool = False) -> None:
