@@ -8,13 +8,15 @@ they may open it, keep the fd past the idler's exec, and reopen it for writing
 (CVE-2019-5736). Executed from a read-only mount, that reopen fails with EROFS. runc does the
 same with an overlay or a memfd copy of its binary.
 
-`spawn_idler` calls this in its forked child, on the path to the idler's exec, so it uses the
-C module `_ctypes` alone: `ctypes` (struct, its type zoo) would cost every create ~5 ms.
+`spawn_idler` calls this in its forked child, on the path to the idler's exec, so it calls
+libc through `libc.py` (the C module `_ctypes` alone): `ctypes` (struct, its type zoo) would
+cost every create ~5 ms.
 """
 
-import _ctypes
 import os
 import sys
+
+from oci_systemd.runtime import libc
 
 # Generic syscall numbers, shared by x86_64 and aarch64 (asm-generic/unistd.h).
 _NR_OPEN_TREE = 428
@@ -25,17 +27,8 @@ _AT_EMPTY_PATH = 0x1000
 _MOUNT_ATTR_RDONLY = 0x1
 
 
-class _Libc:
-    _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # NULL: our own symbols
-
-
-class _Syscall(_ctypes.CFuncPtr):
-    # Returns and takes C ints (libffi widens them to the registers' 64 bits): every number,
-    # fd, flag and size here fits.
-    _flags_ = _ctypes.FUNCFLAG_CDECL
-
-
-_syscall = _Syscall(("syscall", _Libc()))  # type: ignore[arg-type]  # duck-typed like CDLL
+# Returns and takes C ints: every number, fd, flag and size here fits.
+_syscall = libc.function("syscall")
 
 
 def read_only_fd() -> int:

@@ -27,20 +27,13 @@ PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
 
 def become_subreaper() -> None:
     """prctl(PR_SET_CHILD_SUBREAPER, 1): the container's init, a grandchild (the idler forks
-    it), is re-parented to us, so `wait_forwarding_signals` can wait for it. Through the C
-    module `_ctypes` (as interpreter.py): container/linux.py loads the ctypes package, ~2 ms of
-    `run`'s imports for this one call."""
-    import _ctypes
+    it), is re-parented to us, so `wait_forwarding_signals` can wait for it. Through libc.py
+    (`_ctypes` alone): container/linux.py loads the ctypes package, ~2 ms of `run`'s imports
+    for this one call."""
+    from oci_systemd.runtime import libc
 
-    class Libc:  # what CFuncPtr((name, dll)) reads: dlopen(NULL), our own symbols
-        _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
-
-    class Function(_ctypes.CFuncPtr):  # returns a C int; libffi widens the int arguments
-        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-
-    prctl = Function(("prctl", Libc()))  # type: ignore[arg-type]  # duck-typed like CDLL
-    if prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise SyscallError("prctl", "PR_SET_CHILD_SUBREAPER", _ctypes.get_errno())
+    if libc.function("prctl")(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise SyscallError("prctl", "PR_SET_CHILD_SUBREAPER", libc.errno())
 
 
 def wait_forwarding_signals(pid: int, relay: Relay | None = None) -> int:
